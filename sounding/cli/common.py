@@ -1,0 +1,33 @@
+"""Helpers shared by the CLI modules: settings from flags, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from sounding.settings import ConfigError, Settings, deep_overrides, load_settings
+
+EXIT_OK = 0
+EXIT_DEGRADED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_from(ctx: typer.Context, **flags: Any) -> Settings:
+    """Settings with the CLI flags (``section__field=value``, None = not given) as the top layer."""
+    config = (ctx.obj or {}).get("config") if ctx is not None else None
+    try:
+        return load_settings(config, **deep_overrides(**flags))
+    except ConfigError as exc:
+        fail(str(exc))

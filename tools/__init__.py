@@ -1,0 +1,1 @@
+"""What the agent calls: LLM backends, search backends, the corpus/index store, web fetch + extract."""
