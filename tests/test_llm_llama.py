@@ -1,0 +1,81 @@
+"""The embedded backend with the real SmolLM2 model, and the HTTP backend against llama.cpp's real server."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from sounding.tools.llm.openai_http import OpenAIHTTPLLM
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.model
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "confident": {"type": "boolean"}},
+    "required": ["city", "confident"],
+}
+MESSAGES = [
+    {"role": "system", "content": "You answer briefly."},
+    {"role": "user", "content": "What is the capital of France? Answer as JSON."},
+]
+
+
+def test_generation_reports_real_token_counts(smollm2):
+    msgs = [{"role": "user", "content": "Write one sentence about the sea."}]
+    c = smollm2.complete(msgs, max_tokens=12)
+    assert c.text.strip()
+    assert 0 < c.completion_tokens <= 12
+    assert 0 < c.prompt_tokens <= smollm2.prompt_token_bound(msgs)
+
+
+def test_schema_constrained_json_parses(smollm2):
+    c = smollm2.complete(MESSAGES, max_tokens=48, schema=SCHEMA)
+    value = json.loads(c.text)
+    assert isinstance(value["city"], str) and isinstance(value["confident"], bool)
+
+
+def test_deterministic_at_temperature_zero(smollm2):
+    a = smollm2.complete(MESSAGES, max_tokens=16).text
+    b = smollm2.complete(MESSAGES, max_tokens=16).text
+    assert a == b
+
+
+@pytest.fixture(scope="module")
+def llama_server(smollm2_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_path), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("llama.cpp server did not start within 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_http_backend_against_real_llama_server(llama_server):
+    llm = OpenAIHTTPLLM(llama_server, "smollm2", structured_output="json_object", timeout_s=60)
+    c = llm.complete(MESSAGES, max_tokens=48, schema=SCHEMA)
+    value = json.loads(c.text)
+    assert set(value) >= {"city", "confident"}
+    assert c.prompt_tokens > 0 and 0 < c.completion_tokens <= 48
+    plain = llm.complete([{"role": "user", "content": "Say hello."}], max_tokens=8)
+    assert plain.text.strip() and plain.completion_tokens <= 8
