@@ -44,9 +44,9 @@ def root(
 
 def _register() -> None:
     # Command modules import heavy libraries lazily inside their commands, so `--help` stays fast.
-    from sounding.cli import doctor, models
+    from sounding.cli import doctor, index, models
 
-    for module in (models, doctor):
+    for module in (models, doctor, index):
         module.register(app)
 
 

@@ -1,0 +1,35 @@
+"""The research graph, top to bottom.
+
+    plan ──▶ queries ──▶ search ×breadth (Send, parallel) ──▶ read ──▶ reflect ──┬─▶ queries (next round)
+      │          └──────────────(no new query)──────────────▶ read               └─▶ answer ──▶ END
+      └──(depth 0, or a failure)──▶ answer
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from sounding.agent.nodes import AgentDeps, ResearchNodes
+from sounding.agent.state import ResearchState
+
+
+def build_graph(deps: AgentDeps, *, checkpointer: Any = None) -> Any:
+    nodes = ResearchNodes(deps)
+    graph = StateGraph(ResearchState)
+    graph.add_node("plan", nodes.plan)
+    graph.add_node("queries", nodes.queries)
+    graph.add_node("search", nodes.search)
+    graph.add_node("read", nodes.read)
+    graph.add_node("reflect", nodes.reflect)
+    graph.add_node("answer", nodes.answer)
+
+    graph.add_edge(START, "plan")
+    graph.add_conditional_edges("plan", nodes.route_after_plan, ["queries", "answer"])
+    graph.add_conditional_edges("queries", nodes.route_after_queries, ["search", "read", "answer"])
+    graph.add_edge("search", "read")
+    graph.add_edge("read", "reflect")
+    graph.add_conditional_edges("reflect", nodes.route_after_reflect, ["queries", "answer"])
+    graph.add_edge("answer", END)
+    return graph.compile(checkpointer=checkpointer)

@@ -1,0 +1,439 @@
+"""The research graph's nodes: plain functions ``state -> partial update`` bound to their dependencies.
+
+plan -> queries -> search (one branch per query, in parallel via Send) -> read -> reflect -> (queries | answer)
+
+Every LLM call goes through `budgeted_json` and every search through the ledger, so the budget is
+enforced step by step; a step that cannot be afforded routes to `answer` with what the run has.
+Backend failures end the run degraded with the best answer so far, never with a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from langgraph.types import Send
+
+from sounding.agent.llm_step import StepResult, budgeted_json
+from sounding.agent.state import ResearchState
+from sounding.budgets.controllers import Controller, Decision, Features, Plan, RoundReport, round_usage
+from sounding.budgets.cost import Usage
+from sounding.budgets.ledger import BudgetExceeded, Ledger
+from sounding.tools.llm.base import LLM, LLMError, Message
+from sounding.tools.search.base import SearchBackend, SearchError
+
+PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
+    resources.files("sounding.agent").joinpath("prompts/research.toml").read_text(encoding="utf-8")
+)
+NO_ANSWER = "No answer could be found within the budget."
+PASSAGE_WORDS = 110  # words of each passage shown to the extractor: keeps prompts small for 0.5B-1.5B models
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class AgentDeps:
+    """Everything the nodes call. Built once per run; never stored in the (checkpointed) state."""
+
+    llm: LLM
+    search: SearchBackend
+    ledger: Ledger
+    controller: Controller
+    on_event: EventSink = field(default=lambda event: None)
+    #: Record a closed-book draft as round 0 (the harness's depth-0 point of the anytime curve).
+    closed_book_draft: bool = False
+    #: Let the answer node rewrite the last draft; the harness turns this off so that a depth-d run's
+    #: final answer equals the round-d anytime draft of a deeper run.
+    improve_final: bool = True
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def messages(step: str, **fields: Any) -> list[Message]:
+    prompt = PROMPTS[step]
+    return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": prompt["user"].format(**fields)}]
+
+
+def normalise_query(query: str) -> str:
+    return " ".join(sorted(set(re.findall(r"\w+", query.lower()))))
+
+
+_SQL = re.compile(r"\b(select|from|where|and|or|like|limit|table)\b", re.IGNORECASE)
+
+
+def clean_query(query: str) -> str:
+    """Plain keywords: drop quotes, operators and field syntax a small model may emit anyway."""
+    text = re.sub(r"[A-Za-z_]+\s*[:=]", " ", query)  # field:value / column = value
+    if re.search(r"\bselect\b", text, re.IGNORECASE):
+        text = _SQL.sub(" ", text)
+    words = re.findall(r"[\w'’.-]+", text)
+    return " ".join(w.strip(".'") for w in words if w.strip(".'"))[:80].strip()
+
+
+def spend_snapshot(ledger: Ledger) -> dict[str, Any]:
+    spent = ledger.spent
+    return {"searches": spent.searches, "tokens": spent.tokens, "prompt_tokens": spent.prompt_tokens,
+            "completion_tokens": spent.completion_tokens,
+            "cost": {unit: round(ledger.spent_in(unit), 12) for unit in ledger.report_models}}
+
+
+def quote(text: str, words: int = PASSAGE_WORDS) -> str:
+    tokens = text.split()
+    body = " ".join(tokens[:words]) + (" ..." if len(tokens) > words else "")
+    return "> " + body
+
+
+def number_notes(notes: list[dict[str, Any]]) -> str:
+    return "\n".join(f"[{i}] ({n['title']}) {n['fact']}" for i, n in enumerate(notes, 1)) or "(none)"
+
+
+def charges_of(result: StepResult) -> list[dict[str, Any]]:
+    return [c.model_dump() for c in result.charges]
+
+
+# --- schemas -------------------------------------------------------------------------------------
+
+
+def queries_schema(n: int) -> dict[str, Any]:
+    return {"type": "object", "properties": {"queries": {"type": "array", "items": {"type": "string", "maxLength": 60},
+            "minItems": 1, "maxItems": n}}, "required": ["queries"]}
+
+
+def extract_schema(n_passages: int, max_facts: int) -> dict[str, Any]:
+    fact = {"type": "object", "properties": {"passage": {"type": "integer", "minimum": 1, "maximum": n_passages},
+            "fact": {"type": "string", "maxLength": 200}}, "required": ["passage", "fact"]}
+    return {"type": "object", "properties": {"facts": {"type": "array", "items": fact, "maxItems": max_facts}},
+            "required": ["facts"]}
+
+
+REFLECT_SCHEMA = {"type": "object", "properties": {
+    "answer": {"type": "string", "maxLength": 80},
+    "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 4},
+    "supported": {"type": "boolean"},
+    "next_query": {"type": "string", "maxLength": 60}},
+    "required": ["answer", "notes", "supported", "next_query"]}
+ANSWER_SCHEMA = {"type": "object", "properties": {
+    "answer": {"type": "string", "maxLength": 80},
+    "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 4}},
+    "required": ["answer", "notes"]}
+SHORT_ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 80}},
+                       "required": ["answer"]}
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+
+class ResearchNodes:
+    def __init__(self, deps: AgentDeps) -> None:
+        self.deps = deps
+
+    def _event(self, kind: str, **data: Any) -> dict[str, Any]:
+        event = {"kind": kind, "t": time.time(), **data, "spend": spend_snapshot(self.deps.ledger)}
+        self.deps.on_event(event)
+        return event
+
+    def _fail(self, node: str, exc: Exception) -> dict[str, Any]:
+        kind = "llm" if isinstance(exc, LLMError) else "search"
+        error = {"node": node, "kind": kind, "message": str(exc)}
+        return {"errors": [error], "events": [self._event("error", **error)], "stop_reason": "error",
+                "decision": Decision.STOP.value}
+
+    def _search(self, query: str, k: int, node: str, round: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """One charged search; returns (hit records, charges). Raises BudgetExceeded / SearchError."""
+        reservation = self.deps.ledger.reserve(Usage(searches=1), event="search", node=node, round=round)
+        try:
+            hits = self.deps.search.search(query, k)
+        except Exception:
+            self.deps.ledger.release(reservation)
+            raise
+        charge = self.deps.ledger.settle(reservation, Usage(searches=1))
+        records = [{"round": round, "query": query, "rank": rank, **h.model_dump()} for rank, h in enumerate(hits, 1)]
+        return records, [charge.model_dump()]
+
+    # plan: probe (if the controller wants one), then the controller's plan -------------------------
+
+    def plan(self, state: ResearchState) -> dict[str, Any]:
+        question = state["question"]
+        controller, ledger = self.deps.controller, self.deps.ledger
+        features = Features(question=question)
+        update: dict[str, Any] = {"round": 0, "hits": [], "issued": [], "charges": [], "drafts": [], "events": []}
+        try:
+            if controller.needs_probe:
+                try:
+                    records, charges = self._search(question, 5, "plan", 1)
+                    update["hits"] += records
+                    update["issued"] += [question]
+                    update["charges"] += charges
+                    features.retrieval_scores = [r["score"] for r in records]
+                except BudgetExceeded:
+                    pass
+                for temperature in (None, 0.8):
+                    msgs = messages("probe", question=question)
+                    prompt_bound = self.deps.llm.prompt_token_bound(msgs)
+                    cap = ledger.max_completion_tokens(prompt_bound, 24)
+                    if cap < 4:
+                        break
+                    try:
+                        reservation = ledger.reserve(Usage(prompt_tokens=prompt_bound, completion_tokens=cap),
+                                                     event="llm", node="probe", round=0)
+                    except BudgetExceeded:
+                        break
+                    try:
+                        completion = self.deps.llm.complete(msgs, max_tokens=cap, temperature=temperature)
+                    except Exception:
+                        ledger.release(reservation)
+                        raise
+                    charge = ledger.settle(reservation, Usage(prompt_tokens=completion.prompt_tokens,
+                                                              completion_tokens=completion.completion_tokens))
+                    update["charges"] += [charge.model_dump()]
+                    features.probe_answers.append(completion.text.strip().splitlines()[0] if completion.text.strip() else "")
+            plan = controller.plan(features, ledger.budget, ledger.cost_model)
+            if self.deps.closed_book_draft:
+                result = budgeted_json(self.deps.llm, ledger, messages("closed_book", question=question),
+                                       SHORT_ANSWER_SCHEMA, cap=plan.caps.answer, node="closed_book", round=0)
+                update["charges"] += charges_of(result)
+                answer = str((result.value or {}).get("answer", "")).strip()
+                update["drafts"] += [{"round": 0, "answer": answer or NO_ANSWER, "citations": [], "supported": False,
+                                      "spend": spend_snapshot(ledger)}]
+        except (LLMError, SearchError) as exc:
+            plan = controller.plan(features, ledger.budget, ledger.cost_model)
+            failed = self._fail("plan", exc)
+            return {**update, **failed, "plan": plan.model_dump(), "features": features.model_dump(),
+                    "events": update["events"] + failed["events"]}
+        update["plan"] = plan.model_dump()
+        update["features"] = features.model_dump()
+        update["events"] += [self._event("plan", plan=plan.model_dump(), difficulty=plan.difficulty,
+                                         probe_answers=features.probe_answers, margin=features.margin)]
+        return update
+
+    def route_after_plan(self, state: ResearchState) -> str:
+        plan = Plan.model_validate(state["plan"])
+        return "answer" if plan.depth == 0 or state.get("errors") else "queries"
+
+    # queries: this round's keyword queries ---------------------------------------------------------
+
+    def queries(self, state: ResearchState) -> dict[str, Any]:
+        plan = Plan.model_validate(state["plan"])
+        round_ = state.get("round", 0) + 1
+        question = state["question"]
+        issued = list(state.get("issued", []))
+        seen = {normalise_query(q) for q in issued}
+        fresh: list[str] = []
+
+        def add(candidate: str) -> None:
+            query = clean_query(candidate)
+            key = normalise_query(query)
+            if query and key and key not in seen:
+                seen.add(key)
+                fresh.append(query)
+
+        if round_ == 1:
+            add(question)  # the question itself is a strong first keyword query (no-op if the probe ran it)
+        if state.get("next_query"):
+            add(str(state["next_query"]))
+        want = plan.breadth - len(fresh) if round_ > 1 or not issued else plan.breadth - 1 - len(fresh)
+        charges: list[dict[str, Any]] = []
+        if want > 0:
+            known = ""
+            if state.get("notes"):
+                known = "Known so far:\n" + "\n".join(f"- {n['fact']}" for n in state["notes"][-6:]) + "\n"
+            msgs = messages("queries", question=question, known=known,
+                            issued="; ".join(issued + fresh) or "(nothing yet)", n=want)
+            try:
+                result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, queries_schema(want),
+                                       cap=plan.caps.query, node="queries", round=round_)
+            except LLMError as exc:
+                return {**self._fail("queries", exc), "round": round_, "queries": []}
+            charges = charges_of(result)
+            for candidate in (result.value or {}).get("queries", [])[:want]:
+                add(str(candidate))
+        suppressed = 0 if round_ > 1 else 0
+        event = self._event("queries", round=round_, queries=fresh, suppressed=suppressed)
+        return {"round": round_, "queries": fresh, "issued": fresh, "charges": charges, "events": [event],
+                "next_query": None}
+
+    def route_after_queries(self, state: ResearchState) -> list[Send] | str:
+        if state.get("errors"):
+            return "answer"
+        plan = Plan.model_validate(state["plan"])
+        if not state.get("queries"):
+            return "read"
+        return [Send("search", {"query": q, "round": state["round"], "k": plan.k}) for q in state["queries"]]
+
+    # search: one branch per query, run in parallel -----------------------------------------------
+
+    def search(self, payload: dict[str, Any]) -> dict[str, Any]:
+        query, round_, k = payload["query"], payload["round"], payload["k"]
+        try:
+            records, charges = self._search(query, k, "search", round_)
+        except BudgetExceeded:
+            return {"events": [self._event("search_skipped", round=round_, query=query, reason="budget")]}
+        except SearchError as exc:
+            return self._fail("search", exc)
+        event = self._event("search", round=round_, query=query, hits=[r["title"] for r in records])
+        return {"hits": records, "charges": charges, "events": [event]}
+
+    # read: rerank the round's hits, read the best passages, extract facts into notes -------------
+
+    def read(self, state: ResearchState) -> dict[str, Any]:
+        if state.get("errors"):
+            return {}
+        plan = Plan.model_validate(state["plan"])
+        round_ = state["round"]
+        read_ids = set(state.get("read_ids", []))
+        fused: dict[str, float] = {}
+        by_id: dict[str, dict[str, Any]] = {}
+        for hit in state.get("hits", []):
+            if hit["doc_id"] in read_ids or hit["round"] > round_:
+                continue
+            # reciprocal-rank fusion across this run's queries: a passage several queries agree on wins
+            fused[hit["doc_id"]] = fused.get(hit["doc_id"], 0.0) + 1.0 / (60 + hit["rank"]) * (2 if hit["round"] == round_ else 1)
+            by_id.setdefault(hit["doc_id"], hit)
+        ranked = sorted(fused, key=lambda d: (-fused[d], d))
+        chosen = [by_id[d] for d in ranked[: plan.read]]
+        if not chosen:
+            return {"events": [self._event("read", round=round_, passages=[], facts=0)]}
+        result: StepResult | None = None
+        while chosen:  # shrink the step (fewer passages) until it is affordable
+            passages = "\n\n".join(f"Passage {i} ({h['title']}):\n{quote(h['text'])}" for i, h in enumerate(chosen, 1))
+            max_facts = 2 * len(chosen)
+            msgs = messages("extract", question=state["question"], passages=passages, max_facts=max_facts)
+            try:
+                result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, extract_schema(len(chosen), max_facts),
+                                       cap=plan.caps.extract, node="read", round=round_, min_tokens=24)
+            except LLMError as exc:
+                return self._fail("read", exc)
+            if result.failure != "budget":
+                break
+            chosen = chosen[:-1]
+        if result is None or result.failure == "budget" or not chosen:
+            return {"stop_reason": "budget", "events": [self._event("read_skipped", round=round_, reason="budget")],
+                    "charges": charges_of(result) if result else []}
+        notes = []
+        for fact in (result.value or {}).get("facts", []):
+            index = int(fact.get("passage", 0)) - 1
+            text = str(fact.get("fact", "")).strip()
+            if 0 <= index < len(chosen) and text:
+                hit = chosen[index]
+                notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": text, "round": round_})
+        if not notes:
+            # the extractor found nothing usable: keep the best passage's opening verbatim as evidence
+            top = chosen[0]
+            opening = " ".join(re.split(r"(?<=[.!?])\s+", top["text"])[:2])
+            notes.append({"doc_id": top["doc_id"], "title": top["title"], "fact": opening, "round": round_})
+        event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
+        return {"notes": notes, "read_ids": [h["doc_id"] for h in chosen], "charges": charges_of(result),
+                "events": [event]}
+
+    # reflect: draft answer, support, next query; the controller decides what comes next ----------
+
+    def reflect(self, state: ResearchState) -> dict[str, Any]:
+        if state.get("errors"):
+            return {"decision": Decision.STOP.value}
+        plan = Plan.model_validate(state["plan"])
+        round_ = state["round"]
+        notes = state.get("notes", [])
+        msgs = messages("reflect", question=state["question"], notes=number_notes(notes))
+        try:
+            result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, REFLECT_SCHEMA, cap=plan.caps.reflect,
+                                   node="reflect", round=round_, min_tokens=16)
+        except LLMError as exc:
+            return self._fail("reflect", exc)
+        if result.value is None:
+            reason = "budget" if result.failure == "budget" else "malformed output"
+            return {"decision": Decision.STOP.value, "stop_reason": reason, "charges": charges_of(result),
+                    "events": [self._event("reflect_skipped", round=round_, reason=reason)]}
+        value = result.value
+        cited, removed = cite(value.get("notes", []), notes)
+        draft = {"round": round_, "answer": str(value.get("answer", "")).strip() or NO_ANSWER, "citations": cited,
+                 "supported": bool(value.get("supported")), "citations_removed": removed,
+                 "spend": spend_snapshot(self.deps.ledger)}
+        drafts = [*state.get("drafts", []), draft]
+        new_evidence = sum(1 for n in notes if n["round"] == round_)
+        report = RoundReport(round=round_, drafts=[d["answer"] for d in drafts if d["round"] > 0],
+                             supported=draft["supported"], new_evidence=new_evidence)
+        decision, new_plan = self.deps.controller.after_round(report, plan)
+        stop_reason = {Decision.STOP: "depth" if round_ >= plan.depth else "controller"}.get(decision)
+        if decision != Decision.STOP and not self.deps.ledger.can_afford(round_usage(new_plan) - Usage(searches=new_plan.breadth - 1)):
+            decision, stop_reason = Decision.STOP, "budget"
+        event = self._event("draft", round=round_, answer=draft["answer"], supported=draft["supported"],
+                            citations=cited, decision=decision.value)
+        return {"drafts": [draft], "decision": decision.value, "stop_reason": stop_reason, "plan": new_plan.model_dump(),
+                "next_query": str(value.get("next_query", "")).strip() or None, "charges": charges_of(result),
+                "events": [event]}
+
+    def route_after_reflect(self, state: ResearchState) -> str:
+        return "answer" if state.get("decision") == Decision.STOP.value else "queries"
+
+    # answer: the final answer with citations and sources -------------------------------------------
+
+    def answer(self, state: ResearchState) -> dict[str, Any]:
+        plan = Plan.model_validate(state["plan"])
+        notes = state.get("notes", [])
+        drafts = [d for d in state.get("drafts", []) if d["round"] > 0] or state.get("drafts", [])
+        last = drafts[-1] if drafts else None
+        errors = state.get("errors", [])
+        llm_failed = any(e["kind"] == "llm" for e in errors)
+        answer = last["answer"] if last else NO_ANSWER
+        citations = list(last["citations"]) if last else []
+        removed = 0
+        improved = False
+        charges: list[dict[str, Any]] = []
+        if not llm_failed and (last is None or (self.deps.improve_final and notes)):
+            if notes:
+                msgs = messages("answer", question=state["question"], notes=number_notes(notes),
+                                draft=last["answer"] if last else "(none)")
+                schema = ANSWER_SCHEMA
+            else:
+                msgs, schema = messages("closed_book", question=state["question"]), SHORT_ANSWER_SCHEMA
+            try:
+                result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, schema, cap=plan.caps.answer,
+                                       node="answer", round=state.get("round", 0))
+                charges = charges_of(result)
+                if result.value and str(result.value.get("answer", "")).strip():
+                    answer = str(result.value["answer"]).strip()
+                    if notes:
+                        citations, removed = cite(result.value.get("notes", []), notes)
+                    improved = last is None or answer != last["answer"]
+            except LLMError as exc:
+                errors = [*errors, {"node": "answer", "kind": "llm", "message": str(exc)}]
+        # a citation must name a passage actually retrieved in this run
+        retrieved = {h["doc_id"] for h in state.get("hits", [])}
+        kept = [c for c in citations if c in retrieved]
+        removed += len(citations) - len(kept)
+        sources = []
+        for doc_id in kept:
+            hit = next(h for h in state.get("hits", []) if h["doc_id"] == doc_id)
+            sources.append({"doc_id": doc_id, "title": hit["title"], "url": hit.get("url"), "passage": hit["text"]})
+        final = {"answer": answer, "citations": kept, "sources": sources, "citations_removed": removed,
+                 "improved": improved, "degraded": bool(errors),
+                 "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
+                 "stop_reason": state.get("stop_reason") or ("depth" if plan.depth == 0 else "done")}
+        event = self._event("answer", answer=answer, citations=kept, degraded=final["degraded"])
+        new_errors = errors[len(state.get("errors", [])):]
+        return {"final": final, "charges": charges, "events": [event], "errors": new_errors}
+
+
+def cite(numbers: list[Any], notes: list[dict[str, Any]]) -> tuple[list[str], int]:
+    """Note numbers -> distinct doc ids; numbers that name no note are dropped and counted."""
+    cited: list[str] = []
+    removed = 0
+    for n in numbers:
+        try:
+            index = int(n) - 1
+        except (TypeError, ValueError):
+            removed += 1
+            continue
+        if 0 <= index < len(notes):
+            doc_id = notes[index]["doc_id"]
+            if doc_id not in cited:
+                cited.append(doc_id)
+        else:
+            removed += 1
+    return cited, removed

@@ -1,0 +1,131 @@
+"""Run one question through the graph: recursion limit from the plan, checkpoints, a typed result."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from langgraph.errors import GraphRecursionError
+from pydantic import BaseModel
+
+from sounding.agent.graph import build_graph
+from sounding.agent.nodes import NO_ANSWER, AgentDeps, spend_snapshot
+from sounding.budgets.controllers import Plan
+from sounding.budgets.ledger import Charge
+
+__all__ = ["AgentDeps", "ResearchResult", "run_research"]
+
+MAX_QUESTION_CHARS = 2000
+
+
+class Source(BaseModel):
+    doc_id: str
+    title: str
+    url: str | None = None
+    passage: str
+
+
+class ResearchResult(BaseModel):
+    question: str
+    answer: str
+    citations: list[str]
+    sources: list[Source]
+    drafts: list[dict[str, Any]]
+    plan: dict[str, Any] | None
+    spend: dict[str, Any]
+    ledger: dict[str, Any]
+    degraded: bool
+    error: str | None
+    stop_reason: str | None
+    citations_removed: int
+    queries: list[str]
+    read_doc_ids: list[str]
+    retrieved_titles: list[str]
+    events: list[dict[str, Any]]
+    wall_seconds: float
+    thread_id: str
+
+
+class QuestionError(ValueError):
+    """An empty or oversized question."""
+
+
+def check_question(question: str) -> str:
+    question = question.strip()
+    if not question:
+        raise QuestionError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
+    return question
+
+
+def sqlite_checkpointer(path: Path) -> Any:
+    """LangGraph's SQLite checkpointer on a file, so a run can be resumed by its thread id."""
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+
+
+def run_research(question: str, deps: AgentDeps, *, thread_id: str | None = None, checkpointer: Any = None,
+                 depth_hint: int = 8) -> ResearchResult:
+    """Answer one question under the ledger's budget. Never raises for backend failures: the result is
+    marked degraded instead. With a checkpointer and the ``thread_id`` of an interrupted run, resumes it."""
+    question = check_question(question)
+    thread_id = thread_id or uuid.uuid4().hex
+    graph = build_graph(deps, checkpointer=checkpointer)
+    # the plan is not known before the graph runs; the limit covers the deepest plan any controller makes
+    config: dict[str, Any] = {"configurable": {"thread_id": thread_id},
+                              "recursion_limit": Plan(controller="x", depth=max(depth_hint, 16), breadth=1).recursion_limit}
+    start = time.perf_counter()
+    state: dict[str, Any] | None = None
+    resume = False
+    if checkpointer is not None:
+        snapshot = graph.get_state(config)
+        if snapshot.values:
+            resume = bool(snapshot.next)
+            state = dict(snapshot.values)
+            deps.ledger.restore([Charge.model_validate(c) for c in state.get("charges", [])])
+    try:
+        if state is not None and not resume:
+            pass  # the thread already finished: return its result without spending anything
+        else:
+            state = graph.invoke(None if resume else {"question": question}, config)
+    except GraphRecursionError as exc:  # a safety net: budgets and controllers end runs long before this
+        state = dict(graph.get_state(config).values) if checkpointer is not None else (state or {})
+        state.setdefault("errors", []).append({"node": "graph", "kind": "graph", "message": str(exc)})
+    assert state is not None
+    return result_from_state(question, state, deps, thread_id, time.perf_counter() - start)
+
+
+def result_from_state(question: str, state: dict[str, Any], deps: AgentDeps, thread_id: str,
+                      seconds: float) -> ResearchResult:
+    final = state.get("final") or {}
+    drafts = state.get("drafts", [])
+    errors = state.get("errors", [])
+    answer = final.get("answer") or (drafts[-1]["answer"] if drafts else NO_ANSWER)
+    return ResearchResult(
+        question=question,
+        answer=answer,
+        citations=final.get("citations", []),
+        sources=[Source(**s) for s in final.get("sources", [])],
+        drafts=drafts,
+        plan=state.get("plan"),
+        spend=spend_snapshot(deps.ledger),
+        ledger=deps.ledger.summary(),
+        degraded=bool(errors),
+        error=final.get("error") or ("; ".join(e["message"] for e in errors) or None),
+        stop_reason=final.get("stop_reason") or state.get("stop_reason"),
+        citations_removed=final.get("citations_removed", 0)
+        + sum(d.get("citations_removed", 0) for d in drafts),
+        queries=state.get("issued", []),
+        read_doc_ids=state.get("read_ids", []),
+        retrieved_titles=sorted({h["title"] for h in state.get("hits", [])}),
+        events=state.get("events", []),
+        wall_seconds=seconds,
+        thread_id=thread_id,
+    )

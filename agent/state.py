@@ -1,0 +1,29 @@
+"""The graph's state. Plain dicts and lists only, so any LangGraph checkpointer can store it.
+
+Channels written by parallel branches (search fan-out) carry an ``operator.add`` reducer.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+class ResearchState(TypedDict, total=False):
+    question: str
+    plan: dict[str, Any]  # budgets.controllers.Plan, dumped
+    features: dict[str, Any]
+    round: int
+    queries: list[str]  # this round's new queries
+    next_query: str | None  # suggested by reflect for the next round
+    issued: Annotated[list[str], operator.add]
+    hits: Annotated[list[dict[str, Any]], operator.add]  # {round, query, rank, doc_id, title, text, url, score}
+    read_ids: Annotated[list[str], operator.add]
+    notes: Annotated[list[dict[str, Any]], operator.add]  # {doc_id, title, fact, round}
+    drafts: Annotated[list[dict[str, Any]], operator.add]  # anytime answers, one per round
+    charges: Annotated[list[dict[str, Any]], operator.add]  # budgets.ledger.Charge, dumped
+    errors: Annotated[list[dict[str, str]], operator.add]  # {node, kind, message}
+    events: Annotated[list[dict[str, Any]], operator.add]  # the trace
+    decision: str
+    stop_reason: str | None
+    final: dict[str, Any] | None

@@ -1,0 +1,272 @@
+"""Controllers: how one question spends its budget (search depth, breadth, reading, token caps).
+
+Pure and deterministic: given a question's features and a budget, the plan is fixed; no LLM here.
+The probe that produces the features (a closed-book answer sampled twice plus the first retrieval's
+score margin) runs in the agent and is charged to the ledger like any other step.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Protocol
+
+from pydantic import BaseModel, Field, ValidationError
+
+from sounding.budgets.cost import CostModel, Usage
+from sounding.budgets.ledger import Budget
+
+
+class StepCaps(BaseModel):
+    """Maximum completion tokens per step: small, single-purpose prompts need few."""
+
+    probe: int = 24
+    query: int = 64
+    extract: int = 200
+    reflect: int = 160
+    answer: int = 96
+
+
+#: Typical prompt sizes (tokens) of each step, measured on our prompts with wiki-vital passages;
+#: used to estimate what a plan will cost before spending (the ledger charges the real numbers).
+PROMPT_TOKENS = {"probe": 90, "query": 260, "extract_base": 200, "extract_per_passage": 140, "reflect": 420,
+                 "answer": 420}
+
+
+class Plan(BaseModel):
+    controller: str
+    depth: int = Field(ge=0, description="maximum search rounds (0 = closed book)")
+    breadth: int = Field(ge=1, description="queries per round, searched in parallel")
+    k: int = Field(default=5, ge=1, description="hits retrieved per query")
+    read: int = Field(default=3, ge=1, description="passages read per round after reranking")
+    caps: StepCaps = StepCaps()
+    stop_rule: Literal["depth", "stable"] = "depth"
+    max_breadth: int = 3
+    difficulty: str | None = None
+    decompose: bool = False
+
+    @property
+    def recursion_limit(self) -> int:
+        """LangGraph supersteps: plan + 4 per round (queries, search, read, reflect) + answer, with slack."""
+        return 8 + 5 * (self.depth + 1)
+
+
+class Features(BaseModel):
+    question: str
+    probe_answers: list[str] = []
+    retrieval_scores: list[float] = []
+
+    @property
+    def agreement(self) -> bool | None:
+        if len(self.probe_answers) < 2:
+            return None
+        normal = {" ".join(a.lower().split()).strip(" .") for a in self.probe_answers}
+        return len(normal) == 1
+
+    @property
+    def margin(self) -> float | None:
+        """Relative gap between the best and second-best first-round retrieval scores."""
+        s = sorted(self.retrieval_scores, reverse=True)
+        if len(s) < 2 or s[0] <= 0:
+            return None
+        return (s[0] - s[1]) / s[0]
+
+
+class RoundReport(BaseModel):
+    """What the agent tells the controller after a round."""
+
+    round: int
+    drafts: list[str]
+    supported: bool
+    new_evidence: int
+
+
+class Decision(StrEnum):
+    CONTINUE = "continue"
+    STOP = "stop"
+    REPLAN = "replan"
+
+
+def step_usage(plan: Plan, step: str) -> Usage:
+    """Estimated usage of one step of a plan (prompt estimate + its completion cap)."""
+    if step == "search":
+        return Usage(searches=1)
+    if step == "extract":
+        prompt = PROMPT_TOKENS["extract_base"] + PROMPT_TOKENS["extract_per_passage"] * plan.read
+        return Usage(prompt_tokens=prompt, completion_tokens=plan.caps.extract)
+    return Usage(prompt_tokens=PROMPT_TOKENS[step], completion_tokens=getattr(plan.caps, step))
+
+
+def round_usage(plan: Plan) -> Usage:
+    usage = step_usage(plan, "query") + step_usage(plan, "extract") + step_usage(plan, "reflect")
+    for _ in range(plan.breadth):
+        usage = usage + step_usage(plan, "search")
+    return usage
+
+
+def plan_usage(plan: Plan, *, probe: bool = False) -> Usage:
+    usage = step_usage(plan, "answer")
+    for _ in range(plan.depth):
+        usage = usage + round_usage(plan)
+    if probe:
+        usage = usage + step_usage(plan, "probe") + step_usage(plan, "probe") + step_usage(plan, "search")
+    return usage
+
+
+def fit_depth(plan: Plan, budget: Budget, cost: CostModel, *, probe: bool = False) -> Plan:
+    """Shrink depth (then breadth) until the estimated plan fits every limit of the budget."""
+
+    def fits(p: Plan) -> bool:
+        usage = plan_usage(p, probe=probe)
+        if budget.limit is not None and cost.price(usage) > budget.limit:
+            return False
+        if budget.max_searches is not None and usage.searches > budget.max_searches:
+            return False
+        return budget.max_tokens is None or usage.tokens <= budget.max_tokens
+
+    while not fits(plan) and plan.depth > 0:
+        if plan.breadth > 1 and plan.depth == 1:
+            plan = plan.model_copy(update={"breadth": plan.breadth - 1})
+        else:
+            plan = plan.model_copy(update={"depth": plan.depth - 1})
+    return plan
+
+
+class Controller(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def needs_probe(self) -> bool: ...
+
+    def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan: ...
+
+    def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]: ...
+
+
+class FixedController:
+    """Depth and breadth as given; rounds stop only at depth or when the budget runs out."""
+
+    name = "fixed"
+    needs_probe = False
+
+    def __init__(self, depth: int, breadth: int, *, k: int = 5, read: int = 3) -> None:
+        self.depth, self.breadth, self.k, self.read = depth, breadth, k, read
+
+    def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
+        return Plan(controller=self.name, depth=self.depth, breadth=self.breadth, k=self.k, read=self.read,
+                    max_breadth=self.breadth)
+
+    def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
+        return (Decision.STOP if report.round >= plan.depth else Decision.CONTINUE), plan
+
+
+class BinAllocation(BaseModel):
+    depth: int = Field(ge=0)
+    breadth: int = Field(ge=1)
+    k: int = Field(default=5, ge=1)
+    read: int = Field(default=3, ge=1)
+
+
+class AllocationPolicy(BaseModel):
+    """Per-difficulty-bin allocation. The file format of ``--controller tuned`` (TOML or JSON)::
+
+        target_mean_budget = 12000      # the mean spend per question it was fitted for
+        unit = "tokens"
+        easy_margin = 0.25              # margin >= this with agreeing probes -> easy
+        hard_margin = 0.08              # margin < this, or probes disagree with a small margin -> hard
+        [bins.easy]
+        depth = 1
+        breadth = 1
+        [bins.medium]
+        depth = 2
+        breadth = 2
+        [bins.hard]
+        depth = 4
+        breadth = 2
+    """
+
+    target_mean_budget: float | None = None
+    unit: str = "tokens"
+    easy_margin: float = 0.25
+    hard_margin: float = 0.08
+    bins: dict[Literal["easy", "medium", "hard"], BinAllocation]
+
+    def bin_of(self, features: Features) -> str:
+        margin = features.margin if features.margin is not None else 0.0
+        agree = features.agreement
+        if agree and margin >= self.easy_margin:
+            return "easy"
+        if margin < self.hard_margin and not agree:
+            return "hard"
+        return "medium"
+
+
+DEFAULT_POLICY = AllocationPolicy(
+    bins={
+        "easy": BinAllocation(depth=1, breadth=1),
+        "medium": BinAllocation(depth=2, breadth=2),
+        "hard": BinAllocation(depth=3, breadth=2),
+    }
+)
+
+
+class PolicyError(ValueError):
+    pass
+
+
+def load_policy(path: Path) -> AllocationPolicy:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        policy = AllocationPolicy.model_validate(data)
+    except (OSError, ValueError, ValidationError) as exc:
+        raise PolicyError(f"cannot load allocation policy {path}: {exc}") from exc
+    missing = {"easy", "medium", "hard"} - set(policy.bins)
+    if missing:
+        raise PolicyError(f"allocation policy {path} lacks bins: {', '.join(sorted(missing))}")
+    return policy
+
+
+class AdaptiveController:
+    """Difficulty from a cheap probe -> per-bin allocation (after Snell et al. 2024): little on easy
+    questions, more on hard ones. After each round: stop early when the draft is stable across two
+    rounds and supported by evidence; widen breadth when a round found no new evidence."""
+
+    needs_probe = True
+
+    def __init__(self, policy: AllocationPolicy = DEFAULT_POLICY, *, name: str = "adaptive") -> None:
+        self.policy = policy
+        self.name = name
+
+    def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
+        difficulty = self.policy.bin_of(features)
+        alloc = self.policy.bins[difficulty]  # type: ignore[index]
+        plan = Plan(controller=self.name, depth=alloc.depth, breadth=alloc.breadth, k=alloc.k, read=alloc.read,
+                    stop_rule="stable", max_breadth=max(alloc.breadth + 1, 2), difficulty=difficulty,
+                    decompose=difficulty != "easy")
+        return fit_depth(plan, budget, cost)
+
+    def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
+        if report.round >= plan.depth:
+            return Decision.STOP, plan
+        drafts = [" ".join(d.lower().split()) for d in report.drafts if d.strip()]
+        if report.supported and len(drafts) >= 2 and drafts[-1] == drafts[-2]:
+            return Decision.STOP, plan
+        if report.new_evidence == 0 and plan.breadth < plan.max_breadth:
+            return Decision.REPLAN, plan.model_copy(update={"breadth": plan.breadth + 1})
+        return Decision.CONTINUE, plan
+
+
+def make_controller(kind: str, *, depth: int = 2, breadth: int = 2, policy_file: Path | None = None) -> Controller:
+    if kind == "fixed":
+        return FixedController(depth, breadth)
+    if kind == "adaptive":
+        return AdaptiveController()
+    if kind == "tuned":
+        if policy_file is None:
+            raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
+        return AdaptiveController(load_policy(policy_file), name="tuned")
+    raise PolicyError(f"unknown controller {kind!r}: use fixed, adaptive or tuned")
