@@ -1,0 +1,173 @@
+"""`sounding ask`: research one question under a joint budget, with a live view of the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.markup import escape
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from sounding.cli.common import EXIT_DEGRADED, EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.progress import rich_progress
+
+
+class LiveView:
+    """Rounds, queries, hits read and a spend/budget bar per unit, redrawn on every graph event."""
+
+    def __init__(self, budget: dict[str, Any]) -> None:
+        self.budget = budget
+        self.lines: list[Text] = []
+        self.spend: dict[str, Any] = {}
+        self.live: Live | None = None
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        self.spend = event.get("spend", self.spend)
+        if kind == "plan":
+            plan = event["plan"]
+            extra = f", difficulty {event['difficulty']}" if event.get("difficulty") else ""
+            self.lines.append(Text(f"plan: {plan['controller']} depth {plan['depth']}, breadth {plan['breadth']}{extra}", "bold"))
+        elif kind == "queries":
+            self.lines.append(Text(f"round {event['round']}: queries {event['queries']}", "cyan"))
+        elif kind == "search":
+            self.lines.append(Text(f"  search {event['query']!r} -> {', '.join(event['hits'][:5])}"))
+        elif kind == "read":
+            self.lines.append(Text(f"  read {', '.join(event['passages'])} -> {event['facts']} notes"))
+        elif kind == "draft":
+            self.lines.append(Text(f"  draft: {event['answer']} (supported: {event['supported']}; {event['decision']})", "green"))
+        elif kind.endswith("skipped"):
+            self.lines.append(Text(f"  {kind.replace('_', ' ')}: {event.get('reason')}", "yellow"))
+        elif kind == "error":
+            self.lines.append(Text(f"  {event['node']} failed: {event['message']}", "red"))
+        if self.live is not None:
+            self.live.update(self.render())
+
+    def render(self) -> Group:
+        bars = Table.grid(padding=(0, 1))
+        limit, unit = self.budget.get("limit"), self.budget.get("unit")
+        spent_cost = self.spend.get("cost", {}).get(unit, 0.0)
+        rows = []
+        if limit:
+            rows.append((unit, spent_cost, limit))
+        if self.budget.get("max_searches") is not None:
+            rows.append(("searches", self.spend.get("searches", 0), self.budget["max_searches"]))
+        if self.budget.get("max_tokens") is not None:
+            rows.append(("tokens", self.spend.get("tokens", 0), self.budget["max_tokens"]))
+        for name, used, cap in rows:
+            bars.add_row(name, ProgressBar(total=float(cap), completed=float(used), width=40), f"{used:,.6g} / {cap:,.6g}")
+        return Group(*self.lines[-14:], bars)
+
+
+def render_result(result: Any) -> str:
+    lines = [f"## Answer\n\n{result.answer}" + "".join(f" [{i}]" for i in range(1, len(result.sources) + 1))]
+    if result.degraded:
+        lines.append(f"\n*Degraded run: {result.error}*")
+    if result.sources:
+        lines.append("\n## Sources\n")
+        for i, s in enumerate(result.sources, 1):
+            where = f" <{s.url}>" if s.url else ""
+            passage = " ".join(s.passage.split()[:40])
+            lines.append(f"{i}. **{s.title}**{where} (`{s.doc_id}`): {passage}...")
+    spend = result.spend
+    costs = ", ".join(f"{v:,.4g} {u}" for u, v in spend["cost"].items())
+    lines.append(
+        f"\n*{len(result.drafts)} drafts, {spend['searches']} searches, {spend['tokens']:,} tokens "
+        f"({spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion); {costs}; "
+        f"stopped by {result.stop_reason}; {result.wall_seconds:.1f} s*"
+    )
+    return "\n".join(lines)
+
+
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The research question.")],
+    corpus: Annotated[str | None, typer.Option("--corpus", help="wiki-vital | hotpotqa:PATH | jsonl:PATH | dir:PATH ...")] = None,
+    backend: Annotated[str | None, typer.Option("--backend", help="hybrid | bm25 | dense | web")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Embedded model name or GGUF path (or served name with --llm-url).")] = None,
+    llm_url: Annotated[str | None, typer.Option("--llm-url", help="OpenAI-compatible endpoint (vllm serve, llama.cpp server).")] = None,
+    controller: Annotated[str | None, typer.Option("--controller", help="fixed | adaptive | tuned")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Allocation policy file for --controller tuned.")] = None,
+    depth: Annotated[int | None, typer.Option("--depth", min=0, max=64, help="Search rounds (fixed controller).")] = None,
+    breadth: Annotated[int | None, typer.Option("--breadth", min=1, max=16, help="Queries per round (fixed).")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", min=0, help="Budget in --unit.")] = None,
+    unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
+    max_searches: Annotated[int | None, typer.Option("--max-searches", min=0, help="Cap on search calls.")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0, help="Cap on LLM tokens.")] = None,
+    searxng_url: Annotated[str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result (with anytime drafts) as JSON.")] = False,
+    trace: Annotated[Path | None, typer.Option("--trace", help="Write the full trace as JSON to FILE.")] = None,
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="SQLite file for LangGraph checkpoints.")] = None,
+    thread_id: Annotated[str | None, typer.Option("--thread-id", help="Resume (or name) a checkpointed run.")] = None,
+) -> None:
+    """Research a question: search, read and reason under one joint budget; answer with citations.
+
+    Exit codes: 0 answered; 1 answered degraded (a backend failed mid-run); 2 bad input;
+    3 a backend or model is unavailable.
+    """
+    from sounding.agent.runner import QuestionError, check_question, run_research, sqlite_checkpointer
+    from sounding.budgets.controllers import PolicyError
+    from sounding.research import make_deps
+    from sounding.tools.corpus import CorpusError, parse_corpus_spec
+    from sounding.tools.llm.base import LLMError
+    from sounding.tools.search.base import SearchError
+    from sounding.tools.search.factory import make_search
+
+    try:
+        question = check_question(question)
+    except QuestionError as exc:
+        fail(str(exc))
+    if controller is None and (depth is not None or breadth is not None):
+        controller = "fixed"  # --depth/--breadth mean a fixed plan
+    settings = settings_from(
+        ctx, search__corpus=corpus, search__backend=backend, search__searxng_url=searxng_url, llm__model=model,
+        llm__base_url=llm_url, llm__backend="http" if llm_url else None, budget__controller=controller,
+        budget__policy_file=policy, budget__depth=depth, budget__breadth=breadth, budget__budget=budget,
+        budget__unit=unit, budget__max_searches=max_searches, budget__max_tokens=max_tokens,
+    )
+    if settings.search.backend != "web":
+        try:
+            parse_corpus_spec(settings.search.corpus)
+        except CorpusError as exc:
+            fail(str(exc))
+    from sounding.tools.llm import make_llm
+
+    try:
+        llm = make_llm(settings)
+        if llm_url:  # fail fast, with one line, when the endpoint is unreachable
+            llm.complete([{"role": "user", "content": "ping"}], max_tokens=1)
+        with rich_progress() as progress:
+            search = make_search(settings, progress=progress)
+        view = LiveView(settings.budget.model_dump() | {"limit": settings.budget.budget})
+        deps = make_deps(settings, llm, search, on_event=view.on_event)
+    except (CorpusError, PolicyError, ValueError) as exc:
+        fail(str(exc))
+    except (LLMError, SearchError) as exc:
+        fail(str(exc).splitlines()[0] if "\n" in str(exc) else str(exc), EXIT_UNAVAILABLE)
+    saver = sqlite_checkpointer(checkpoint) if checkpoint else None
+    with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
+        view.live = live
+        result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+    payload = result.model_dump(mode="json")
+    if trace is not None:
+        trace.parent.mkdir(parents=True, exist_ok=True)
+        trace.write_text(json.dumps(payload, indent=2))
+    if as_json:
+        print(json.dumps(payload, indent=2))
+    else:
+        console.print(Markdown(render_result(result)))
+        if checkpoint:
+            console.print(f"thread id: {escape(result.thread_id)}")
+    if result.degraded:
+        raise typer.Exit(EXIT_DEGRADED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
