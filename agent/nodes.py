@@ -141,8 +141,8 @@ class ResearchNodes:
     def _fail(self, node: str, exc: Exception) -> dict[str, Any]:
         kind = "llm" if isinstance(exc, LLMError) else "search"
         error = {"node": node, "kind": kind, "message": str(exc)}
-        return {"errors": [error], "events": [self._event("error", **error)], "stop_reason": "error",
-                "decision": Decision.STOP.value}
+        # only reducer channels: parallel search branches may fail in the same step
+        return {"errors": [error], "events": [self._event("error", node=node, failed=kind, message=str(exc))]}
 
     def _search(self, query: str, k: int, node: str, round: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """One charged search; returns (hit records, charges). Raises BudgetExceeded / SearchError."""
@@ -225,6 +225,7 @@ class ResearchNodes:
         issued = list(state.get("issued", []))
         seen = {normalise_query(q) for q in issued}
         fresh: list[str] = []
+        suppressed: list[str] = []
 
         def add(candidate: str) -> None:
             query = clean_query(candidate)
@@ -232,6 +233,8 @@ class ResearchNodes:
             if query and key and key not in seen:
                 seen.add(key)
                 fresh.append(query)
+            elif query:
+                suppressed.append(query)
 
         if round_ == 1:
             add(question)  # the question itself is a strong first keyword query (no-op if the probe ran it)
@@ -253,7 +256,7 @@ class ResearchNodes:
             charges = charges_of(result)
             for candidate in (result.value or {}).get("queries", [])[:want]:
                 add(str(candidate))
-        suppressed = 0 if round_ > 1 else 0
+        suppressed = suppressed[1:] if round_ == 1 and issued else suppressed  # the probe's own query is no repeat
         event = self._event("queries", round=round_, queries=fresh, suppressed=suppressed)
         return {"round": round_, "queries": fresh, "issued": fresh, "charges": charges, "events": [event],
                 "next_query": None}
@@ -414,7 +417,7 @@ class ResearchNodes:
         final = {"answer": answer, "citations": kept, "sources": sources, "citations_removed": removed,
                  "improved": improved, "degraded": bool(errors),
                  "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
-                 "stop_reason": state.get("stop_reason") or ("depth" if plan.depth == 0 else "done")}
+                 "stop_reason": "error" if errors else state.get("stop_reason") or ("depth" if plan.depth == 0 else "done")}
         event = self._event("answer", answer=answer, citations=kept, degraded=final["degraded"])
         new_errors = errors[len(state.get("errors", [])):]
         return {"final": final, "charges": charges, "events": [event], "errors": new_errors}

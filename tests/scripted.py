@@ -1,0 +1,89 @@
+"""Test doubles for the agent's unit tests only: a scripted LLM and an in-memory search backend."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from sounding.tools.llm.base import Completion, LLMConnectionError, Message, byte_bound
+from sounding.tools.search.base import Hit, SearchError
+
+STEP_BY_SYSTEM = {
+    "final short answer": "answer",
+    "from memory": "probe",
+    "keyword queries": "queries",
+    "read encyclopedia passages": "extract",
+    "using only the numbered notes": "reflect",
+}
+
+
+def step_of(messages: list[Message]) -> str:
+    system = messages[0]["content"]
+    for needle, step in STEP_BY_SYSTEM.items():
+        if needle in system:
+            return step
+    raise AssertionError(f"unknown prompt: {system}")
+
+
+class ScriptedLLM:
+    """Answers each step with a scripted value (a dict, or a callable of the call index and messages)."""
+
+    def __init__(self, script: dict[str, Any], *, fail_on: str | None = None, fail_after: int = 0) -> None:
+        self.script = script
+        self.calls: list[tuple[str, list[Message], int]] = []
+        self.fail_on = fail_on
+        self.fail_after = fail_after
+        self._lock = threading.Lock()
+
+    name = "scripted"
+    n_params = 1_000_000
+
+    def prompt_token_bound(self, messages: list[Message]) -> int:
+        return byte_bound(messages)
+
+    def complete(self, messages: list[Message], *, max_tokens: int, schema: dict[str, Any] | None = None,
+                 temperature: float | None = None) -> Completion:
+        step = step_of(messages)
+        with self._lock:
+            self.calls.append((step, messages, max_tokens))
+            count = sum(1 for s, _, _ in self.calls if s == step)
+        if self.fail_on == step and count > self.fail_after:
+            raise LLMConnectionError("scripted failure: endpoint went away")
+        value = self.script.get(step, {"answer": "x"})
+        if callable(value):
+            value = value(count, messages)
+        text = value if isinstance(value, str) else json.dumps(value)
+        prompt = sum(len(m["content"].split()) for m in messages)
+        return Completion(text=text, prompt_tokens=prompt, completion_tokens=min(max_tokens, 20), model="scripted")
+
+
+class MemorySearch:
+    """Keyword overlap over a handful of passages; can be told to fail."""
+
+    name = "memory"
+
+    def __init__(self, docs: dict[str, tuple[str, str]], *, fail: bool = False,
+                 on_search: Callable[[str], None] | None = None) -> None:
+        self.docs = docs
+        self.fail = fail
+        self.queries: list[str] = []
+        self.on_search = on_search
+        self._lock = threading.Lock()
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        with self._lock:
+            self.queries.append(query)
+        if self.on_search:
+            self.on_search(query)
+        if self.fail:
+            raise SearchError("scripted search failure")
+        words = set(query.lower().split())
+        scored = []
+        for doc_id, (title, text) in self.docs.items():
+            score = len(words & set((title + " " + text).lower().split()))
+            if score:
+                scored.append(Hit(doc_id=doc_id, title=title, text=text, score=float(score)))
+        scored.sort(key=lambda h: (-h.score, h.doc_id))
+        return scored[:k]
