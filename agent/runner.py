@@ -44,6 +44,7 @@ class ResearchResult(BaseModel):
     read_doc_ids: list[str]
     retrieved_titles: list[str]
     events: list[dict[str, Any]]
+    charges: list[dict[str, Any]]
     wall_seconds: float
     thread_id: str
 
@@ -126,6 +127,7 @@ def result_from_state(question: str, state: dict[str, Any], deps: AgentDeps, thr
         read_doc_ids=state.get("read_ids", []),
         retrieved_titles=sorted({h["title"] for h in state.get("hits", [])}),
         events=state.get("events", []),
+        charges=[c.model_dump() for c in deps.ledger.charges],
         wall_seconds=seconds,
         thread_id=thread_id,
     )

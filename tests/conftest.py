@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
+
+# Rich reads the terminal width once, when the CLI's consoles are created: make CLI output wide in tests.
+os.environ.setdefault("COLUMNS", "200")
 
 import pytest
 

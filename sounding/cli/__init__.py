@@ -44,9 +44,9 @@ def root(
 
 def _register() -> None:
     # Command modules import heavy libraries lazily inside their commands, so `--help` stays fast.
-    from sounding.cli import ask, budget, doctor, index, models
+    from sounding.cli import ask, bench, budget, doctor, index, models
 
-    for module in (models, doctor, index, budget, ask):
+    for module in (models, doctor, index, budget, ask, bench):
         module.register(app)
 
 

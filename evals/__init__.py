@@ -1,0 +1,1 @@
+"""Eval harnesses: QA suites, metrics, budget sweeps with a resumable store, scaling-law fits, plots, reports."""

@@ -1,0 +1,339 @@
+"""Scaling-law fits over a run's result rows.
+
+For every curve (model x suite x controller x breadth x budget, optionally per question type) the
+points are the depths of the sweep: accuracy with a bootstrap CI over questions, the search steps
+*given* (depth x breadth) and the spend *realised* in every cost unit. Two laws are fitted against
+log(search steps given) and against log(mean compute realised) in each unit:
+
+* linear-in-log:   acc = a + b * ln C
+* logistic-in-log: acc = 1 / (1 + exp(-(alpha + beta * ln C)))   (saturating)
+
+with R², the held-out error of a fit on all but the largest budget predicting the largest, and
+percentile bootstrap CIs of the parameters (resampling questions). The exchange rate compares models
+on one compute axis: how much compute the smaller model needs to reach the larger model's accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+from rich.table import Table
+from scipy.optimize import curve_fit
+
+from sounding.tools.llm.registry import EMBEDDED_MODELS
+
+UNITS = ("tokens", "flops", "usd", "latency")
+
+
+class Point(BaseModel):
+    depth: int
+    steps_given: int
+    n: int
+    acc: float
+    ci: tuple[float, float]
+    searches: float
+    tokens: float
+    cost: dict[str, float]
+    llm_calls: float
+    spend_by_event: dict[str, float]
+    recall: float | None
+
+
+class LawFit(BaseModel):
+    form: str
+    axis: str
+    params: dict[str, float]
+    params_ci: dict[str, tuple[float, float]]
+    r2: float | None
+    holdout_error: float | None
+    holdout_x: float | None
+    n_points: int
+
+
+class Curve(BaseModel):
+    model: str
+    suite: str
+    controller: str
+    breadth: int
+    budget: float | None
+    unit: str
+    group: str
+    run_keys: list[str]
+    points: list[Point]
+    fits: list[LawFit]
+
+
+class Exchange(BaseModel):
+    small: str
+    large: str
+    axis: str
+    group: str
+    large_compute: float
+    large_acc: float
+    small_compute: float | None
+    ratio: float | None
+    ratio_ci: tuple[float, float] | None
+    note: str
+
+
+class Analysis(BaseModel):
+    metric: str
+    n_rows: int
+    curves: list[Curve]
+    exchanges: list[Exchange]
+    anytime: dict[str, Any] | None = None
+    manifest: dict[str, Any] | None = None
+
+
+def linear_law(x: np.ndarray, a: float, b: float) -> np.ndarray:
+    return a + b * np.log(x)
+
+
+def logistic_law(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    z = np.clip(alpha + beta * np.log(x), -500, 500)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+LAWS = {"linear": (linear_law, ("a", "b")), "logistic": (logistic_law, ("alpha", "beta"))}
+
+
+def fit_law(form: str, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Least-squares parameters of one law, or None when there are too few distinct points."""
+    if len(x) < 2 or len(np.unique(x)) < 2:
+        return None
+    law, _ = LAWS[form]
+    if form == "linear":
+        b, a = np.polyfit(np.log(x), y, 1)
+        return np.array([a, b])
+    eps = 1e-3
+    logit = np.log(np.clip(y, eps, 1 - eps) / (1 - np.clip(y, eps, 1 - eps)))
+    beta0, alpha0 = np.polyfit(np.log(x), logit, 1)
+    try:
+        with warnings.catch_warnings():  # flat or saturated curves: the estimate stands, the covariance may not
+            warnings.simplefilter("ignore")
+            params, _ = curve_fit(law, x, y, p0=[alpha0, beta0], maxfev=5000)
+    except (RuntimeError, ValueError):
+        return np.array([alpha0, beta0])
+    return np.asarray(params)
+
+
+def r_squared(y: np.ndarray, pred: np.ndarray) -> float | None:
+    total = float(np.sum((y - y.mean()) ** 2))
+    if total == 0:
+        return None
+    return 1.0 - float(np.sum((y - pred) ** 2)) / total
+
+
+def _point_stats(by_question: dict[str, dict[int, dict[str, Any]]], depths: list[int], metric: str,
+                 ids: list[str]) -> dict[int, float]:
+    out = {}
+    for d in depths:
+        values = [by_question[q][d][metric] for q in ids if d in by_question[q] and by_question[q][d][metric] is not None]
+        out[d] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+def _bootstrap_ids(ids: list[str], n_boot: int, seed: int = 0) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    return [[ids[i] for i in rng.integers(0, len(ids), len(ids))] for _ in range(n_boot)]
+
+
+def _axes(points: list[Point], breadth: int) -> dict[str, np.ndarray]:
+    axes = {"steps": np.array([p.steps_given for p in points], dtype=float)}
+    for unit in UNITS:
+        if all(unit in p.cost for p in points):
+            axes[unit] = np.array([p.cost[unit] for p in points], dtype=float)
+    return axes
+
+
+def fit_curve(points: list[Point], acc_samples: list[dict[int, float]], breadth: int) -> list[LawFit]:
+    fits = []
+    depths = [p.depth for p in points]
+    y = np.array([p.acc for p in points])
+    for axis, x in _axes(points, breadth).items():
+        keep = x > 0  # log axes: the closed-book point has no search steps
+        xk, yk = x[keep], y[keep]
+        order = np.argsort(xk)
+        xk, yk = xk[order], yk[order]
+        kept_depths = [d for d, k in zip(depths, keep, strict=True) if k]
+        kept_depths = [kept_depths[i] for i in order]
+        for form, (law, names) in LAWS.items():
+            params = fit_law(form, xk, yk)
+            if params is None:
+                continue
+            pred = law(xk, *params)
+            holdout_error = holdout_x = None
+            if len(xk) >= 3:
+                small = fit_law(form, xk[:-1], yk[:-1])
+                if small is not None:
+                    holdout_error = float(law(xk[-1:], *small)[0] - yk[-1])
+                    holdout_x = float(xk[-1])
+            boot = []
+            for sample in acc_samples:
+                yb = np.array([sample[d] for d in kept_depths])
+                if np.all(np.isfinite(yb)):
+                    pb = fit_law(form, xk, yb)
+                    if pb is not None:
+                        boot.append(pb)
+            ci = {}
+            if boot:
+                arr = np.array(boot)
+                for i, name in enumerate(names):
+                    ci[name] = (float(np.percentile(arr[:, i], 2.5)), float(np.percentile(arr[:, i], 97.5)))
+            fits.append(LawFit(form=form, axis=axis, params={n: float(v) for n, v in zip(names, params, strict=True)},
+                               params_ci=ci, r2=r_squared(yk, pred), holdout_error=holdout_error, holdout_x=holdout_x,
+                               n_points=len(xk)))
+    return fits
+
+
+def _group_value(row: dict[str, Any], by: str | None) -> str:
+    if by is None:
+        return "all"
+    return f"{by}={row.get(by)}"
+
+
+def analyse(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]], *, metric: str = "cover_em",
+            n_boot: int = 500, by: str | None = None, depths: list[int] | None = None) -> Analysis:
+    """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs)."""
+    groups: dict[tuple[Any, ...], dict[str, dict[str, dict[int, dict[str, Any]]]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        cfg = runs[row["run_key"]]
+        for group in {"all", _group_value(row, by)}:
+            key = (cfg["model"], cfg["suite"], cfg["controller"], cfg["breadth"], cfg["budget"], cfg["unit"], group)
+            # seeds of one config pool as extra samples of the same question
+            qid = f"{row['question_id']}#{cfg['seed']}"
+            groups[key].setdefault(qid, {"run_key": row["run_key"]})
+            groups[key][qid][row["round"]] = {**row, "judge": row["judge"]}
+    curves = []
+    for (model, suite, controller, breadth, budget, unit, group), by_question in sorted(groups.items(), key=str):
+        qids = sorted(by_question)
+        all_depths = sorted({d for q in by_question.values() for d in q if isinstance(d, int)})
+        use = [d for d in all_depths if depths is None or d in depths]
+        samples = [_point_stats(by_question, use, metric, ids) for ids in _bootstrap_ids(qids, n_boot)]
+        points = []
+        for d in use:
+            rows_d = [by_question[q][d] for q in qids if d in by_question[q]]
+            values = [r[metric] for r in rows_d if r[metric] is not None]
+            if not values:
+                continue
+            boot = [s[d] for s in samples if math.isfinite(s[d])]
+            ci = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else (float("nan"),) * 2
+            cost_units = set.intersection(*(set(r["cost"]) for r in rows_d))
+            events: dict[str, float] = defaultdict(float)
+            for r in rows_d:
+                for e, v in r["spend_by_event"].items():
+                    events[e] += v / len(rows_d)
+            recalls = [r["recall"] for r in rows_d if r["recall"] is not None]
+            points.append(Point(
+                depth=d, steps_given=d * breadth, n=len(values), acc=float(np.mean(values)), ci=ci,  # type: ignore[arg-type]
+                searches=float(np.mean([r["searches"] for r in rows_d])),
+                tokens=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in rows_d])),
+                cost={u: float(np.mean([r["cost"][u] for r in rows_d])) for u in sorted(cost_units)},
+                llm_calls=float(np.mean([r["llm_calls"] for r in rows_d])), spend_by_event=dict(events),
+                recall=float(np.mean(recalls)) if recalls else None,
+            ))
+        run_keys = sorted({q["run_key"] for q in by_question.values()})
+        curves.append(Curve(model=model, suite=suite, controller=controller, breadth=breadth, budget=budget, unit=unit,
+                            group=group, run_keys=run_keys, points=points,
+                            fits=fit_curve(points, samples, breadth)))
+    return Analysis(metric=metric, n_rows=len(rows), curves=curves,
+                    exchanges=exchange_rates(curves, groups, metric, n_boot))
+
+
+def _interp_compute(points: list[tuple[float, float]], target: float) -> float | None:
+    """Smallest compute at which a piecewise-linear-in-log curve reaches ``target`` accuracy."""
+    pts = sorted((c, a) for c, a in points if c > 0)
+    for (c0, a0), (c1, a1) in zip(pts, pts[1:], strict=False):
+        if a0 >= target:
+            return c0
+        if a1 >= target > a0:
+            t = (target - a0) / (a1 - a0)
+            return float(math.exp(math.log(c0) + t * (math.log(c1) - math.log(c0))))
+    if pts and pts[-1][1] >= target:
+        return pts[-1][0] if len(pts) == 1 or pts[0][1] < target else pts[0][0]
+    return None
+
+
+def _size(model: str) -> float:
+    spec = EMBEDDED_MODELS.get(model)
+    return float(spec.n_params) if spec else float("inf")
+
+
+def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_boot: int) -> list[Exchange]:
+    """For each pair of models on the same suite/controller/breadth, at each budget of the larger model:
+    the compute the smaller model needs to match its accuracy (interpolated), with a bootstrap CI."""
+    out = []
+    index = {(c.suite, c.controller, c.breadth, c.budget, c.group, c.model): c for c in curves}
+    for c_large in curves:
+        for c_small in curves:
+            if (c_small.suite, c_small.controller, c_small.breadth, c_small.budget, c_small.group) != (
+                c_large.suite, c_large.controller, c_large.breadth, c_large.budget, c_large.group
+            ) or not _size(c_small.model) < _size(c_large.model):
+                continue
+            for axis in ("flops", "tokens"):
+                if not all(axis in p.cost for p in c_small.points + c_large.points):
+                    continue
+                small_pts = [(p.cost[axis], p.acc) for p in c_small.points]
+                for p in c_large.points:
+                    if p.depth == 0:
+                        continue
+                    needed = _interp_compute(small_pts, p.acc)
+                    ratio = needed / p.cost[axis] if needed else None
+                    ci = _exchange_ci(groups, c_small, c_large, p.depth, axis, metric, n_boot) if ratio else None
+                    note = "reached" if ratio else "not reached within the budgets tried"
+                    out.append(Exchange(small=c_small.model, large=c_large.model, axis=axis, group=c_large.group,
+                                        large_compute=p.cost[axis], large_acc=p.acc, small_compute=needed, ratio=ratio,
+                                        ratio_ci=ci, note=note))
+    _ = index
+    return out
+
+
+def _exchange_ci(groups: dict[Any, Any], small: Curve, large: Curve, depth: int, axis: str, metric: str,
+                 n_boot: int) -> tuple[float, float] | None:
+    key_s = (small.model, small.suite, small.controller, small.breadth, small.budget, small.unit, small.group)
+    key_l = (large.model, large.suite, large.controller, large.breadth, large.budget, large.unit, large.group)
+    qs, ql = groups[key_s], groups[key_l]
+    shared = sorted(set(qs) & set(ql))
+    if not shared:
+        return None
+    ratios = []
+    for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
+        target = np.mean([ql[q][depth][metric] for q in ids if depth in ql[q]])
+        large_c = np.mean([ql[q][depth]["cost"][axis] for q in ids if depth in ql[q]])
+        pts = []
+        for p in small.points:
+            vals = [qs[q][p.depth] for q in ids if p.depth in qs[q]]
+            if vals:
+                pts.append((float(np.mean([v["cost"][axis] for v in vals])), float(np.mean([v[metric] for v in vals]))))
+        needed = _interp_compute(pts, float(target))
+        if needed is not None and large_c > 0:
+            ratios.append(needed / large_c)
+    if len(ratios) < max(10, 0.5 * min(n_boot, 300)):
+        return None  # in many resamples the target is not reached: no finite CI
+    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def fits_table(analysis: Analysis) -> Table:
+    table = Table(title=f"scaling fits ({analysis.metric}, {analysis.n_rows} rows)")
+    for col in ("model", "suite", "ctl", "B", "group", "axis", "law", "params (95% CI)", "R²", "holdout err"):
+        table.add_column(col)
+    for c in analysis.curves:
+        for f in c.fits:
+            params = ", ".join(
+                f"{k}={v:.3g}" + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
+                for k, v in f.params.items())
+            table.add_row(c.model, c.suite.split(":")[0], c.controller, str(c.breadth), c.group, f.axis, f.form, params,
+                          "-" if f.r2 is None else f"{f.r2:.3f}",
+                          "-" if f.holdout_error is None else f"{f.holdout_error:+.3f}")
+    return table
+
+
+def load_manifest(run_dir: Any) -> dict[str, Any] | None:
+    path = run_dir / "sweep.json"
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,115 @@
+"""Figures (PNG and SVG, matplotlib): accuracy vs search steps and vs compute with CI bands and fitted
+laws per model, and the spend breakdown per round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from sounding.evals.fit import LAWS, Analysis, Curve  # noqa: E402
+
+CLOSED_BOOK_X = 0.5  # where depth 0 (no search) sits on a log axis of search steps
+
+
+def _label(c: Curve) -> str:
+    extra = f", {c.budget:g} {c.unit}" if c.budget is not None else ""
+    return f"{c.model} ({c.controller}, breadth {c.breadth}{extra})"
+
+
+def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "svg"):
+        path = out / f"{name}.{ext}"
+        fig.savefig(path, dpi=130, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def _curves_by_suite(analysis: Analysis) -> dict[str, list[Curve]]:
+    out: dict[str, list[Curve]] = {}
+    for c in analysis.curves:
+        if c.group == "all":
+            out.setdefault(c.suite.split(":")[0] + "-" + Path(c.suite.split(":", 1)[-1]).name.split(".")[0], []).append(c)
+    return out
+
+
+def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, xlabel: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, c in enumerate(curves):
+        color = f"C{i % 10}"
+        if axis == "steps":
+            xs = np.array([p.steps_given if p.steps_given > 0 else CLOSED_BOOK_X for p in c.points], dtype=float)
+        else:
+            if not all(axis in p.cost for p in c.points):
+                continue
+            xs = np.array([p.cost[axis] for p in c.points], dtype=float)
+        ys = np.array([p.acc for p in c.points])
+        lo = np.array([p.ci[0] for p in c.points])
+        hi = np.array([p.ci[1] for p in c.points])
+        order = np.argsort(xs)
+        ax.plot(xs[order], ys[order], "o", color=color, label=_label(c))
+        ax.fill_between(xs[order], lo[order], hi[order], color=color, alpha=0.15, linewidth=0)
+        for f in c.fits:
+            if f.axis != axis:
+                continue
+            law, _ = LAWS[f.form]
+            positive = xs[xs > (CLOSED_BOOK_X if axis == "steps" else 0)]
+            if len(positive) < 2:
+                continue
+            grid = np.geomspace(positive.min(), positive.max() * 1.5, 60)
+            style = "-" if f.form == "linear" else "--"
+            r2 = "" if f.r2 is None else f", R²={f.r2:.2f}"
+            ax.plot(grid, law(grid, *f.params.values()), style, color=color, alpha=0.8,
+                    label=f"  {f.form}-in-log fit{r2}")
+    ax.set_xscale("log")
+    if axis == "steps":
+        ax.axvline(0.75, color="grey", linewidth=0.5)
+        ax.text(CLOSED_BOOK_X, ax.get_ylim()[1], "closed\nbook", ha="center", va="top", fontsize=7, color="grey")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(analysis.metric.replace("_", "-") + " (95% bootstrap CI)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+def _plot_spend(curves: list[Curve], title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / max(1, len(curves))
+    events = sorted({e for c in curves for p in c.points for e in p.spend_by_event})
+    for i, c in enumerate(curves):
+        depths = np.array([p.depth for p in c.points], dtype=float)
+        bottom = np.zeros(len(c.points))
+        for j, e in enumerate(events):
+            values = np.array([p.spend_by_event.get(e, 0.0) for p in c.points])
+            ax.bar(depths + i * width, values, width, bottom=bottom, color=f"C{j}", alpha=0.5 + 0.5 * (i % 2),
+                   label=f"{e}" if i == 0 else None)
+            bottom += values
+        ax.text(depths[-1] + i * width, bottom[-1], c.model, fontsize=6, rotation=90, va="bottom")
+    ax.set_xlabel("search depth (rounds)")
+    ax.set_ylabel("mean cumulative spend (token-equivalents)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    return fig
+
+
+def make_figures(analysis: Analysis, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for suite, curves in _curves_by_suite(analysis).items():
+        paths += _save(_plot_axis(analysis, curves, "steps", f"{suite}: accuracy vs search steps given",
+                                  "search steps given (depth x breadth; log)"), out, f"{suite}-acc-vs-steps")
+        for unit, label in (("tokens", "mean token-equivalents spent (log)"), ("flops", "mean FLOPs spent (log)")):
+            if any(unit in p.cost for c in curves for p in c.points):
+                paths += _save(_plot_axis(analysis, curves, unit, f"{suite}: accuracy vs compute ({unit})", label),
+                               out, f"{suite}-acc-vs-{unit}")
+        paths += _save(_plot_spend(curves, f"{suite}: spend by event, per depth"), out, f"{suite}-spend-per-round")
+    return paths

@@ -1,0 +1,203 @@
+"""`sounding bench|fit|plot|report`: budget sweeps over QA suites and what is made of them."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+from sounding.cli.common import EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.progress import rich_progress
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        fail(f"{what} must be a comma-separated list of integers, got {text!r}")
+    if not values or values[0] < 0:
+        fail(f"{what} must list non-negative integers, got {text!r}")
+    return values
+
+
+def bench(
+    ctx: typer.Context,
+    suite: Annotated[str, typer.Argument(help="hotpotqa:PATH | 2wiki:PATH | musique:PATH | bamboogle:PATH | frames:PATH | simpleqa:PATH | flashrag:PATH | jsonl:PATH")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory (holds results.sqlite).")],
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = None,
+    depths: Annotated[str, typer.Option("--depths", help="Search depths; 0 = closed book.")] = "0,1,2,4",
+    breadths: Annotated[str, typer.Option("--breadths", help="Queries per round.")] = "1",
+    model: Annotated[list[str] | None, typer.Option("--model", help="Model (repeat for several).")] = None,
+    controller: Annotated[str, typer.Option("--controller", help="fixed | adaptive | tuned")] = "fixed",
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy file for --controller tuned.")] = None,
+    budgets: Annotated[str | None, typer.Option("--budgets", help="Budgets in --unit to sweep (adaptive/tuned).")] = None,
+    unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, max=100)] = 1,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
+    backend: Annotated[str | None, typer.Option("--backend", help="Search backend (default hybrid).")] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="Corpus (default: the suite's pooled paragraphs).")] = None,
+    llm_url: Annotated[str | None, typer.Option("--llm-url", help="OpenAI-compatible endpoint.")] = None,
+    cassette: Annotated[Path | None, typer.Option("--cassette", help="Record/replay searches in this file.")] = None,
+    replay_only: Annotated[bool, typer.Option("--replay-only", help="With --cassette: never search for real.")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Re-run questions that failed.")] = False,
+    verify_anytime: Annotated[int, typer.Option("--verify-anytime", min=0, help="Re-run N questions at each smaller depth and report agreement with the anytime answers.")] = 0,
+    judge: Annotated[str | None, typer.Option("--judge", help="Also grade answers with this model (LLM judge).")] = None,
+) -> None:
+    """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
+    from sounding.evals.datasets import DatasetError, load_suite
+    from sounding.evals.store import ResultStore
+    from sounding.evals.sweep import SweepSpec, run_configs, run_sweep_config, sweep_manifest, verify_anytime as verify
+    from sounding.tools.corpus import CorpusError
+    from sounding.tools.llm import make_llm
+    from sounding.tools.llm.base import LLMError
+    from sounding.tools.search.base import SearchError
+    from sounding.tools.search.factory import make_search
+
+    try:
+        loaded = load_suite(suite, limit=limit)
+    except DatasetError as exc:
+        fail(str(exc))
+    corpus_spec = corpus or loaded.corpus
+    if corpus_spec is None and backend != "web":
+        fail(f"{loaded.kind} has no context paragraphs: give --corpus or --backend web")
+    budget_values: list[float | None] = [None]
+    if budgets:
+        try:
+            budget_values = [float(b) for b in budgets.split(",")]
+        except ValueError:
+            fail(f"--budgets must be numbers, got {budgets!r}")
+    spec = SweepSpec(suite=suite, limit=limit, depths=_ints(depths, "--depths"), breadths=_ints(breadths, "--breadths"),
+                     models=model or ["qwen2.5-coder-0.5b"], controller=controller, budgets=budget_values, seeds=seeds,
+                     concurrency=concurrency, retry_errors=retry_errors, verify_anytime=verify_anytime, judge=judge)
+    if controller not in ("fixed", "adaptive", "tuned"):
+        fail(f"unknown controller {controller!r}: use fixed, adaptive or tuned")
+    if 0 in spec.breadths:
+        fail("--breadths must be >= 1")
+    settings = settings_from(ctx, search__corpus=corpus_spec, search__backend=backend, budget__unit=unit,
+                             budget__policy_file=policy, llm__base_url=llm_url,
+                             llm__backend="http" if llm_url else None)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_manifest(out / "sweep.json", spec, ["sounding", *sys.argv[1:]], loaded)
+    store = ResultStore(out / "results.sqlite")
+    try:
+        with rich_progress() as progress:
+            search = make_search(settings, progress=progress, cassette=cassette,
+                                 cassette_mode="replay-only" if replay_only else "replay")
+    except (CorpusError, SearchError) as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    configs = run_configs(spec, settings, corpus_spec or "web")
+    judge_llm = None
+    if judge:
+        try:
+            judge_llm = make_llm(settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge})}))
+        except LLMError as exc:
+            fail(str(exc), EXIT_UNAVAILABLE)
+    start = time.perf_counter()
+    for model_name in spec.models:
+        try:
+            llm = make_llm(settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})}))
+        except LLMError as exc:
+            fail(str(exc), EXIT_UNAVAILABLE)
+        for config in [c for c in configs if c.model == model_name]:
+            stats = {"done": 0, "correct": 0.0, "errors": 0}
+            label = f"{model_name} {config.controller} D{config.depth} B{config.breadth} s{config.seed}"
+            if config.budget is not None:
+                label += f" {config.budget:g}{config.unit}"
+            with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), TimeRemainingColumn(), "{task.fields[acc]}", console=err_console) as bar:
+                task = bar.add_task(label, total=len(loaded.samples), acc="")
+
+                def tick(status: str, row: dict | None, task=task, bar=bar, stats=stats) -> None:
+                    if status == "error":
+                        stats["errors"] += 1
+                    elif row is not None:
+                        stats["done"] += 1
+                        stats["correct"] += row["cover_em"]
+                    acc = f"cover-EM {stats['correct'] / stats['done']:.2f}" if stats["done"] else ""
+                    bar.update(task, advance=1, acc=f"{acc} errors {stats['errors']}")
+
+                run_sweep_config(config, loaded.samples, settings, llm, search, store, concurrency=concurrency,
+                                 retry_errors=retry_errors, judge=judge_llm, tick=tick)
+            if verify_anytime and config.controller == "fixed":
+                report = verify(config, loaded.samples[:verify_anytime], spec.depths, settings, llm, search, store)
+                console.print(f"anytime check {label}: {report['agreed']}/{report['checked']} independent runs agree "
+                              "with the anytime answers")
+    console.print(f"sweep done in {time.perf_counter() - start:.0f} s; {store.count()} rows in {out / 'results.sqlite'}")
+
+
+def fit(
+    run_dir: Annotated[Path, typer.Argument(help="A bench run directory.")],
+    metric: Annotated[str, typer.Option("--metric", help="em | f1 | cover_em")] = "cover_em",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
+    by: Annotated[str | None, typer.Option("--by", help="Also fit per 'qtype' or 'hops'.")] = None,
+) -> None:
+    """Fit accuracy against log(search steps) and log(compute): linear and logistic, R², extrapolation, CIs."""
+    from sounding.evals.fit import fits_table
+
+    analysis = _analysis(run_dir, metric, bootstrap, by)
+    console.print(fits_table(analysis))
+    (run_dir / "fits.json").write_text(analysis.model_dump_json(indent=2))
+    console.print(f"wrote {run_dir / 'fits.json'}")
+
+
+def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None):
+    from sounding.evals.fit import analyse
+    from sounding.evals.store import ResultStore
+
+    if not (run_dir / "results.sqlite").is_file():
+        fail(f"no results.sqlite in {run_dir}: run sounding bench --out {run_dir} first")
+    if metric not in ("em", "f1", "cover_em", "judge"):
+        fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
+    from sounding.evals.fit import load_manifest
+
+    store = ResultStore(run_dir / "results.sqlite")
+    rows = store.results()
+    if not rows:
+        fail(f"{run_dir} has no results yet")
+    manifest = load_manifest(run_dir)
+    depths = manifest["spec"]["depths"] if manifest else None
+    analysis = analyse(rows, store.runs(), metric=metric, n_boot=bootstrap, by=by, depths=depths)
+    checks = store.anytime_checks()
+    analysis.manifest = manifest
+    if checks:
+        analysis.anytime = {"checked": len(checks), "agreed": sum(c["agree"] for c in checks)}
+    return analysis
+
+
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="A bench run directory.")],
+    metric: Annotated[str, typer.Option("--metric")] = "cover_em",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
+) -> None:
+    """PNG and SVG figures: accuracy vs search steps and vs compute (with CI bands and fits), spend per round."""
+    from sounding.evals.plot import make_figures
+
+    analysis = _analysis(run_dir, metric, bootstrap)
+    for path in make_figures(analysis, run_dir / "figures"):
+        console.print(f"wrote {path}")
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A bench run directory.")],
+    metric: Annotated[str, typer.Option("--metric")] = "cover_em",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
+) -> None:
+    """A Markdown (and HTML) report: tables, figures, fitted laws with uncertainty, command and versions."""
+    from sounding.evals.plot import make_figures
+    from sounding.evals.report import write_report
+
+    analysis = _analysis(run_dir, metric, bootstrap, by="qtype")
+    make_figures(analysis, run_dir / "figures")
+    md, html = write_report(analysis, run_dir)
+    console.print(f"wrote {md} and {html}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
+    app.command("fit")(fit)
+    app.command("plot")(plot)
+    app.command("report")(report)
