@@ -18,8 +18,8 @@ test: setup
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check sounding tests benchmarks
-	$(BIN)/ruff format --check sounding tests benchmarks
+	$(BIN)/ruff check sounding agent tools budgets evals tests benchmarks
+	$(BIN)/ruff format --check sounding agent tools budgets evals tests benchmarks
 	$(BIN)/mypy -p sounding
 
 check: test lint

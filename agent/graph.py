@@ -1,8 +1,8 @@
 """The research graph, top to bottom.
 
-    plan ──▶ queries ──▶ search ×breadth (Send, parallel) ──▶ read ──▶ reflect ──┬─▶ queries (next round)
-      │          └──────────────(no new query)──────────────▶ read               └─▶ answer ──▶ END
-      └──(depth 0, or a failure)──▶ answer
+plan ──▶ queries ──▶ search ×breadth (Send, parallel) ──▶ read ──▶ reflect ──┬─▶ queries (next round)
+  │          └──────────────(no new query)──────────────▶ read               └─▶ answer ──▶ END
+  └──(depth 0, or a failure)──▶ answer
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def build_graph(deps: AgentDeps, *, checkpointer: Any = None) -> Any:
     graph = StateGraph(ResearchState)
     graph.add_node("plan", nodes.plan)
     graph.add_node("queries", nodes.queries)
-    graph.add_node("search", nodes.search)
+    graph.add_node("search", nodes.search)  # type: ignore[arg-type]  # Send payloads are not the graph state
     graph.add_node("read", nodes.read)
     graph.add_node("reflect", nodes.reflect)
     graph.add_node("answer", nodes.answer)

@@ -51,7 +51,7 @@ def repair_json(text: str) -> Any:
             stack.pop()
     candidate = text + ('"' if in_string else "")
     candidate = re.sub(r",\s*$", "", candidate)
-    candidate = re.sub(r':\s*$', ': null', candidate)
+    candidate = re.sub(r":\s*$", ": null", candidate)
     candidate += "".join(reversed(stack))
     return json.loads(candidate)
 
@@ -78,21 +78,27 @@ def budgeted_json(
             return result
         try:
             reservation = ledger.reserve(
-                Usage(prompt_tokens=prompt_bound, completion_tokens=max_tokens), event="llm", node=node, round=round
+                Usage(prompt_tokens=prompt_bound, completion_tokens=max_tokens),
+                event="llm",
+                node=node,
+                round=round,
             )
         except BudgetExceeded:
             result.failure = "budget"
             return result
         try:
-            completion = llm.complete(messages, max_tokens=max_tokens, schema=schema,
-                                      temperature=None if attempt == 0 else 0.3)
+            completion = llm.complete(
+                messages, max_tokens=max_tokens, schema=schema, temperature=None if attempt == 0 else 0.3
+            )
         except BaseException:
             # the call failed before reporting usage: nothing provably spent, release and re-raise
             ledger.release(reservation)
             raise
         result.charges.append(
-            ledger.settle(reservation, Usage(prompt_tokens=completion.prompt_tokens,
-                                             completion_tokens=completion.completion_tokens))
+            ledger.settle(
+                reservation,
+                Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
+            )
         )
         try:
             value = json.loads(completion.text)

@@ -57,7 +57,10 @@ class AgentDeps:
 
 def messages(step: str, **fields: Any) -> list[Message]:
     prompt = PROMPTS[step]
-    return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": prompt["user"].format(**fields)}]
+    return [
+        {"role": "system", "content": prompt["system"]},
+        {"role": "user", "content": prompt["user"].format(**fields)},
+    ]
 
 
 def normalise_query(query: str) -> str:
@@ -78,9 +81,13 @@ def clean_query(query: str) -> str:
 
 def spend_snapshot(ledger: Ledger) -> dict[str, Any]:
     spent = ledger.spent
-    return {"searches": spent.searches, "tokens": spent.tokens, "prompt_tokens": spent.prompt_tokens,
-            "completion_tokens": spent.completion_tokens,
-            "cost": {unit: round(ledger.spent_in(unit), 12) for unit in ledger.report_models}}
+    return {
+        "searches": spent.searches,
+        "tokens": spent.tokens,
+        "prompt_tokens": spent.prompt_tokens,
+        "completion_tokens": spent.completion_tokens,
+        "cost": {unit: round(ledger.spent_in(unit), 12) for unit in ledger.report_models},
+    }
 
 
 def quote(text: str, words: int = PASSAGE_WORDS) -> str:
@@ -101,29 +108,59 @@ def charges_of(result: StepResult) -> list[dict[str, Any]]:
 
 
 def queries_schema(n: int) -> dict[str, Any]:
-    return {"type": "object", "properties": {"queries": {"type": "array", "items": {"type": "string", "maxLength": 60},
-            "minItems": 1, "maxItems": n}}, "required": ["queries"]}
+    return {
+        "type": "object",
+        "properties": {
+            "queries": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 60},
+                "minItems": 1,
+                "maxItems": n,
+            }
+        },
+        "required": ["queries"],
+    }
 
 
 def extract_schema(n_passages: int, max_facts: int) -> dict[str, Any]:
-    fact = {"type": "object", "properties": {"passage": {"type": "integer", "minimum": 1, "maximum": n_passages},
-            "fact": {"type": "string", "maxLength": 200}}, "required": ["passage", "fact"]}
-    return {"type": "object", "properties": {"facts": {"type": "array", "items": fact, "maxItems": max_facts}},
-            "required": ["facts"]}
+    fact = {
+        "type": "object",
+        "properties": {
+            "passage": {"type": "integer", "minimum": 1, "maximum": n_passages},
+            "fact": {"type": "string", "maxLength": 200},
+        },
+        "required": ["passage", "fact"],
+    }
+    return {
+        "type": "object",
+        "properties": {"facts": {"type": "array", "items": fact, "maxItems": max_facts}},
+        "required": ["facts"],
+    }
 
 
-REFLECT_SCHEMA = {"type": "object", "properties": {
-    "answer": {"type": "string", "maxLength": 80},
-    "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 4},
-    "supported": {"type": "boolean"},
-    "next_query": {"type": "string", "maxLength": 60}},
-    "required": ["answer", "notes", "supported", "next_query"]}
-ANSWER_SCHEMA = {"type": "object", "properties": {
-    "answer": {"type": "string", "maxLength": 80},
-    "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 4}},
-    "required": ["answer", "notes"]}
-SHORT_ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 80}},
-                       "required": ["answer"]}
+REFLECT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "maxLength": 80},
+        "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 4},
+        "supported": {"type": "boolean"},
+        "next_query": {"type": "string", "maxLength": 60},
+    },
+    "required": ["answer", "notes", "supported", "next_query"],
+}
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "maxLength": 80},
+        "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 4},
+    },
+    "required": ["answer", "notes"],
+}
+SHORT_ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "maxLength": 80}},
+    "required": ["answer"],
+}
 
 
 # --- nodes ---------------------------------------------------------------------------------------
@@ -144,7 +181,9 @@ class ResearchNodes:
         # only reducer channels: parallel search branches may fail in the same step
         return {"errors": [error], "events": [self._event("error", node=node, failed=kind, message=str(exc))]}
 
-    def _search(self, query: str, k: int, node: str, round: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def _search(
+        self, query: str, k: int, node: str, round: int
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """One charged search; returns (hit records, charges). Raises BudgetExceeded / SearchError."""
         reservation = self.deps.ledger.reserve(Usage(searches=1), event="search", node=node, round=round)
         try:
@@ -153,7 +192,9 @@ class ResearchNodes:
             self.deps.ledger.release(reservation)
             raise
         charge = self.deps.ledger.settle(reservation, Usage(searches=1))
-        records = [{"round": round, "query": query, "rank": rank, **h.model_dump()} for rank, h in enumerate(hits, 1)]
+        records = [
+            {"round": round, "query": query, "rank": rank, **h.model_dump()} for rank, h in enumerate(hits, 1)
+        ]
         return records, [charge.model_dump()]
 
     # plan: probe (if the controller wants one), then the controller's plan -------------------------
@@ -162,7 +203,14 @@ class ResearchNodes:
         question = state["question"]
         controller, ledger = self.deps.controller, self.deps.ledger
         features = Features(question=question)
-        update: dict[str, Any] = {"round": 0, "hits": [], "issued": [], "charges": [], "drafts": [], "events": []}
+        update: dict[str, Any] = {
+            "round": 0,
+            "hits": [],
+            "issued": [],
+            "charges": [],
+            "drafts": [],
+            "events": [],
+        }
         try:
             if controller.needs_probe:
                 try:
@@ -180,8 +228,12 @@ class ResearchNodes:
                     if cap < 4:
                         break
                     try:
-                        reservation = ledger.reserve(Usage(prompt_tokens=prompt_bound, completion_tokens=cap),
-                                                     event="llm", node="probe", round=0)
+                        reservation = ledger.reserve(
+                            Usage(prompt_tokens=prompt_bound, completion_tokens=cap),
+                            event="llm",
+                            node="probe",
+                            round=0,
+                        )
                     except BudgetExceeded:
                         break
                     try:
@@ -189,27 +241,60 @@ class ResearchNodes:
                     except Exception:
                         ledger.release(reservation)
                         raise
-                    charge = ledger.settle(reservation, Usage(prompt_tokens=completion.prompt_tokens,
-                                                              completion_tokens=completion.completion_tokens))
+                    charge = ledger.settle(
+                        reservation,
+                        Usage(
+                            prompt_tokens=completion.prompt_tokens,
+                            completion_tokens=completion.completion_tokens,
+                        ),
+                    )
                     update["charges"] += [charge.model_dump()]
-                    features.probe_answers.append(completion.text.strip().splitlines()[0] if completion.text.strip() else "")
+                    features.probe_answers.append(
+                        completion.text.strip().splitlines()[0] if completion.text.strip() else ""
+                    )
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
             if self.deps.closed_book_draft:
-                result = budgeted_json(self.deps.llm, ledger, messages("closed_book", question=question),
-                                       SHORT_ANSWER_SCHEMA, cap=plan.caps.answer, node="closed_book", round=0)
+                result = budgeted_json(
+                    self.deps.llm,
+                    ledger,
+                    messages("closed_book", question=question),
+                    SHORT_ANSWER_SCHEMA,
+                    cap=plan.caps.answer,
+                    node="closed_book",
+                    round=0,
+                )
                 update["charges"] += charges_of(result)
                 answer = str((result.value or {}).get("answer", "")).strip()
-                update["drafts"] += [{"round": 0, "answer": answer or NO_ANSWER, "citations": [], "supported": False,
-                                      "spend": spend_snapshot(ledger)}]
+                update["drafts"] += [
+                    {
+                        "round": 0,
+                        "answer": answer or NO_ANSWER,
+                        "citations": [],
+                        "supported": False,
+                        "spend": spend_snapshot(ledger),
+                    }
+                ]
         except (LLMError, SearchError) as exc:
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
             failed = self._fail("plan", exc)
-            return {**update, **failed, "plan": plan.model_dump(), "features": features.model_dump(),
-                    "events": update["events"] + failed["events"]}
+            return {
+                **update,
+                **failed,
+                "plan": plan.model_dump(),
+                "features": features.model_dump(),
+                "events": update["events"] + failed["events"],
+            }
         update["plan"] = plan.model_dump()
         update["features"] = features.model_dump()
-        update["events"] += [self._event("plan", plan=plan.model_dump(), difficulty=plan.difficulty,
-                                         probe_answers=features.probe_answers, margin=features.margin)]
+        update["events"] += [
+            self._event(
+                "plan",
+                plan=plan.model_dump(),
+                difficulty=plan.difficulty,
+                probe_answers=features.probe_answers,
+                margin=features.margin,
+            )
+        ]
         return update
 
     def route_after_plan(self, state: ResearchState) -> str:
@@ -246,20 +331,40 @@ class ResearchNodes:
             known = ""
             if state.get("notes"):
                 known = "Known so far:\n" + "\n".join(f"- {n['fact']}" for n in state["notes"][-6:]) + "\n"
-            msgs = messages("queries", question=question, known=known,
-                            issued="; ".join(issued + fresh) or "(nothing yet)", n=want)
+            msgs = messages(
+                "queries",
+                question=question,
+                known=known,
+                issued="; ".join(issued + fresh) or "(nothing yet)",
+                n=want,
+            )
             try:
-                result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, queries_schema(want),
-                                       cap=plan.caps.query, node="queries", round=round_)
+                result = budgeted_json(
+                    self.deps.llm,
+                    self.deps.ledger,
+                    msgs,
+                    queries_schema(want),
+                    cap=plan.caps.query,
+                    node="queries",
+                    round=round_,
+                )
             except LLMError as exc:
                 return {**self._fail("queries", exc), "round": round_, "queries": []}
             charges = charges_of(result)
             for candidate in (result.value or {}).get("queries", [])[:want]:
                 add(str(candidate))
-        suppressed = suppressed[1:] if round_ == 1 and issued else suppressed  # the probe's own query is no repeat
+        suppressed = (
+            suppressed[1:] if round_ == 1 and issued else suppressed
+        )  # the probe's own query is no repeat
         event = self._event("queries", round=round_, queries=fresh, suppressed=suppressed)
-        return {"round": round_, "queries": fresh, "issued": fresh, "charges": charges, "events": [event],
-                "next_query": None}
+        return {
+            "round": round_,
+            "queries": fresh,
+            "issued": fresh,
+            "charges": charges,
+            "events": [event],
+            "next_query": None,
+        }
 
     def route_after_queries(self, state: ResearchState) -> list[Send] | str:
         if state.get("errors"):
@@ -296,7 +401,9 @@ class ResearchNodes:
             if hit["doc_id"] in read_ids or hit["round"] > round_:
                 continue
             # reciprocal-rank fusion across this run's queries: a passage several queries agree on wins
-            fused[hit["doc_id"]] = fused.get(hit["doc_id"], 0.0) + 1.0 / (60 + hit["rank"]) * (2 if hit["round"] == round_ else 1)
+            fused[hit["doc_id"]] = fused.get(hit["doc_id"], 0.0) + 1.0 / (60 + hit["rank"]) * (
+                2 if hit["round"] == round_ else 1
+            )
             by_id.setdefault(hit["doc_id"], hit)
         ranked = sorted(fused, key=lambda d: (-fused[d], d))
         chosen = [by_id[d] for d in ranked[: plan.read]]
@@ -304,20 +411,33 @@ class ResearchNodes:
             return {"events": [self._event("read", round=round_, passages=[], facts=0)]}
         result: StepResult | None = None
         while chosen:  # shrink the step (fewer passages) until it is affordable
-            passages = "\n\n".join(f"Passage {i} ({h['title']}):\n{quote(h['text'])}" for i, h in enumerate(chosen, 1))
+            passages = "\n\n".join(
+                f"Passage {i} ({h['title']}):\n{quote(h['text'])}" for i, h in enumerate(chosen, 1)
+            )
             max_facts = 2 * len(chosen)
             msgs = messages("extract", question=state["question"], passages=passages, max_facts=max_facts)
             try:
-                result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, extract_schema(len(chosen), max_facts),
-                                       cap=plan.caps.extract, node="read", round=round_, min_tokens=24)
+                result = budgeted_json(
+                    self.deps.llm,
+                    self.deps.ledger,
+                    msgs,
+                    extract_schema(len(chosen), max_facts),
+                    cap=plan.caps.extract,
+                    node="read",
+                    round=round_,
+                    min_tokens=24,
+                )
             except LLMError as exc:
                 return self._fail("read", exc)
             if result.failure != "budget":
                 break
             chosen = chosen[:-1]
         if result is None or result.failure == "budget" or not chosen:
-            return {"stop_reason": "budget", "events": [self._event("read_skipped", round=round_, reason="budget")],
-                    "charges": charges_of(result) if result else []}
+            return {
+                "stop_reason": "budget",
+                "events": [self._event("read_skipped", round=round_, reason="budget")],
+                "charges": charges_of(result) if result else [],
+            }
         notes = []
         for fact in (result.value or {}).get("facts", []):
             index = int(fact.get("passage", 0)) - 1
@@ -331,8 +451,12 @@ class ResearchNodes:
             opening = " ".join(re.split(r"(?<=[.!?])\s+", top["text"])[:2])
             notes.append({"doc_id": top["doc_id"], "title": top["title"], "fact": opening, "round": round_})
         event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
-        return {"notes": notes, "read_ids": [h["doc_id"] for h in chosen], "charges": charges_of(result),
-                "events": [event]}
+        return {
+            "notes": notes,
+            "read_ids": [h["doc_id"] for h in chosen],
+            "charges": charges_of(result),
+            "events": [event],
+        }
 
     # reflect: draft answer, support, next query; the controller decides what comes next ----------
 
@@ -344,32 +468,67 @@ class ResearchNodes:
         notes = state.get("notes", [])
         msgs = messages("reflect", question=state["question"], notes=number_notes(notes))
         try:
-            result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, REFLECT_SCHEMA, cap=plan.caps.reflect,
-                                   node="reflect", round=round_, min_tokens=16)
+            result = budgeted_json(
+                self.deps.llm,
+                self.deps.ledger,
+                msgs,
+                REFLECT_SCHEMA,
+                cap=plan.caps.reflect,
+                node="reflect",
+                round=round_,
+                min_tokens=16,
+            )
         except LLMError as exc:
             return self._fail("reflect", exc)
         if result.value is None:
             reason = "budget" if result.failure == "budget" else "malformed output"
-            return {"decision": Decision.STOP.value, "stop_reason": reason, "charges": charges_of(result),
-                    "events": [self._event("reflect_skipped", round=round_, reason=reason)]}
+            return {
+                "decision": Decision.STOP.value,
+                "stop_reason": reason,
+                "charges": charges_of(result),
+                "events": [self._event("reflect_skipped", round=round_, reason=reason)],
+            }
         value = result.value
         cited, removed = cite(value.get("notes", []), notes)
-        draft = {"round": round_, "answer": str(value.get("answer", "")).strip() or NO_ANSWER, "citations": cited,
-                 "supported": bool(value.get("supported")), "citations_removed": removed,
-                 "spend": spend_snapshot(self.deps.ledger)}
+        draft = {
+            "round": round_,
+            "answer": str(value.get("answer", "")).strip() or NO_ANSWER,
+            "citations": cited,
+            "supported": bool(value.get("supported")),
+            "citations_removed": removed,
+            "spend": spend_snapshot(self.deps.ledger),
+        }
         drafts = [*state.get("drafts", []), draft]
         new_evidence = sum(1 for n in notes if n["round"] == round_)
-        report = RoundReport(round=round_, drafts=[d["answer"] for d in drafts if d["round"] > 0],
-                             supported=draft["supported"], new_evidence=new_evidence)
+        report = RoundReport(
+            round=round_,
+            drafts=[d["answer"] for d in drafts if d["round"] > 0],
+            supported=draft["supported"],
+            new_evidence=new_evidence,
+        )
         decision, new_plan = self.deps.controller.after_round(report, plan)
         stop_reason = {Decision.STOP: "depth" if round_ >= plan.depth else "controller"}.get(decision)
-        if decision != Decision.STOP and not self.deps.ledger.can_afford(round_usage(new_plan) - Usage(searches=new_plan.breadth - 1)):
+        if decision != Decision.STOP and not self.deps.ledger.can_afford(
+            round_usage(new_plan) - Usage(searches=new_plan.breadth - 1)
+        ):
             decision, stop_reason = Decision.STOP, "budget"
-        event = self._event("draft", round=round_, answer=draft["answer"], supported=draft["supported"],
-                            citations=cited, decision=decision.value)
-        return {"drafts": [draft], "decision": decision.value, "stop_reason": stop_reason, "plan": new_plan.model_dump(),
-                "next_query": str(value.get("next_query", "")).strip() or None, "charges": charges_of(result),
-                "events": [event]}
+        event = self._event(
+            "draft",
+            round=round_,
+            answer=draft["answer"],
+            supported=draft["supported"],
+            citations=cited,
+            decision=decision.value,
+        )
+        return {
+            "drafts": [draft],
+            "decision": decision.value,
+            "stop_reason": stop_reason,
+            "plan": new_plan.model_dump(),
+            "next_query": str(value.get("next_query", "")).strip() or None,
+            "charges": charges_of(result),
+            "events": [event],
+        }
 
     def route_after_reflect(self, state: ResearchState) -> str:
         return "answer" if state.get("decision") == Decision.STOP.value else "queries"
@@ -390,14 +549,25 @@ class ResearchNodes:
         charges: list[dict[str, Any]] = []
         if not llm_failed and (last is None or (self.deps.improve_final and notes)):
             if notes:
-                msgs = messages("answer", question=state["question"], notes=number_notes(notes),
-                                draft=last["answer"] if last else "(none)")
+                msgs = messages(
+                    "answer",
+                    question=state["question"],
+                    notes=number_notes(notes),
+                    draft=last["answer"] if last else "(none)",
+                )
                 schema = ANSWER_SCHEMA
             else:
                 msgs, schema = messages("closed_book", question=state["question"]), SHORT_ANSWER_SCHEMA
             try:
-                result = budgeted_json(self.deps.llm, self.deps.ledger, msgs, schema, cap=plan.caps.answer,
-                                       node="answer", round=state.get("round", 0))
+                result = budgeted_json(
+                    self.deps.llm,
+                    self.deps.ledger,
+                    msgs,
+                    schema,
+                    cap=plan.caps.answer,
+                    node="answer",
+                    round=state.get("round", 0),
+                )
                 charges = charges_of(result)
                 if result.value and str(result.value.get("answer", "")).strip():
                     answer = str(result.value["answer"]).strip()
@@ -413,13 +583,23 @@ class ResearchNodes:
         sources = []
         for doc_id in kept:
             hit = next(h for h in state.get("hits", []) if h["doc_id"] == doc_id)
-            sources.append({"doc_id": doc_id, "title": hit["title"], "url": hit.get("url"), "passage": hit["text"]})
-        final = {"answer": answer, "citations": kept, "sources": sources, "citations_removed": removed,
-                 "improved": improved, "degraded": bool(errors),
-                 "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
-                 "stop_reason": "error" if errors else state.get("stop_reason") or ("depth" if plan.depth == 0 else "done")}
+            sources.append(
+                {"doc_id": doc_id, "title": hit["title"], "url": hit.get("url"), "passage": hit["text"]}
+            )
+        final = {
+            "answer": answer,
+            "citations": kept,
+            "sources": sources,
+            "citations_removed": removed,
+            "improved": improved,
+            "degraded": bool(errors),
+            "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
+            "stop_reason": "error"
+            if errors
+            else state.get("stop_reason") or ("depth" if plan.depth == 0 else "done"),
+        }
         event = self._event("answer", answer=answer, citations=kept, degraded=final["degraded"])
-        new_errors = errors[len(state.get("errors", [])):]
+        new_errors = errors[len(state.get("errors", [])) :]
         return {"final": final, "charges": charges, "events": [event], "errors": new_errors}
 
 

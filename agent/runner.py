@@ -58,7 +58,9 @@ def check_question(question: str) -> str:
     if not question:
         raise QuestionError("the question is empty")
     if len(question) > MAX_QUESTION_CHARS:
-        raise QuestionError(f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}")
+        raise QuestionError(
+            f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}"
+        )
     return question
 
 
@@ -72,16 +74,24 @@ def sqlite_checkpointer(path: Path) -> Any:
     return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
 
 
-def run_research(question: str, deps: AgentDeps, *, thread_id: str | None = None, checkpointer: Any = None,
-                 depth_hint: int = 8) -> ResearchResult:
+def run_research(
+    question: str,
+    deps: AgentDeps,
+    *,
+    thread_id: str | None = None,
+    checkpointer: Any = None,
+    depth_hint: int = 8,
+) -> ResearchResult:
     """Answer one question under the ledger's budget. Never raises for backend failures: the result is
     marked degraded instead. With a checkpointer and the ``thread_id`` of an interrupted run, resumes it."""
     question = check_question(question)
     thread_id = thread_id or uuid.uuid4().hex
     graph = build_graph(deps, checkpointer=checkpointer)
     # the plan is not known before the graph runs; the limit covers the deepest plan any controller makes
-    config: dict[str, Any] = {"configurable": {"thread_id": thread_id},
-                              "recursion_limit": Plan(controller="x", depth=max(depth_hint, 16), breadth=1).recursion_limit}
+    config: dict[str, Any] = {
+        "configurable": {"thread_id": thread_id},
+        "recursion_limit": Plan(controller="x", depth=max(depth_hint, 16), breadth=1).recursion_limit,
+    }
     start = time.perf_counter()
     state: dict[str, Any] | None = None
     resume = False
@@ -103,8 +113,9 @@ def run_research(question: str, deps: AgentDeps, *, thread_id: str | None = None
     return result_from_state(question, state, deps, thread_id, time.perf_counter() - start)
 
 
-def result_from_state(question: str, state: dict[str, Any], deps: AgentDeps, thread_id: str,
-                      seconds: float) -> ResearchResult:
+def result_from_state(
+    question: str, state: dict[str, Any], deps: AgentDeps, thread_id: str, seconds: float
+) -> ResearchResult:
     final = state.get("final") or {}
     drafts = state.get("drafts", [])
     errors = state.get("errors", [])

@@ -17,7 +17,9 @@ class ResearchState(TypedDict, total=False):
     queries: list[str]  # this round's new queries
     next_query: str | None  # suggested by reflect for the next round
     issued: Annotated[list[str], operator.add]
-    hits: Annotated[list[dict[str, Any]], operator.add]  # {round, query, rank, doc_id, title, text, url, score}
+    hits: Annotated[
+        list[dict[str, Any]], operator.add
+    ]  # {round, query, rank, doc_id, title, text, url, score}
     read_ids: Annotated[list[str], operator.add]
     notes: Annotated[list[dict[str, Any]], operator.add]  # {doc_id, title, fact, round}
     drafts: Annotated[list[dict[str, Any]], operator.add]  # anytime answers, one per round

@@ -31,8 +31,14 @@ class StepCaps(BaseModel):
 
 #: Typical prompt sizes (tokens) of each step, measured on our prompts with wiki-vital passages;
 #: used to estimate what a plan will cost before spending (the ledger charges the real numbers).
-PROMPT_TOKENS = {"probe": 90, "query": 260, "extract_base": 200, "extract_per_passage": 140, "reflect": 420,
-                 "answer": 420}
+PROMPT_TOKENS = {
+    "probe": 90,
+    "query": 260,
+    "extract_base": 200,
+    "extract_per_passage": 140,
+    "reflect": 420,
+    "answer": 420,
+}
 
 
 class Plan(BaseModel):
@@ -156,8 +162,14 @@ class FixedController:
         self.depth, self.breadth, self.k, self.read = depth, breadth, k, read
 
     def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
-        return Plan(controller=self.name, depth=self.depth, breadth=self.breadth, k=self.k, read=self.read,
-                    max_breadth=self.breadth)
+        return Plan(
+            controller=self.name,
+            depth=self.depth,
+            breadth=self.breadth,
+            k=self.k,
+            read=self.read,
+            max_breadth=self.breadth,
+        )
 
     def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
         return (Decision.STOP if report.round >= plan.depth else Decision.CONTINUE), plan
@@ -173,19 +185,19 @@ class BinAllocation(BaseModel):
 class AllocationPolicy(BaseModel):
     """Per-difficulty-bin allocation. The file format of ``--controller tuned`` (TOML or JSON)::
 
-        target_mean_budget = 12000      # the mean spend per question it was fitted for
-        unit = "tokens"
-        easy_margin = 0.25              # margin >= this with agreeing probes -> easy
-        hard_margin = 0.08              # margin < this, or probes disagree with a small margin -> hard
-        [bins.easy]
-        depth = 1
-        breadth = 1
-        [bins.medium]
-        depth = 2
-        breadth = 2
-        [bins.hard]
-        depth = 4
-        breadth = 2
+    target_mean_budget = 12000      # the mean spend per question it was fitted for
+    unit = "tokens"
+    easy_margin = 0.25              # margin >= this with agreeing probes -> easy
+    hard_margin = 0.08              # margin < this, or probes disagree with a small margin -> hard
+    [bins.easy]
+    depth = 1
+    breadth = 1
+    [bins.medium]
+    depth = 2
+    breadth = 2
+    [bins.hard]
+    depth = 4
+    breadth = 2
     """
 
     target_mean_budget: float | None = None
@@ -244,9 +256,17 @@ class AdaptiveController:
     def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
         difficulty = self.policy.bin_of(features)
         alloc = self.policy.bins[difficulty]  # type: ignore[index]
-        plan = Plan(controller=self.name, depth=alloc.depth, breadth=alloc.breadth, k=alloc.k, read=alloc.read,
-                    stop_rule="stable", max_breadth=max(alloc.breadth + 1, 2), difficulty=difficulty,
-                    decompose=difficulty != "easy")
+        plan = Plan(
+            controller=self.name,
+            depth=alloc.depth,
+            breadth=alloc.breadth,
+            k=alloc.k,
+            read=alloc.read,
+            stop_rule="stable",
+            max_breadth=max(alloc.breadth + 1, 2),
+            difficulty=difficulty,
+            decompose=difficulty != "easy",
+        )
         return fit_depth(plan, budget, cost)
 
     def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
@@ -260,7 +280,9 @@ class AdaptiveController:
         return Decision.CONTINUE, plan
 
 
-def make_controller(kind: str, *, depth: int = 2, breadth: int = 2, policy_file: Path | None = None) -> Controller:
+def make_controller(
+    kind: str, *, depth: int = 2, breadth: int = 2, policy_file: Path | None = None
+) -> Controller:
     if kind == "fixed":
         return FixedController(depth, breadth)
     if kind == "adaptive":

@@ -93,7 +93,9 @@ class LatencyTable(BaseModel):
 # Used only when no calibration file exists: this machine's measured figures for the 1.5B default
 # (2 cores: ~90 prompt tokens/s, ~31 completion tokens/s; hybrid search ~25 ms).
 DEFAULT_LATENCY = LatencyTable(
-    seconds_per_prompt_token=1 / 90, seconds_per_completion_token=1 / 31, seconds_per_search=0.025,
+    seconds_per_prompt_token=1 / 90,
+    seconds_per_completion_token=1 / 31,
+    seconds_per_search=0.025,
     measured_on="default (uncalibrated)",
 )
 
@@ -111,27 +113,52 @@ def load_latency_table(path: Path | None) -> LatencyTable:
         raise ValueError(f"latency table {path} is invalid: {exc}") from exc
 
 
-def make_cost_model(unit: str, cfg: BudgetSettings, *, n_params: int | None, latency: LatencyTable | None = None,
-                    n_passages: int = 10_000) -> LinearCost:
+def make_cost_model(
+    unit: str,
+    cfg: BudgetSettings,
+    *,
+    n_params: int | None,
+    latency: LatencyTable | None = None,
+    n_passages: int = 10_000,
+) -> LinearCost:
     if unit == "tokens":
         return LinearCost("tokens", 1.0, 1.0, cfg.search_tokens, cfg.fetch_tokens)
     if unit == "flops":
         if not n_params:
-            raise ValueError("the flops cost model needs the model's parameter count (unknown for this model)")
+            raise ValueError(
+                "the flops cost model needs the model's parameter count (unknown for this model)"
+            )
         per_token = 2.0 * n_params
-        return LinearCost("flops", per_token, per_token, search_flops(n_passages), per_token * cfg.fetch_tokens)
+        return LinearCost(
+            "flops", per_token, per_token, search_flops(n_passages), per_token * cfg.fetch_tokens
+        )
     if unit == "usd":
-        return LinearCost("usd", cfg.usd_prompt_per_mtok / 1e6, cfg.usd_completion_per_mtok / 1e6,
-                          cfg.usd_per_search, cfg.usd_per_fetch)
+        return LinearCost(
+            "usd",
+            cfg.usd_prompt_per_mtok / 1e6,
+            cfg.usd_completion_per_mtok / 1e6,
+            cfg.usd_per_search,
+            cfg.usd_per_fetch,
+        )
     if unit == "latency":
         t = latency or DEFAULT_LATENCY
-        return LinearCost("latency", t.seconds_per_prompt_token, t.seconds_per_completion_token,
-                          t.seconds_per_search, t.seconds_per_fetch)
+        return LinearCost(
+            "latency",
+            t.seconds_per_prompt_token,
+            t.seconds_per_completion_token,
+            t.seconds_per_search,
+            t.seconds_per_fetch,
+        )
     raise ValueError(f"unknown cost unit {unit!r}: use one of {', '.join(UNITS)}")
 
 
-def make_cost_models(cfg: BudgetSettings, *, n_params: int | None, latency: LatencyTable | None = None,
-                     n_passages: int = 10_000) -> dict[str, LinearCost]:
+def make_cost_models(
+    cfg: BudgetSettings,
+    *,
+    n_params: int | None,
+    latency: LatencyTable | None = None,
+    n_passages: int = 10_000,
+) -> dict[str, LinearCost]:
     """Every unit that can be priced here (flops needs a parameter count), for reporting spend."""
     models = {}
     for unit in UNITS:

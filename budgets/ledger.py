@@ -173,8 +173,15 @@ class Ledger:
                     f"({usage.searches} searches, {usage.tokens} tokens); remaining {remaining.model_dump()}",
                     remaining,
                 )
-            reservation = Reservation(id=next(self._ids), usage=usage, cost=cost, event=event, node=node,
-                                      round=round, started=self._clock())
+            reservation = Reservation(
+                id=next(self._ids),
+                usage=usage,
+                cost=cost,
+                event=event,
+                node=node,
+                round=round,
+                started=self._clock(),
+            )
             self._open[reservation.id] = reservation
             self._reserved = self._reserved + usage
             self._reserved_cost += cost
@@ -191,8 +198,16 @@ class Ledger:
             self._spent_cost += cost
             prices = {unit: model.price(charged) for unit, model in self.report_models.items()}
             prices[self.cost_model.unit] = cost
-            charge = Charge(event=held.event, node=held.node, round=held.round, usage=charged, cost=prices,
-                            overrun=overrun, started=held.started, seconds=self._clock() - held.started)
+            charge = Charge(
+                event=held.event,
+                node=held.node,
+                round=held.round,
+                usage=charged,
+                cost=prices,
+                overrun=overrun,
+                started=held.started,
+                seconds=self._clock() - held.started,
+            )
             self.charges.append(charge)
             return charge
 
@@ -235,7 +250,9 @@ class Ledger:
                 "budget": self.budget.model_dump(),
                 "spent": self._spent.model_dump(),
                 "spent_cost": self._spent_cost,
-                "spent_by_unit": {u: sum(c.cost.get(u, 0.0) for c in self.charges) for u in self.report_models},
+                "spent_by_unit": {
+                    u: sum(c.cost.get(u, 0.0) for c in self.charges) for u in self.report_models
+                },
                 "by_event": by_event,
                 "by_round": {str(k): v for k, v in sorted(by_round.items())},
                 "llm_calls": sum(1 for c in self.charges if c.usage.tokens > 0),

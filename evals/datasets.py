@@ -80,21 +80,38 @@ def _titles(facts: list[Any]) -> list[str]:
 
 
 def parse_hotpot(n: int, r: dict[str, Any]) -> Sample:
-    return Sample(id=str(r["_id"]), question=r["question"], answers=[str(r["answer"])] if "answer" in r else [],
-                  type=r.get("type"), hops=2, supporting_titles=_titles(r.get("supporting_facts", [])))
+    return Sample(
+        id=str(r["_id"]),
+        question=r["question"],
+        answers=[str(r["answer"])] if "answer" in r else [],
+        type=r.get("type"),
+        hops=2,
+        supporting_titles=_titles(r.get("supporting_facts", [])),
+    )
 
 
 def parse_2wiki(n: int, r: dict[str, Any]) -> Sample:
     aliases = [str(a) for a in r.get("answer_aliases", []) or []]
-    return Sample(id=str(r["_id"]), question=r["question"], answers=[str(r["answer"]), *aliases], type=r.get("type"),
-                  supporting_titles=_titles(r.get("supporting_facts", [])))
+    return Sample(
+        id=str(r["_id"]),
+        question=r["question"],
+        answers=[str(r["answer"]), *aliases],
+        type=r.get("type"),
+        supporting_titles=_titles(r.get("supporting_facts", [])),
+    )
 
 
 def parse_musique(n: int, r: dict[str, Any]) -> Sample:
     hops = len(r.get("question_decomposition", [])) or None
     titles = [p["title"] for p in r.get("paragraphs", []) if p.get("is_supporting")]
-    return Sample(id=str(r["id"]), question=r["question"], answers=[str(r["answer"]), *map(str, r.get("answer_aliases", []))],
-                  type=f"{hops}hop" if hops else None, hops=hops, supporting_titles=list(dict.fromkeys(titles)))
+    return Sample(
+        id=str(r["id"]),
+        question=r["question"],
+        answers=[str(r["answer"]), *map(str, r.get("answer_aliases", []))],
+        type=f"{hops}hop" if hops else None,
+        hops=hops,
+        supporting_titles=list(dict.fromkeys(titles)),
+    )
 
 
 def parse_flashrag(n: int, r: dict[str, Any]) -> Sample:
@@ -102,21 +119,34 @@ def parse_flashrag(n: int, r: dict[str, Any]) -> Sample:
     if not isinstance(answers, list):
         raise KeyError("golden_answers")
     meta = r.get("metadata") or {}
-    return Sample(id=str(r.get("id", n)), question=r["question"], answers=[str(a) for a in answers],
-                  type=meta.get("type") if isinstance(meta, dict) else None)
+    return Sample(
+        id=str(r.get("id", n)),
+        question=r["question"],
+        answers=[str(a) for a in answers],
+        type=meta.get("type") if isinstance(meta, dict) else None,
+    )
 
 
 def parse_generic(n: int, r: dict[str, Any]) -> Sample:
     answers = r["answers"]
     if isinstance(answers, str):
         answers = [answers]
-    return Sample(id=str(r.get("id", n)), question=r["question"], answers=[str(a) for a in answers],
-                  type=r.get("type"), hops=r.get("hops"), supporting_titles=list(r.get("supporting_titles", [])))
+    return Sample(
+        id=str(r.get("id", n)),
+        question=r["question"],
+        answers=[str(a) for a in answers],
+        type=r.get("type"),
+        hops=r.get("hops"),
+        supporting_titles=list(r.get("supporting_titles", [])),
+    )
 
 
 def parse_csv_row(kind: str, n: int, row: dict[str, str]) -> Sample:
     if kind == "bamboogle":
-        question, answer = _column(row, "Question", "question"), _column(row, "Answer", "answer", "true_answer")
+        question, answer = (
+            _column(row, "Question", "question"),
+            _column(row, "Answer", "answer", "true_answer"),
+        )
         return Sample(id=f"bamboogle-{n}", question=question, answers=[answer], hops=2)
     question = _column(row, "question", "Prompt", "problem")
     answer = _column(row, "true_answer", "Answer", "answer")
@@ -124,8 +154,13 @@ def parse_csv_row(kind: str, n: int, row: dict[str, str]) -> Sample:
         titles = []
         for link in ast.literal_eval(row["wiki_links"]) if row.get("wiki_links") else []:
             titles.append(str(link).rsplit("/", 1)[-1].replace("_", " "))
-        return Sample(id=f"frames-{n}", question=question, answers=[answer], type=row.get("reasoning_types") or None,
-                      supporting_titles=titles)
+        return Sample(
+            id=f"frames-{n}",
+            question=question,
+            answers=[answer],
+            type=row.get("reasoning_types") or None,
+            supporting_titles=titles,
+        )
     topic = None
     if row.get("metadata"):
         try:
@@ -172,4 +207,6 @@ def load_suite(spec: str, *, limit: int | None = None) -> Suite:
         raise DatasetError(f"{path}: cannot read: {exc}") from exc
     if not samples:
         raise DatasetError(f"{path}: no questions")
-    return Suite(name=f"{kind}-{path.name.split('.')[0]}", kind=kind, path=path, samples=samples, corpus=corpus)
+    return Suite(
+        name=f"{kind}-{path.name.split('.')[0]}", kind=kind, path=path, samples=samples, corpus=corpus
+    )

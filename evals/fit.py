@@ -15,6 +15,7 @@ on one compute axis: how much compute the smaller model needs to reach the large
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
@@ -115,7 +116,9 @@ def fit_law(form: str, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
     logit = np.log(np.clip(y, eps, 1 - eps) / (1 - np.clip(y, eps, 1 - eps)))
     beta0, alpha0 = np.polyfit(np.log(x), logit, 1)
     try:
-        with warnings.catch_warnings():  # flat or saturated curves: the estimate stands, the covariance may not
+        with (
+            warnings.catch_warnings()
+        ):  # flat or saturated curves: the estimate stands, the covariance may not
             warnings.simplefilter("ignore")
             params, _ = curve_fit(law, x, y, p0=[alpha0, beta0], maxfev=5000)
     except (RuntimeError, ValueError):
@@ -130,11 +133,16 @@ def r_squared(y: np.ndarray, pred: np.ndarray) -> float | None:
     return 1.0 - float(np.sum((y - pred) ** 2)) / total
 
 
-def _point_stats(by_question: dict[str, dict[int, dict[str, Any]]], depths: list[int], metric: str,
-                 ids: list[str]) -> dict[int, float]:
+def _point_stats(
+    by_question: dict[str, dict[int, dict[str, Any]]], depths: list[int], metric: str, ids: list[str]
+) -> dict[int, float]:
     out = {}
     for d in depths:
-        values = [by_question[q][d][metric] for q in ids if d in by_question[q] and by_question[q][d][metric] is not None]
+        values = [
+            by_question[q][d][metric]
+            for q in ids
+            if d in by_question[q] and by_question[q][d][metric] is not None
+        ]
         out[d] = float(np.mean(values)) if values else float("nan")
     return out
 
@@ -186,9 +194,18 @@ def fit_curve(points: list[Point], acc_samples: list[dict[int, float]], breadth:
                 arr = np.array(boot)
                 for i, name in enumerate(names):
                     ci[name] = (float(np.percentile(arr[:, i], 2.5)), float(np.percentile(arr[:, i], 97.5)))
-            fits.append(LawFit(form=form, axis=axis, params={n: float(v) for n, v in zip(names, params, strict=True)},
-                               params_ci=ci, r2=r_squared(yk, pred), holdout_error=holdout_error, holdout_x=holdout_x,
-                               n_points=len(xk)))
+            fits.append(
+                LawFit(
+                    form=form,
+                    axis=axis,
+                    params={n: float(v) for n, v in zip(names, params, strict=True)},
+                    params_ci=ci,
+                    r2=r_squared(yk, pred),
+                    holdout_error=holdout_error,
+                    holdout_x=holdout_x,
+                    n_points=len(xk),
+                )
+            )
     return fits
 
 
@@ -198,22 +215,42 @@ def _group_value(row: dict[str, Any], by: str | None) -> str:
     return f"{by}={row.get(by)}"
 
 
-def analyse(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]], *, metric: str = "cover_em",
-            n_boot: int = 500, by: str | None = None, depths: list[int] | None = None) -> Analysis:
+def analyse(
+    rows: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    *,
+    metric: str = "cover_em",
+    n_boot: int = 500,
+    by: str | None = None,
+    depths: list[int] | None = None,
+) -> Analysis:
     """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs)."""
-    groups: dict[tuple[Any, ...], dict[str, dict[str, dict[int, dict[str, Any]]]]] = defaultdict(lambda: defaultdict(dict))
+    # curve key -> question (#seed) -> depth -> row
+    groups: dict[tuple[Any, ...], dict[str, dict[int, dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    run_keys: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     for row in rows:
         cfg = runs[row["run_key"]]
         for group in {"all", _group_value(row, by)}:
-            key = (cfg["model"], cfg["suite"], cfg["controller"], cfg["breadth"], cfg["budget"], cfg["unit"], group)
+            key = (
+                cfg["model"],
+                cfg["suite"],
+                cfg["controller"],
+                cfg["breadth"],
+                cfg["budget"],
+                cfg["unit"],
+                group,
+            )
             # seeds of one config pool as extra samples of the same question
             qid = f"{row['question_id']}#{cfg['seed']}"
-            groups[key].setdefault(qid, {"run_key": row["run_key"]})
-            groups[key][qid][row["round"]] = {**row, "judge": row["judge"]}
+            groups[key][qid][row["round"]] = row
+            run_keys[key].add(row["run_key"])
     curves = []
-    for (model, suite, controller, breadth, budget, unit, group), by_question in sorted(groups.items(), key=str):
+    for curve_key, by_question in sorted(groups.items(), key=str):
+        model, suite, controller, breadth, budget, unit, group = curve_key
         qids = sorted(by_question)
-        all_depths = sorted({d for q in by_question.values() for d in q if isinstance(d, int)})
+        all_depths = sorted({d for q in by_question.values() for d in q})
         use = [d for d in all_depths if depths is None or d in depths]
         samples = [_point_stats(by_question, use, metric, ids) for ids in _bootstrap_ids(qids, n_boot)]
         points = []
@@ -223,33 +260,58 @@ def analyse(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]], *, metr
             if not values:
                 continue
             boot = [s[d] for s in samples if math.isfinite(s[d])]
-            ci = (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))) if boot else (float("nan"),) * 2
+            ci = (
+                (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
+                if boot
+                else (float("nan"), float("nan"))
+            )
             cost_units = set.intersection(*(set(r["cost"]) for r in rows_d))
             events: dict[str, float] = defaultdict(float)
             for r in rows_d:
                 for e, v in r["spend_by_event"].items():
                     events[e] += v / len(rows_d)
             recalls = [r["recall"] for r in rows_d if r["recall"] is not None]
-            points.append(Point(
-                depth=d, steps_given=d * breadth, n=len(values), acc=float(np.mean(values)), ci=ci,  # type: ignore[arg-type]
-                searches=float(np.mean([r["searches"] for r in rows_d])),
-                tokens=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in rows_d])),
-                cost={u: float(np.mean([r["cost"][u] for r in rows_d])) for u in sorted(cost_units)},
-                llm_calls=float(np.mean([r["llm_calls"] for r in rows_d])), spend_by_event=dict(events),
-                recall=float(np.mean(recalls)) if recalls else None,
-            ))
-        run_keys = sorted({q["run_key"] for q in by_question.values()})
-        curves.append(Curve(model=model, suite=suite, controller=controller, breadth=breadth, budget=budget, unit=unit,
-                            group=group, run_keys=run_keys, points=points,
-                            fits=fit_curve(points, samples, breadth)))
-    return Analysis(metric=metric, n_rows=len(rows), curves=curves,
-                    exchanges=exchange_rates(curves, groups, metric, n_boot))
+            points.append(
+                Point(
+                    depth=d,
+                    steps_given=d * breadth,
+                    n=len(values),
+                    acc=float(np.mean(values)),
+                    ci=ci,
+                    searches=float(np.mean([r["searches"] for r in rows_d])),
+                    tokens=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in rows_d])),
+                    cost={u: float(np.mean([r["cost"][u] for r in rows_d])) for u in sorted(cost_units)},
+                    llm_calls=float(np.mean([r["llm_calls"] for r in rows_d])),
+                    spend_by_event=dict(events),
+                    recall=float(np.mean(recalls)) if recalls else None,
+                )
+            )
+        curves.append(
+            Curve(
+                model=model,
+                suite=suite,
+                controller=controller,
+                breadth=breadth,
+                budget=budget,
+                unit=unit,
+                group=group,
+                run_keys=sorted(run_keys[curve_key]),
+                points=points,
+                fits=fit_curve(points, samples, breadth),
+            )
+        )
+    return Analysis(
+        metric=metric,
+        n_rows=len(rows),
+        curves=curves,
+        exchanges=exchange_rates(curves, groups, metric, n_boot),
+    )
 
 
 def _interp_compute(points: list[tuple[float, float]], target: float) -> float | None:
     """Smallest compute at which a piecewise-linear-in-log curve reaches ``target`` accuracy."""
     pts = sorted((c, a) for c, a in points if c > 0)
-    for (c0, a0), (c1, a1) in zip(pts, pts[1:], strict=False):
+    for (c0, a0), (c1, a1) in itertools.pairwise(pts):
         if a0 >= target:
             return c0
         if a1 >= target > a0:
@@ -273,7 +335,11 @@ def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_b
     for c_large in curves:
         for c_small in curves:
             if (c_small.suite, c_small.controller, c_small.breadth, c_small.budget, c_small.group) != (
-                c_large.suite, c_large.controller, c_large.breadth, c_large.budget, c_large.group
+                c_large.suite,
+                c_large.controller,
+                c_large.breadth,
+                c_large.budget,
+                c_large.group,
             ) or not _size(c_small.model) < _size(c_large.model):
                 continue
             for axis in ("flops", "tokens"):
@@ -285,17 +351,33 @@ def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_b
                         continue
                     needed = _interp_compute(small_pts, p.acc)
                     ratio = needed / p.cost[axis] if needed else None
-                    ci = _exchange_ci(groups, c_small, c_large, p.depth, axis, metric, n_boot) if ratio else None
+                    ci = (
+                        _exchange_ci(groups, c_small, c_large, p.depth, axis, metric, n_boot)
+                        if ratio
+                        else None
+                    )
                     note = "reached" if ratio else "not reached within the budgets tried"
-                    out.append(Exchange(small=c_small.model, large=c_large.model, axis=axis, group=c_large.group,
-                                        large_compute=p.cost[axis], large_acc=p.acc, small_compute=needed, ratio=ratio,
-                                        ratio_ci=ci, note=note))
+                    out.append(
+                        Exchange(
+                            small=c_small.model,
+                            large=c_large.model,
+                            axis=axis,
+                            group=c_large.group,
+                            large_compute=p.cost[axis],
+                            large_acc=p.acc,
+                            small_compute=needed,
+                            ratio=ratio,
+                            ratio_ci=ci,
+                            note=note,
+                        )
+                    )
     _ = index
     return out
 
 
-def _exchange_ci(groups: dict[Any, Any], small: Curve, large: Curve, depth: int, axis: str, metric: str,
-                 n_boot: int) -> tuple[float, float] | None:
+def _exchange_ci(
+    groups: dict[Any, Any], small: Curve, large: Curve, depth: int, axis: str, metric: str, n_boot: int
+) -> tuple[float, float] | None:
     key_s = (small.model, small.suite, small.controller, small.breadth, small.budget, small.unit, small.group)
     key_l = (large.model, large.suite, large.controller, large.breadth, large.budget, large.unit, large.group)
     qs, ql = groups[key_s], groups[key_l]
@@ -310,7 +392,12 @@ def _exchange_ci(groups: dict[Any, Any], small: Curve, large: Curve, depth: int,
         for p in small.points:
             vals = [qs[q][p.depth] for q in ids if p.depth in qs[q]]
             if vals:
-                pts.append((float(np.mean([v["cost"][axis] for v in vals])), float(np.mean([v[metric] for v in vals]))))
+                pts.append(
+                    (
+                        float(np.mean([v["cost"][axis] for v in vals])),
+                        float(np.mean([v[metric] for v in vals])),
+                    )
+                )
         needed = _interp_compute(pts, float(target))
         if needed is not None and large_c > 0:
             ratios.append(needed / large_c)
@@ -326,11 +413,22 @@ def fits_table(analysis: Analysis) -> Table:
     for c in analysis.curves:
         for f in c.fits:
             params = ", ".join(
-                f"{k}={v:.3g}" + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
-                for k, v in f.params.items())
-            table.add_row(c.model, c.suite.split(":")[0], c.controller, str(c.breadth), c.group, f.axis, f.form, params,
-                          "-" if f.r2 is None else f"{f.r2:.3f}",
-                          "-" if f.holdout_error is None else f"{f.holdout_error:+.3f}")
+                f"{k}={v:.3g}"
+                + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
+                for k, v in f.params.items()
+            )
+            table.add_row(
+                c.model,
+                c.suite.split(":")[0],
+                c.controller,
+                str(c.breadth),
+                c.group,
+                f.axis,
+                f.form,
+                params,
+                "-" if f.r2 is None else f"{f.r2:.3f}",
+                "-" if f.holdout_error is None else f"{f.holdout_error:+.3f}",
+            )
     return table
 
 

@@ -71,8 +71,11 @@ class Scores(BaseModel):
 
 
 def score_answer(prediction: str, golds: list[str]) -> Scores:
-    return Scores(em=best(exact_match, prediction, golds), f1=best(f1_score, prediction, golds),
-                  cover_em=best(cover_exact_match, prediction, golds))
+    return Scores(
+        em=best(exact_match, prediction, golds),
+        f1=best(f1_score, prediction, golds),
+        cover_em=best(cover_exact_match, prediction, golds),
+    )
 
 
 JUDGE_PROMPT: dict[str, str] = tomllib.loads(
@@ -91,8 +94,12 @@ def llm_judge(llm: LLM, question: str, prediction: str, golds: list[str]) -> Jud
     """Ask a model whether the prediction means the same as a gold answer; the judge is recorded."""
     messages: list[Any] = [
         {"role": "system", "content": JUDGE_PROMPT["system"]},
-        {"role": "user", "content": JUDGE_PROMPT["user"].format(question=question, gold=" | ".join(golds),
-                                                                prediction=prediction)},
+        {
+            "role": "user",
+            "content": JUDGE_PROMPT["user"].format(
+                question=question, gold=" | ".join(golds), prediction=prediction
+            ),
+        },
     ]
     try:
         value = llm.complete(messages, max_tokens=16, schema=JUDGE_SCHEMA, temperature=0.0).json_value()

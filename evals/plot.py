@@ -9,10 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from sounding.evals.fit import LAWS, Analysis, Curve  # noqa: E402
+from sounding.evals.fit import LAWS, Analysis, Curve
 
 CLOSED_BOOK_X = 0.5  # where depth 0 (no search) sits on a log axis of search steps
 
@@ -36,7 +36,9 @@ def _curves_by_suite(analysis: Analysis) -> dict[str, list[Curve]]:
     out: dict[str, list[Curve]] = {}
     for c in analysis.curves:
         if c.group == "all":
-            out.setdefault(c.suite.split(":")[0] + "-" + Path(c.suite.split(":", 1)[-1]).name.split(".")[0], []).append(c)
+            out.setdefault(
+                c.suite.split(":")[0] + "-" + Path(c.suite.split(":", 1)[-1]).name.split(".")[0], []
+            ).append(c)
     return out
 
 
@@ -45,7 +47,9 @@ def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, x
     for i, c in enumerate(curves):
         color = f"C{i % 10}"
         if axis == "steps":
-            xs = np.array([p.steps_given if p.steps_given > 0 else CLOSED_BOOK_X for p in c.points], dtype=float)
+            xs = np.array(
+                [p.steps_given if p.steps_given > 0 else CLOSED_BOOK_X for p in c.points], dtype=float
+            )
         else:
             if not all(axis in p.cost for p in c.points):
                 continue
@@ -66,12 +70,20 @@ def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, x
             grid = np.geomspace(positive.min(), positive.max() * 1.5, 60)
             style = "-" if f.form == "linear" else "--"
             r2 = "" if f.r2 is None else f", R²={f.r2:.2f}"
-            ax.plot(grid, law(grid, *f.params.values()), style, color=color, alpha=0.8,
-                    label=f"  {f.form}-in-log fit{r2}")
+            ax.plot(
+                grid,
+                law(grid, *f.params.values()),
+                style,
+                color=color,
+                alpha=0.8,
+                label=f"  {f.form}-in-log fit{r2}",
+            )
     ax.set_xscale("log")
     if axis == "steps":
         ax.axvline(0.75, color="grey", linewidth=0.5)
-        ax.text(CLOSED_BOOK_X, ax.get_ylim()[1], "closed\nbook", ha="center", va="top", fontsize=7, color="grey")
+        ax.text(
+            CLOSED_BOOK_X, ax.get_ylim()[1], "closed\nbook", ha="center", va="top", fontsize=7, color="grey"
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(analysis.metric.replace("_", "-") + " (95% bootstrap CI)")
     ax.set_title(title)
@@ -89,8 +101,15 @@ def _plot_spend(curves: list[Curve], title: str) -> plt.Figure:
         bottom = np.zeros(len(c.points))
         for j, e in enumerate(events):
             values = np.array([p.spend_by_event.get(e, 0.0) for p in c.points])
-            ax.bar(depths + i * width, values, width, bottom=bottom, color=f"C{j}", alpha=0.5 + 0.5 * (i % 2),
-                   label=f"{e}" if i == 0 else None)
+            ax.bar(
+                depths + i * width,
+                values,
+                width,
+                bottom=bottom,
+                color=f"C{j}",
+                alpha=0.5 + 0.5 * (i % 2),
+                label=f"{e}" if i == 0 else None,
+            )
             bottom += values
         ax.text(depths[-1] + i * width, bottom[-1], c.model, fontsize=6, rotation=90, va="bottom")
     ax.set_xlabel("search depth (rounds)")
@@ -105,11 +124,28 @@ def make_figures(analysis: Analysis, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     for suite, curves in _curves_by_suite(analysis).items():
-        paths += _save(_plot_axis(analysis, curves, "steps", f"{suite}: accuracy vs search steps given",
-                                  "search steps given (depth x breadth; log)"), out, f"{suite}-acc-vs-steps")
-        for unit, label in (("tokens", "mean token-equivalents spent (log)"), ("flops", "mean FLOPs spent (log)")):
+        paths += _save(
+            _plot_axis(
+                analysis,
+                curves,
+                "steps",
+                f"{suite}: accuracy vs search steps given",
+                "search steps given (depth x breadth; log)",
+            ),
+            out,
+            f"{suite}-acc-vs-steps",
+        )
+        for unit, label in (
+            ("tokens", "mean token-equivalents spent (log)"),
+            ("flops", "mean FLOPs spent (log)"),
+        ):
             if any(unit in p.cost for c in curves for p in c.points):
-                paths += _save(_plot_axis(analysis, curves, unit, f"{suite}: accuracy vs compute ({unit})", label),
-                               out, f"{suite}-acc-vs-{unit}")
-        paths += _save(_plot_spend(curves, f"{suite}: spend by event, per depth"), out, f"{suite}-spend-per-round")
+                paths += _save(
+                    _plot_axis(analysis, curves, unit, f"{suite}: accuracy vs compute ({unit})", label),
+                    out,
+                    f"{suite}-acc-vs-{unit}",
+                )
+        paths += _save(
+            _plot_spend(curves, f"{suite}: spend by event, per depth"), out, f"{suite}-spend-per-round"
+        )
     return paths

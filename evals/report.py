@@ -15,35 +15,79 @@ Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "-"
-    return f"{value:.{digits}g}" if abs(value) >= 1e4 or abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
+    return (
+        f"{value:.{digits}g}"
+        if abs(value) >= 1e4 or (abs(value) < 1e-3 and value != 0)
+        else f"{value:.{digits}f}"
+    )
 
 
 def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
     m = analysis.manifest or {}
     blocks: list[Block] = [("h1", "sounding bench report")]
-    blocks.append(("p", f"Metric: **{analysis.metric}**; {analysis.n_rows} result rows; generated "
-                        f"{time.strftime('%Y-%m-%d %H:%M')}. Accuracy CIs are 95% percentile bootstrap intervals "
-                        "over questions. Search steps are the steps *given* (depth x breadth); compute is the mean "
-                        "spend *realised* at that depth."))
+    blocks.append(
+        (
+            "p",
+            f"Metric: **{analysis.metric}**; {analysis.n_rows} result rows; generated "
+            f"{time.strftime('%Y-%m-%d %H:%M')}. Accuracy CIs are 95% percentile bootstrap intervals "
+            "over questions. Search steps are the steps *given* (depth x breadth); compute is the mean "
+            "spend *realised* at that depth.",
+        )
+    )
     if m:
         blocks.append(("h2", "How this was produced"))
         blocks.append(("code", " ".join(m.get("command", []))))
         versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
-        blocks.append(("p", f"Suite {m.get('suite')} ({m.get('n_questions')} questions); Python {m.get('python')}; "
-                            f"{versions}; machine {m.get('machine')}."))
+        blocks.append(
+            (
+                "p",
+                f"Suite {m.get('suite')} ({m.get('n_questions')} questions); Python {m.get('python')}; "
+                f"{versions}; machine {m.get('machine')}.",
+            )
+        )
     blocks.append(("h2", "Accuracy by depth"))
     for c in analysis.curves:
         if c.group != "all":
             continue
-        rows = [["depth", "steps given", "n", analysis.metric, "95% CI", "searches", "tokens", "token-eq.", "FLOPs",
-                 "LLM calls", "support recall"]]
+        rows = [
+            [
+                "depth",
+                "steps given",
+                "n",
+                analysis.metric,
+                "95% CI",
+                "searches",
+                "tokens",
+                "token-eq.",
+                "FLOPs",
+                "LLM calls",
+                "support recall",
+            ]
+        ]
         for p in c.points:
-            rows.append([str(p.depth), str(p.steps_given), str(p.n), f"{p.acc:.3f}", f"[{p.ci[0]:.3f}, {p.ci[1]:.3f}]",
-                         f"{p.searches:.2f}", f"{p.tokens:.0f}", _fmt(p.cost.get("tokens")), _fmt(p.cost.get("flops")),
-                         f"{p.llm_calls:.1f}", _fmt(p.recall)])
-        blocks.append(("p", f"**{c.model}**, {c.controller} controller, breadth {c.breadth}"
-                            + (f", budget {c.budget:g} {c.unit}" if c.budget is not None else "")
-                            + f" — run {', '.join(c.run_keys)}"))
+            rows.append(
+                [
+                    str(p.depth),
+                    str(p.steps_given),
+                    str(p.n),
+                    f"{p.acc:.3f}",
+                    f"[{p.ci[0]:.3f}, {p.ci[1]:.3f}]",
+                    f"{p.searches:.2f}",
+                    f"{p.tokens:.0f}",
+                    _fmt(p.cost.get("tokens")),
+                    _fmt(p.cost.get("flops")),
+                    f"{p.llm_calls:.1f}",
+                    _fmt(p.recall),
+                ]
+            )
+        blocks.append(
+            (
+                "p",
+                f"**{c.model}**, {c.controller} controller, breadth {c.breadth}"
+                + (f", budget {c.budget:g} {c.unit}" if c.budget is not None else "")
+                + f" — run {', '.join(c.run_keys)}",
+            )
+        )
         blocks.append(("table", rows))
     groups = [c for c in analysis.curves if c.group != "all"]
     if groups:
@@ -53,34 +97,69 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
             rows.append([c.model, c.group, *[f"{p.acc:.2f} (n={p.n})" for p in c.points]])
         blocks.append(("table", rows))
     blocks.append(("h2", "Fitted laws"))
-    blocks.append(("p", "linear: acc = a + b·ln C; logistic: acc = 1/(1+exp(-(α + β·ln C))). Holdout error: a fit "
-                        "on all but the largest budget, predicting the largest (predicted − observed)."))
+    blocks.append(
+        (
+            "p",
+            "linear: acc = a + b·ln C; logistic: acc = 1/(1+exp(-(α + β·ln C))). Holdout error: a fit "
+            "on all but the largest budget, predicting the largest (predicted − observed).",
+        )
+    )
     rows = [["model", "group", "axis", "law", "parameters [95% CI]", "R²", "holdout error"]]
     for c in analysis.curves:
         for f in c.fits:
-            params = "; ".join(f"{k} = {v:.3g}" + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]"
-                                                   if k in f.params_ci else "") for k, v in f.params.items())
+            params = "; ".join(
+                f"{k} = {v:.3g}"
+                + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
+                for k, v in f.params.items()
+            )
             rows.append([c.model, c.group, f.axis, f.form, params, _fmt(f.r2), _fmt(f.holdout_error)])
     blocks.append(("table", rows))
     if analysis.exchanges:
         blocks.append(("h2", "Exchange rates"))
-        blocks.append(("p", "Compute the smaller model needs to match the larger model's accuracy at each of the "
-                            "larger model's budgets (interpolated in log compute), as a multiple of the larger "
-                            "model's compute."))
+        blocks.append(
+            (
+                "p",
+                "Compute the smaller model needs to match the larger model's accuracy at each of the "
+                "larger model's budgets (interpolated in log compute), as a multiple of the larger "
+                "model's compute.",
+            )
+        )
         rows = [["small", "large", "axis", "large compute", "large acc", "small needs", "ratio [95% CI]"]]
         for e in analysis.exchanges:
             if e.group != "all":
                 continue
-            ratio = "not reached" if e.ratio is None else f"{e.ratio:.2f}x" + (
-                f" [{e.ratio_ci[0]:.2f}, {e.ratio_ci[1]:.2f}]" if e.ratio_ci else " [CI: not reached in many resamples]")
-            rows.append([e.small, e.large, e.axis, _fmt(e.large_compute), f"{e.large_acc:.3f}", _fmt(e.small_compute),
-                         ratio])
+            ratio = (
+                "not reached"
+                if e.ratio is None
+                else f"{e.ratio:.2f}x"
+                + (
+                    f" [{e.ratio_ci[0]:.2f}, {e.ratio_ci[1]:.2f}]"
+                    if e.ratio_ci
+                    else " [CI: not reached in many resamples]"
+                )
+            )
+            rows.append(
+                [
+                    e.small,
+                    e.large,
+                    e.axis,
+                    _fmt(e.large_compute),
+                    f"{e.large_acc:.3f}",
+                    _fmt(e.small_compute),
+                    ratio,
+                ]
+            )
         blocks.append(("table", rows))
     if analysis.anytime:
         blocks.append(("h2", "Anytime answers vs independent runs"))
         a = analysis.anytime
-        blocks.append(("p", f"{a['agreed']} of {a['checked']} independent runs at smaller depths gave the same "
-                            "(normalised) answer as the anytime answer of the deeper run."))
+        blocks.append(
+            (
+                "p",
+                f"{a['agreed']} of {a['checked']} independent runs at smaller depths gave the same "
+                "(normalised) answer as the anytime answer of the deeper run.",
+            )
+        )
     if figures:
         blocks.append(("h2", "Figures"))
         for fig in figures:
@@ -125,16 +204,22 @@ def to_html(blocks: list[Block]) -> str:
         elif kind == "code":
             body.append(f"<pre>{html.escape(content)}</pre>")
         elif kind == "img":
-            body.append(f'<p><img src="{html.escape(content)}" alt="{html.escape(Path(content).stem)}" width="640"></p>')
+            body.append(
+                f'<p><img src="{html.escape(content)}" alt="{html.escape(Path(content).stem)}" width="640"></p>'
+            )
         elif kind == "table":
             header, *rows = content
             cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
             trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
             body.append(f"<table><thead><tr>{cells}</tr></thead><tbody>{trs}</tbody></table>")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}pre{background:#f4f4f4;padding:8px}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>sounding report</title><style>{style}</style>" \
-           f"</head><body>{''.join(body)}</body></html>"
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
+        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}pre{background:#f4f4f4;padding:8px}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sounding report</title><style>{style}</style>"
+        f"</head><body>{''.join(body)}</body></html>"
+    )
 
 
 def write_report(analysis: Analysis, run_dir: Path) -> tuple[Path, Path]:

@@ -69,10 +69,33 @@ CREATE TABLE IF NOT EXISTS anytime_checks (
 );
 """
 
-RESULT_COLUMNS = ("run_key", "question_id", "round", "rounds_done", "question", "qtype", "hops", "answer", "golds",
-                  "em", "f1", "cover_em", "recall", "judge", "judge_model", "searches", "prompt_tokens",
-                  "completion_tokens", "cost", "llm_calls", "spend_by_event", "wall_seconds", "stop_reason",
-                  "is_final", "created")
+RESULT_COLUMNS = (
+    "run_key",
+    "question_id",
+    "round",
+    "rounds_done",
+    "question",
+    "qtype",
+    "hops",
+    "answer",
+    "golds",
+    "em",
+    "f1",
+    "cover_em",
+    "recall",
+    "judge",
+    "judge_model",
+    "searches",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "llm_calls",
+    "spend_by_event",
+    "wall_seconds",
+    "stop_reason",
+    "is_final",
+    "created",
+)
 
 
 class ResultStore:
@@ -99,7 +122,10 @@ class ResultStore:
 
     def register_run(self, run_key: str, config: dict[str, Any]) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, ?)", (run_key, json.dumps(config, sort_keys=True), time.time()))
+            db.execute(
+                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)",
+                (run_key, json.dumps(config, sort_keys=True), time.time()),
+            )
 
     def done_questions(self, run_key: str) -> set[str]:
         rows = self._db.execute("SELECT DISTINCT question_id FROM results WHERE run_key = ?", (run_key,))
@@ -130,14 +156,19 @@ class ResultStore:
         with self._tx() as db:
             db.execute("INSERT INTO errors VALUES (?, ?, ?, ?)", (run_key, question_id, error, time.time()))
 
-    def add_anytime_check(self, run_key: str, question_id: str, depth: int, anytime: str, independent: str,
-                          agree: bool) -> None:
+    def add_anytime_check(
+        self, run_key: str, question_id: str, depth: int, anytime: str, independent: str, agree: bool
+    ) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO anytime_checks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (run_key, question_id, depth, anytime, independent, int(agree), time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO anytime_checks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_key, question_id, depth, anytime, independent, int(agree), time.time()),
+            )
 
     def runs(self) -> dict[str, dict[str, Any]]:
-        return {k: json.loads(c) for k, c in self._db.execute("SELECT run_key, config FROM runs ORDER BY created")}
+        return {
+            k: json.loads(c) for k, c in self._db.execute("SELECT run_key, config FROM runs ORDER BY created")
+        }
 
     def results(self, run_key: str | None = None) -> list[dict[str, Any]]:
         query = f"SELECT {', '.join(RESULT_COLUMNS)} FROM results"

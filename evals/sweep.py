@@ -71,11 +71,21 @@ def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunCon
         for breadth in spec.breadths:
             for budget in spec.budgets:
                 for seed in range(spec.seeds):
-                    configs.append(RunConfig(
-                        suite=spec.suite, model=model, controller=spec.controller, depth=depth, breadth=breadth,
-                        seed=seed, unit=settings.budget.unit, budget=budget, max_searches=settings.budget.max_searches,
-                        search_backend=settings.search.backend, corpus=corpus,
-                    ))
+                    configs.append(
+                        RunConfig(
+                            suite=spec.suite,
+                            model=model,
+                            controller=spec.controller,
+                            depth=depth,
+                            breadth=breadth,
+                            seed=seed,
+                            unit=settings.budget.unit,
+                            budget=budget,
+                            max_searches=settings.budget.max_searches,
+                            search_backend=settings.search.backend,
+                            corpus=corpus,
+                        )
+                    )
     return configs
 
 
@@ -87,7 +97,9 @@ def _titles_read_by_round(result: ResearchResult) -> dict[int, list[str]]:
     return read
 
 
-def rows_for(config: RunConfig, sample: Sample, result: ResearchResult, judge: LLM | None) -> list[dict[str, Any]]:
+def rows_for(
+    config: RunConfig, sample: Sample, result: ResearchResult, judge: LLM | None
+) -> list[dict[str, Any]]:
     """One row per round 0..depth: the anytime answer at that depth and the spend it had cost."""
     drafts = sorted(result.drafts, key=lambda d: d["round"])
     rounds_done = max((d["round"] for d in drafts), default=0)
@@ -104,45 +116,88 @@ def rows_for(config: RunConfig, sample: Sample, result: ResearchResult, judge: L
         by_event: dict[str, float] = {}
         for c in charges:
             by_event[c["event"]] = by_event.get(c["event"], 0.0) + c["cost"].get("tokens", 0.0)
-        verdict = llm_judge(judge, sample.question, draft["answer"], sample.answers) if judge is not None else None
-        rows.append({
-            "run_key": config.key, "question_id": sample.id, "round": depth, "rounds_done": rounds_done,
-            "question": sample.question, "qtype": sample.type, "hops": sample.hops, "answer": draft["answer"],
-            "golds": sample.answers, "em": scores.em, "f1": scores.f1, "cover_em": scores.cover_em,
-            "recall": supporting_recall(sample.supporting_titles, read_titles),
-            "judge": None if verdict is None or verdict.correct is None else int(verdict.correct),
-            "judge_model": verdict.judge_model if verdict else None,
-            "searches": draft["spend"]["searches"], "prompt_tokens": draft["spend"]["prompt_tokens"],
-            "completion_tokens": draft["spend"]["completion_tokens"], "cost": draft["spend"]["cost"],
-            "llm_calls": sum(1 for c in charges if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0),
-            "spend_by_event": by_event, "wall_seconds": result.wall_seconds, "stop_reason": result.stop_reason,
-            "is_final": int(depth == config.depth),
-        })
+        verdict = (
+            llm_judge(judge, sample.question, draft["answer"], sample.answers) if judge is not None else None
+        )
+        rows.append(
+            {
+                "run_key": config.key,
+                "question_id": sample.id,
+                "round": depth,
+                "rounds_done": rounds_done,
+                "question": sample.question,
+                "qtype": sample.type,
+                "hops": sample.hops,
+                "answer": draft["answer"],
+                "golds": sample.answers,
+                "em": scores.em,
+                "f1": scores.f1,
+                "cover_em": scores.cover_em,
+                "recall": supporting_recall(sample.supporting_titles, read_titles),
+                "judge": None if verdict is None or verdict.correct is None else int(verdict.correct),
+                "judge_model": verdict.judge_model if verdict else None,
+                "searches": draft["spend"]["searches"],
+                "prompt_tokens": draft["spend"]["prompt_tokens"],
+                "completion_tokens": draft["spend"]["completion_tokens"],
+                "cost": draft["spend"]["cost"],
+                "llm_calls": sum(
+                    1 for c in charges if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
+                ),
+                "spend_by_event": by_event,
+                "wall_seconds": result.wall_seconds,
+                "stop_reason": result.stop_reason,
+                "is_final": int(depth == config.depth),
+            }
+        )
     return rows
 
 
-def make_run_deps(config: RunConfig, settings: Settings, llm: LLM, search: SearchBackend,
-                  depth: int | None = None) -> AgentDeps:
+def make_run_deps(
+    config: RunConfig, settings: Settings, llm: LLM, search: SearchBackend, depth: int | None = None
+) -> AgentDeps:
     """Deps for one question of a run: a fresh ledger, the run's controller, harness-mode flags."""
-    run_settings = settings.model_copy(update={"budget": settings.budget.model_copy(update={
-        "budget": config.budget, "unit": config.unit, "max_searches": config.max_searches})})
+    run_settings = settings.model_copy(
+        update={
+            "budget": settings.budget.model_copy(
+                update={"budget": config.budget, "unit": config.unit, "max_searches": config.max_searches}
+            )
+        }
+    )
     if config.controller == "fixed":
-        controller: Any = FixedController(config.depth if depth is None else depth, config.breadth, k=config.k,
-                                          read=config.read)
+        controller: Any = FixedController(
+            config.depth if depth is None else depth, config.breadth, k=config.k, read=config.read
+        )
     else:
         b = settings.budget
-        controller = make_controller(config.controller, depth=config.depth, breadth=config.breadth,
-                                     policy_file=b.policy_file)
-    return AgentDeps(llm=llm, search=search, ledger=make_ledger(run_settings, llm), controller=controller,
-                     closed_book_draft=True, improve_final=False)
+        controller = make_controller(
+            config.controller, depth=config.depth, breadth=config.breadth, policy_file=b.policy_file
+        )
+    return AgentDeps(
+        llm=llm,
+        search=search,
+        ledger=make_ledger(run_settings, llm),
+        controller=controller,
+        closed_book_draft=True,
+        improve_final=False,
+    )
 
 
 Tick = Callable[[str, dict[str, Any] | None], None]
 
 
-def run_sweep_config(config: RunConfig, samples: list[Sample], settings: Settings, llm: LLM, search: SearchBackend,
-                     store: ResultStore, *, concurrency: int = 1, retry_errors: bool = False,
-                     judge: LLM | None = None, tick: Tick = lambda status, row: None) -> None:
+def run_sweep_config(
+    config: RunConfig,
+    samples: list[Sample],
+    settings: Settings,
+    llm: LLM,
+    search: SearchBackend,
+    store: ResultStore,
+    *,
+    concurrency: int = 1,
+    retry_errors: bool = False,
+    judge: LLM | None = None,
+    tick: Tick = lambda status, row: None,
+) -> None:
     """Run every not-yet-done question of one config; safe to kill and rerun at any point."""
     store.register_run(config.key, json.loads(config.model_dump_json()))
     done = store.done_questions(config.key)
@@ -177,8 +232,15 @@ def run_sweep_config(config: RunConfig, samples: list[Sample], settings: Setting
             future.result()
 
 
-def verify_anytime(config: RunConfig, samples: list[Sample], depths: list[int], settings: Settings, llm: LLM,
-                   search: SearchBackend, store: ResultStore) -> dict[str, Any]:
+def verify_anytime(
+    config: RunConfig,
+    samples: list[Sample],
+    depths: list[int],
+    settings: Settings,
+    llm: LLM,
+    search: SearchBackend,
+    store: ResultStore,
+) -> dict[str, Any]:
     """Re-run a sample of questions independently at smaller depths; compare with the anytime rows."""
     rows = {(r["question_id"], r["round"]): r for r in store.results(config.key)}
     checked = agreed = 0
@@ -199,13 +261,19 @@ def sweep_manifest(path: Path, spec: SweepSpec, argv: list[str], suite: Suite) -
     import platform
     from importlib import metadata
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for dist in ("sounding", "langgraph", "llama_cpp_python", "sentence-transformers", "numpy", "scipy"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
-    manifest = {"command": argv, "spec": json.loads(spec.model_dump_json()), "suite": suite.name,
-                "n_questions": len(suite.samples), "versions": versions, "python": platform.python_version(),
-                "machine": f"{platform.machine()} {platform.node()}"}
+    manifest = {
+        "command": argv,
+        "spec": json.loads(spec.model_dump_json()),
+        "suite": suite.name,
+        "n_questions": len(suite.samples),
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()} {platform.node()}",
+    }
     path.write_text(json.dumps(manifest, indent=2))

@@ -10,20 +10,38 @@ from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
 
+
 def make_budget(settings: Settings) -> Budget:
     b = settings.budget
     return Budget(limit=b.budget, unit=b.unit, max_searches=b.max_searches, max_tokens=b.max_tokens)
+
 
 def make_ledger(settings: Settings, llm: LLM) -> Ledger:
     latency = load_latency_table(settings.budget.latency_table or settings.home / "latency.json")
     budget = make_budget(settings)
     cost = make_cost_model(budget.unit, settings.budget, n_params=llm.n_params, latency=latency)
-    return Ledger(budget, cost, report_models=make_cost_models(settings.budget, n_params=llm.n_params, latency=latency))
+    return Ledger(
+        budget, cost, report_models=make_cost_models(settings.budget, n_params=llm.n_params, latency=latency)
+    )
 
-def make_deps(settings: Settings, llm: LLM, search: SearchBackend, *, on_event: EventSink | None = None,
-              closed_book_draft: bool = False, improve_final: bool = True) -> AgentDeps:
+
+def make_deps(
+    settings: Settings,
+    llm: LLM,
+    search: SearchBackend,
+    *,
+    on_event: EventSink | None = None,
+    closed_book_draft: bool = False,
+    improve_final: bool = True,
+) -> AgentDeps:
     b = settings.budget
     controller = make_controller(b.controller, depth=b.depth, breadth=b.breadth, policy_file=b.policy_file)
-    return AgentDeps(llm=llm, search=search, ledger=make_ledger(settings, llm), controller=controller,
-                     on_event=on_event or (lambda e: None), closed_book_draft=closed_book_draft,
-                     improve_final=improve_final)
+    return AgentDeps(
+        llm=llm,
+        search=search,
+        ledger=make_ledger(settings, llm),
+        controller=controller,
+        on_event=on_event or (lambda e: None),
+        closed_book_draft=closed_book_draft,
+        improve_final=improve_final,
+    )

@@ -40,8 +40,13 @@ def smollm2_path(test_home: Path) -> Path:
 def smollm2(smollm2_path: Path):
     from sounding.tools.llm.llama_cpp import LlamaCppLLM
 
-    return LlamaCppLLM(smollm2_path, name="smollm2-135m", n_params=EMBEDDED_MODELS["smollm2-135m"].n_params,
-                       n_ctx=2048, n_threads=2)
+    return LlamaCppLLM(
+        smollm2_path,
+        name="smollm2-135m",
+        n_params=EMBEDDED_MODELS["smollm2-135m"].n_params,
+        n_ctx=2048,
+        n_threads=2,
+    )
 
 
 @pytest.fixture()

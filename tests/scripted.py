@@ -43,8 +43,14 @@ class ScriptedLLM:
     def prompt_token_bound(self, messages: list[Message]) -> int:
         return byte_bound(messages)
 
-    def complete(self, messages: list[Message], *, max_tokens: int, schema: dict[str, Any] | None = None,
-                 temperature: float | None = None) -> Completion:
+    def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        schema: dict[str, Any] | None = None,
+        temperature: float | None = None,
+    ) -> Completion:
         step = step_of(messages)
         with self._lock:
             self.calls.append((step, messages, max_tokens))
@@ -56,7 +62,9 @@ class ScriptedLLM:
             value = value(count, messages)
         text = value if isinstance(value, str) else json.dumps(value)
         prompt = sum(len(m["content"].split()) for m in messages)
-        return Completion(text=text, prompt_tokens=prompt, completion_tokens=min(max_tokens, 20), model="scripted")
+        return Completion(
+            text=text, prompt_tokens=prompt, completion_tokens=min(max_tokens, 20), model="scripted"
+        )
 
 
 class MemorySearch:
@@ -64,8 +72,13 @@ class MemorySearch:
 
     name = "memory"
 
-    def __init__(self, docs: dict[str, tuple[str, str]], *, fail: bool = False,
-                 on_search: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        docs: dict[str, tuple[str, str]],
+        *,
+        fail: bool = False,
+        on_search: Callable[[str], None] | None = None,
+    ) -> None:
         self.docs = docs
         self.fail = fail
         self.queries: list[str] = []

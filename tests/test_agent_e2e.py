@@ -35,21 +35,30 @@ def small_hotpot(data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def search(small_hotpot, tmp_path_factory):
-    settings = load_settings(home=tmp_path_factory.mktemp("home"),
-                             search={"corpus": f"jsonl:{small_hotpot}", "backend": "bm25"})
+    settings = load_settings(
+        home=tmp_path_factory.mktemp("home"), search={"corpus": f"jsonl:{small_hotpot}", "backend": "bm25"}
+    )
     return make_search(settings)
 
 
 def ledger_for(llm, limit: float) -> Ledger:
     cfg = BudgetSettings()
-    return Ledger(Budget(limit=limit, unit="tokens"), make_cost_model("tokens", cfg, n_params=llm.n_params),
-                  report_models=make_cost_models(cfg, n_params=llm.n_params))
+    return Ledger(
+        Budget(limit=limit, unit="tokens"),
+        make_cost_model("tokens", cfg, n_params=llm.n_params),
+        report_models=make_cost_models(cfg, n_params=llm.n_params),
+    )
 
 
-@pytest.mark.parametrize("controller", [FixedController(2, 2), AdaptiveController()], ids=["fixed", "adaptive"])
-def test_real_model_run_terminates_within_budget_with_drafts_and_real_citations(smollm2, search, data_dir,
-                                                                                controller):
-    sample = load_suite(f"hotpotqa:{data_dir / 'hotpotqa/hotpot_dev_distractor_subset.json.gz'}", limit=3).samples[1]
+@pytest.mark.parametrize(
+    "controller", [FixedController(2, 2), AdaptiveController()], ids=["fixed", "adaptive"]
+)
+def test_real_model_run_terminates_within_budget_with_drafts_and_real_citations(
+    smollm2, search, data_dir, controller
+):
+    sample = load_suite(
+        f"hotpotqa:{data_dir / 'hotpotqa/hotpot_dev_distractor_subset.json.gz'}", limit=3
+    ).samples[1]
     from sounding.agent.nodes import AgentDeps
 
     deps = AgentDeps(llm=smollm2, search=search, ledger=ledger_for(smollm2, 9000), controller=controller)

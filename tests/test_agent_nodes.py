@@ -30,10 +30,18 @@ def script(**overrides):
     base = {
         "probe": "Danube",
         "queries": lambda n, m: {"queries": ["Budapest river", "capital Hungary"][: 1 + (n % 2)]},
-        "extract": {"facts": [{"passage": 1, "fact": "Budapest is the capital of Hungary."},
-                              {"passage": 2, "fact": "The Danube flows through Budapest."}]},
-        "reflect": lambda n, m: {"answer": "Danube", "notes": [1, 2], "supported": True,
-                                 "next_query": f"Danube Budapest {n}"},
+        "extract": {
+            "facts": [
+                {"passage": 1, "fact": "Budapest is the capital of Hungary."},
+                {"passage": 2, "fact": "The Danube flows through Budapest."},
+            ]
+        },
+        "reflect": lambda n, m: {
+            "answer": "Danube",
+            "notes": [1, 2],
+            "supported": True,
+            "next_query": f"Danube Budapest {n}",
+        },
         "answer": {"answer": "The Danube", "notes": [1, 2]},
     }
     base.update(overrides)
@@ -43,8 +51,13 @@ def script(**overrides):
 def deps(llm, search=None, *, budget=None, controller=None, **flags) -> AgentDeps:
     b = budget or Budget(limit=50_000, unit="tokens")
     ledger = Ledger(b, make_cost_model("tokens", BudgetSettings(), n_params=None))
-    return AgentDeps(llm=llm, search=search or MemorySearch(DOCS), ledger=ledger,
-                     controller=controller or FixedController(2, 2), **flags)
+    return AgentDeps(
+        llm=llm,
+        search=search or MemorySearch(DOCS),
+        ledger=ledger,
+        controller=controller or FixedController(2, 2),
+        **flags,
+    )
 
 
 def test_full_run_answers_with_citations_and_anytime_drafts():
@@ -83,10 +96,18 @@ def test_parallel_search_fan_out():
 
 
 def test_duplicate_queries_are_suppressed():
-    llm = ScriptedLLM(script(
-        queries={"queries": ["Which river flows through the capital of Hungary", "budapest RIVER", "river budapest"]},
-        reflect={"answer": "Danube", "notes": [1], "supported": False, "next_query": "Budapest river"},
-    ))
+    llm = ScriptedLLM(
+        script(
+            queries={
+                "queries": [
+                    "Which river flows through the capital of Hungary",
+                    "budapest RIVER",
+                    "river budapest",
+                ]
+            },
+            reflect={"answer": "Danube", "notes": [1], "supported": False, "next_query": "Budapest river"},
+        )
+    )
     search = MemorySearch(DOCS)
     r = run_research(Q, deps(llm, search, controller=FixedController(3, 3)))
     normalised = [" ".join(sorted(q.lower().split())) for q in search.queries]
@@ -106,7 +127,9 @@ def test_stop_on_budget_goes_to_answer_within_budget():
 
 
 def test_stop_on_controller():
-    llm = ScriptedLLM(script(reflect={"answer": "Danube", "notes": [1, 2], "supported": True, "next_query": "x"}))
+    llm = ScriptedLLM(
+        script(reflect={"answer": "Danube", "notes": [1, 2], "supported": True, "next_query": "x"})
+    )
     d = deps(llm, controller=AdaptiveController())
     r = run_research(Q, d)
     assert r.stop_reason in ("controller", "depth")
@@ -115,8 +138,12 @@ def test_stop_on_controller():
 
 
 def test_citations_to_unknown_notes_are_removed_and_counted():
-    llm = ScriptedLLM(script(reflect={"answer": "Danube", "notes": [1, 9, 42], "supported": True, "next_query": "q"},
-                             answer={"answer": "Danube", "notes": [2, 17]}))
+    llm = ScriptedLLM(
+        script(
+            reflect={"answer": "Danube", "notes": [1, 9, 42], "supported": True, "next_query": "q"},
+            answer={"answer": "Danube", "notes": [2, 17]},
+        )
+    )
     r = run_research(Q, deps(llm, controller=FixedController(1, 1)))
     assert r.citations_removed >= 3
     assert all(c in r.read_doc_ids for c in r.citations)
@@ -131,7 +158,9 @@ def test_degraded_end_on_llm_failure_keeps_best_answer():
 
 
 def test_degraded_end_on_search_failure():
-    r = run_research(Q, deps(ScriptedLLM(script()), MemorySearch(DOCS, fail=True), controller=FixedController(2, 2)))
+    r = run_research(
+        Q, deps(ScriptedLLM(script()), MemorySearch(DOCS, fail=True), controller=FixedController(2, 2))
+    )
     assert r.degraded and "scripted search failure" in (r.error or "")
     assert r.answer
 
@@ -155,8 +184,15 @@ def test_depth_zero_is_closed_book():
 
 
 def test_closed_book_draft_is_round_zero():
-    r = run_research(Q, deps(ScriptedLLM(script()), controller=FixedController(1, 1), closed_book_draft=True,
-                             improve_final=False))
+    r = run_research(
+        Q,
+        deps(
+            ScriptedLLM(script()),
+            controller=FixedController(1, 1),
+            closed_book_draft=True,
+            improve_final=False,
+        ),
+    )
     assert [d["round"] for d in r.drafts] == [0, 1]
     assert r.answer == r.drafts[-1]["answer"]
 
@@ -178,14 +214,21 @@ def test_checkpointed_run_resumes_by_thread_id(tmp_path):
     llm = ScriptedLLM(script())
     first = run_research(Q, deps(llm), thread_id="t1", checkpointer=saver)
     calls = len(llm.calls)
-    again = run_research(Q, deps(llm), thread_id="t1", checkpointer=sqlite_checkpointer(tmp_path / "ck.sqlite"))
+    again = run_research(
+        Q, deps(llm), thread_id="t1", checkpointer=sqlite_checkpointer(tmp_path / "ck.sqlite")
+    )
     assert len(llm.calls) == calls  # a finished thread is returned from its checkpoint, nothing re-spent
     assert again.answer == first.answer and again.spend["tokens"] == first.spend["tokens"]
 
 
 @settings(max_examples=25, deadline=None)
-@given(limit=st.integers(200, 12_000), depth=st.integers(0, 5), breadth=st.integers(1, 3),
-       max_searches=st.none() | st.integers(0, 6), adaptive=st.booleans())
+@given(
+    limit=st.integers(200, 12_000),
+    depth=st.integers(0, 5),
+    breadth=st.integers(1, 3),
+    max_searches=st.none() | st.integers(0, 6),
+    adaptive=st.booleans(),
+)
 def test_budget_invariant_end_to_end(limit, depth, breadth, max_searches, adaptive):
     b = Budget(limit=limit, unit="tokens", max_searches=max_searches)
     controller = AdaptiveController() if adaptive else FixedController(depth, breadth)

@@ -36,7 +36,10 @@ def tokens_ledger(limit: float | None = 1000, **caps: int) -> Ledger:
 
 def test_tokens_cost_prices_search_in_tokens():
     cost = make_cost_model("tokens", CFG, n_params=None)
-    assert cost.price(Usage(prompt_tokens=100, completion_tokens=20, searches=2)) == 100 + 20 + 2 * CFG.search_tokens
+    assert (
+        cost.price(Usage(prompt_tokens=100, completion_tokens=20, searches=2))
+        == 100 + 20 + 2 * CFG.search_tokens
+    )
 
 
 def test_flops_cost_is_two_n_per_token():
@@ -50,9 +53,13 @@ def test_usd_and_latency_tables():
     usd = make_cost_model("usd", CFG, n_params=None)
     assert usd.price(Usage(prompt_tokens=1_000_000)) == pytest.approx(CFG.usd_prompt_per_mtok)
     assert usd.price(Usage(searches=1)) == pytest.approx(CFG.usd_per_search)
-    table = LatencyTable(seconds_per_prompt_token=0.01, seconds_per_completion_token=0.03, seconds_per_search=0.2)
+    table = LatencyTable(
+        seconds_per_prompt_token=0.01, seconds_per_completion_token=0.03, seconds_per_search=0.2
+    )
     lat = make_cost_model("latency", CFG, n_params=None, latency=table)
-    assert lat.price(Usage(prompt_tokens=100, completion_tokens=10, searches=1)) == pytest.approx(1.0 + 0.3 + 0.2)
+    assert lat.price(Usage(prompt_tokens=100, completion_tokens=10, searches=1)) == pytest.approx(
+        1.0 + 0.3 + 0.2
+    )
     assert "flops" not in make_cost_models(CFG, n_params=None)
     with pytest.raises(ValueError, match="unknown cost unit"):
         make_cost_model("joules", CFG, n_params=None)
@@ -109,14 +116,21 @@ def test_restore_reapplies_charges():
     assert b.spent_cost == a.spent_cost and b.spent == a.spent
 
 
-usage_st = st.builds(Usage, prompt_tokens=st.integers(0, 400), completion_tokens=st.integers(0, 400),
-                     searches=st.integers(0, 2))
+usage_st = st.builds(
+    Usage,
+    prompt_tokens=st.integers(0, 400),
+    completion_tokens=st.integers(0, 400),
+    searches=st.integers(0, 2),
+)
 op_st = st.tuples(usage_st, st.sampled_from(["settle", "release"]), st.floats(0, 1.5))
 
 
 @settings(max_examples=60, deadline=None)
-@given(limit=st.floats(0, 5000), caps=st.tuples(st.none() | st.integers(0, 8), st.none() | st.integers(0, 3000)),
-       plans=st.lists(st.lists(op_st, max_size=25), min_size=2, max_size=4))
+@given(
+    limit=st.floats(0, 5000),
+    caps=st.tuples(st.none() | st.integers(0, 8), st.none() | st.integers(0, 3000)),
+    plans=st.lists(st.lists(op_st, max_size=25), min_size=2, max_size=4),
+)
 def test_ledger_invariant_under_thread_interleavings(limit, caps, plans):
     """Several threads reserve/settle/release at random; spent and committed never exceed any limit."""
     ledger = tokens_ledger(limit, max_searches=caps[0], max_tokens=caps[1])
@@ -145,8 +159,11 @@ def test_ledger_invariant_under_thread_interleavings(limit, caps, plans):
                 continue
             check()
             if action == "settle":
-                actual = Usage(prompt_tokens=int(usage.prompt_tokens * fraction),
-                               completion_tokens=int(usage.completion_tokens * fraction), searches=usage.searches)
+                actual = Usage(
+                    prompt_tokens=int(usage.prompt_tokens * fraction),
+                    completion_tokens=int(usage.completion_tokens * fraction),
+                    searches=usage.searches,
+                )
                 ledger.settle(r, actual)
             else:
                 ledger.release(r)
@@ -175,8 +192,14 @@ def test_fixed_controller_plans_what_it_is_given():
     plan = FixedController(4, 2).plan(HARD, BUDGET, COST)
     assert (plan.depth, plan.breadth, plan.controller) == (4, 2, "fixed")
     c = FixedController(2, 1)
-    assert c.after_round(RoundReport(round=1, drafts=["a"], supported=True, new_evidence=0), plan)[0] == Decision.CONTINUE
-    assert c.after_round(RoundReport(round=4, drafts=["a"], supported=True, new_evidence=1), plan)[0] == Decision.STOP
+    assert (
+        c.after_round(RoundReport(round=1, drafts=["a"], supported=True, new_evidence=0), plan)[0]
+        == Decision.CONTINUE
+    )
+    assert (
+        c.after_round(RoundReport(round=4, drafts=["a"], supported=True, new_evidence=1), plan)[0]
+        == Decision.STOP
+    )
 
 
 def test_adaptive_spends_more_on_hard_questions_and_is_deterministic():
@@ -211,8 +234,10 @@ def test_adaptive_stops_when_stable_and_supported_and_widens_without_evidence():
 
 def test_tuned_policy_file_round_trip(tmp_path):
     path = tmp_path / "policy.toml"
-    path.write_text("target_mean_budget = 9000\nunit = 'tokens'\n[bins.easy]\ndepth = 0\nbreadth = 1\n"
-                    "[bins.medium]\ndepth = 1\nbreadth = 1\n[bins.hard]\ndepth = 5\nbreadth = 3\n")
+    path.write_text(
+        "target_mean_budget = 9000\nunit = 'tokens'\n[bins.easy]\ndepth = 0\nbreadth = 1\n"
+        "[bins.medium]\ndepth = 1\nbreadth = 1\n[bins.hard]\ndepth = 5\nbreadth = 3\n"
+    )
     c = make_controller("tuned", policy_file=path)
     assert c.name == "tuned"
     assert c.plan(EASY, BUDGET, COST).depth == 0
@@ -226,4 +251,7 @@ def test_tuned_policy_file_round_trip(tmp_path):
 
 
 def test_plan_recursion_limit_grows_with_depth():
-    assert Plan(controller="x", depth=8, breadth=1).recursion_limit > Plan(controller="x", depth=1, breadth=1).recursion_limit
+    assert (
+        Plan(controller="x", depth=8, breadth=1).recursion_limit
+        > Plan(controller="x", depth=1, breadth=1).recursion_limit
+    )

@@ -41,8 +41,16 @@ def env(tmp_path, monkeypatch):
 
 def test_every_command_has_help(env):
     paths = commands()
-    assert {("ask",), ("doctor",), ("models",), ("models", "pull"), ("index", "build"), ("search",),
-            ("budget", "explain"), ("budget", "calibrate")} <= set(paths)
+    assert {
+        ("ask",),
+        ("doctor",),
+        ("models",),
+        ("models", "pull"),
+        ("index", "build"),
+        ("search",),
+        ("budget", "explain"),
+        ("budget", "calibrate"),
+    } <= set(paths)
     for path in paths:
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
@@ -74,21 +82,31 @@ def test_models_pull_assembles_and_is_idempotent(env):
 def test_doctor_reports_backends(env):
     result = runner.invoke(app, ["doctor"], terminal_width=200)
     assert result.exit_code == 0
-    for component in ("llm: llama", "llm: http", "llm: vllm", "search: bm25", "search: web", "corpus: wiki-vital"):
+    for component in (
+        "llm: llama",
+        "llm: http",
+        "llm: vllm",
+        "search: bm25",
+        "search: web",
+        "corpus: wiki-vital",
+    ):
         assert component in result.output
     assert "sounding[vllm]" in result.output  # why vLLM is not usable here, naming the extra
 
 
 def test_index_build_search_and_list(env):
     corpus = env / "c.jsonl"
-    corpus.write_text('{"title": "Danube", "text": "The Danube flows through Budapest."}\nbroken\n'
-                      '{"title": "Seine", "text": "The Seine flows through Paris."}\n'
-                      '{"title": "Everest", "text": "Mount Everest is the highest mountain."}\n')
+    corpus.write_text(
+        '{"title": "Danube", "text": "The Danube flows through Budapest."}\nbroken\n'
+        '{"title": "Seine", "text": "The Seine flows through Paris."}\n'
+        '{"title": "Everest", "text": "Mount Everest is the highest mountain."}\n'
+    )
     built = runner.invoke(app, ["index", "build", "--corpus", f"jsonl:{corpus}", "--backend", "bm25"])
     assert built.exit_code == 0, built.output
     assert "c.jsonl:2" in built.output  # the bad line is reported, the rest is indexed
-    found = runner.invoke(app, ["search", "river Paris", "--corpus", f"jsonl:{corpus}", "--backend", "bm25"],
-                          terminal_width=200)
+    found = runner.invoke(
+        app, ["search", "river Paris", "--corpus", f"jsonl:{corpus}", "--backend", "bm25"], terminal_width=200
+    )
     assert found.exit_code == 0 and "Seine" in found.output
     listed = runner.invoke(app, ["index", "list"], terminal_width=200)
     assert "bm25" in listed.output and "passages" in listed.output
@@ -97,24 +115,32 @@ def test_index_build_search_and_list(env):
 
 
 def test_budget_explain_prints_plans_and_costs(env):
-    result = runner.invoke(app, ["budget", "explain", "Who wrote Dune?", "--budget", "6000", "--unit", "tokens"],
-                           terminal_width=150)
+    result = runner.invoke(
+        app,
+        ["budget", "explain", "Who wrote Dune?", "--budget", "6000", "--unit", "tokens"],
+        terminal_width=150,
+    )
     assert result.exit_code == 0, result.output
     for text in ("fixed (any)", "adaptive (easy)", "adaptive (hard)", "probe", "extract", "total"):
         assert text in result.output
-    flops = runner.invoke(app, ["budget", "explain", "q", "--budget", "1e13", "--unit", "flops"], terminal_width=150)
+    flops = runner.invoke(
+        app, ["budget", "explain", "q", "--budget", "1e13", "--unit", "flops"], terminal_width=150
+    )
     assert flops.exit_code == 0 and "flops" in flops.output
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["ask", "   "], "question is empty"),
-    (["ask", "x" * 3000], "limit"),
-    (["ask", "q", "--corpus", "nope"], "unknown corpus"),
-    (["ask", "q", "--corpus", "jsonl:/no/such/file.jsonl"], "not found"),
-    (["ask", "q", "--model", "gpt-7"], "unknown model"),
-    (["ask", "q", "--unit", "joules"], "invalid settings"),
-    (["ask", "q", "--llm-url", "http://127.0.0.1:9"], "cannot connect"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ask", "   "], "question is empty"),
+        (["ask", "x" * 3000], "limit"),
+        (["ask", "q", "--corpus", "nope"], "unknown corpus"),
+        (["ask", "q", "--corpus", "jsonl:/no/such/file.jsonl"], "not found"),
+        (["ask", "q", "--model", "gpt-7"], "unknown model"),
+        (["ask", "q", "--unit", "joules"], "invalid settings"),
+        (["ask", "q", "--llm-url", "http://127.0.0.1:9"], "cannot connect"),
+    ],
+)
 def test_ask_bad_input_is_one_clear_line(env, args, message):
     result = runner.invoke(app, args)
     assert result.exit_code in (2, 3), result.output
@@ -123,14 +149,34 @@ def test_ask_bad_input_is_one_clear_line(env, args, message):
 
 
 def test_wheel_installs_only_the_sounding_namespace(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-w",
-                          str(tmp_path), "-q"], capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[1]))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            ".",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp_path),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=str(__import__("pathlib").Path(__file__).parents[1]),
+    )
     assert out.returncode == 0, out.stderr
     wheel = next(tmp_path.glob("sounding-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"sounding"}
-    for sub in ("agent/graph.py", "tools/llm/registry.py", "budgets/ledger.py", "agent/prompts/research.toml"):
+    for sub in (
+        "agent/graph.py",
+        "tools/llm/registry.py",
+        "budgets/ledger.py",
+        "agent/prompts/research.toml",
+    ):
         assert f"sounding/{sub}" in names
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "sounding.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()

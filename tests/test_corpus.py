@@ -29,10 +29,13 @@ def test_wiki_vital_has_every_summary_with_stable_ids():
     assert len({d.doc_id for d in docs}) == len(docs)
 
 
-@pytest.mark.parametrize(("kind", "path", "titles"), [
-    ("hotpotqa", "hotpotqa/hotpot_dev_distractor_subset.json.gz", 9_180),
-    ("2wiki", "2wikimultihopqa/2wiki_dev_subset.json.gz", 2_847),
-])
+@pytest.mark.parametrize(
+    ("kind", "path", "titles"),
+    [
+        ("hotpotqa", "hotpotqa/hotpot_dev_distractor_subset.json.gz", 9_180),
+        ("2wiki", "2wikimultihopqa/2wiki_dev_subset.json.gz", 2_847),
+    ],
+)
 def test_pooled_qa_corpus_is_deduplicated(data_dir, kind, path, titles):
     docs = load_qa_corpus(kind, data_dir / path)
     assert len({d.title for d in docs}) == titles
@@ -60,7 +63,9 @@ def test_malformed_qa_file_names_record(tmp_path):
 
 def test_jsonl_bad_lines_are_reported_not_fatal(tmp_path):
     path = tmp_path / "c.jsonl"
-    path.write_text('{"title": "A", "text": "alpha"}\nnot json\n{"title": "B"}\n\n{"title": "C", "text": "gamma", "id": "c1"}\n')
+    path.write_text(
+        '{"title": "A", "text": "alpha"}\nnot json\n{"title": "B"}\n\n{"title": "C", "text": "gamma", "id": "c1"}\n'
+    )
     report = LoadReport()
     docs = load_jsonl(path, report=report)
     assert [d.title for d in docs] == ["A", "C"] and docs[1].doc_id == "c1"
@@ -75,7 +80,8 @@ def test_folder_of_txt_md_html_with_a_bad_file(tmp_path):
     (tmp_path / "c.html").write_text(
         "<html><head><title>Lakes</title><script>var x=1;</script></head><body><nav>Home | About</nav>"
         "<article><h1>Lakes</h1><p>Lake Balaton is the largest lake in Central Europe, a popular place "
-        "for tourists and a frequent subject of study by limnologists and geographers.</p></article></body></html>")
+        "for tourists and a frequent subject of study by limnologists and geographers.</p></article></body></html>"
+    )
     (tmp_path / "d.txt").write_bytes(b"\xff\xfe\x00bad")
     (tmp_path / "ignored.csv").write_text("a,b")
     report = LoadReport()
@@ -83,7 +89,7 @@ def test_folder_of_txt_md_html_with_a_bad_file(tmp_path):
     assert set(docs) == {"a", "Rivers", "Lakes"}
     assert "Balaton" in docs["Lakes"].text and "var x" not in docs["Lakes"].text
     assert len(report.problems) == 1 and "d.txt" in report.problems[0]
-    with pytest.raises(CorpusError, match="d.txt"):
+    with pytest.raises(CorpusError, match=r"d\.txt"):
         load_dir(tmp_path, strict=True)
 
 

@@ -102,7 +102,7 @@ def test_500_then_success_retries(serve):
 
 def test_429_honours_retry_after(serve):
     sleeps: list[float] = []
-    script, url = serve([(429, {"Retry-After": "3"}, b"slow down", 0.0), ok()])
+    _, url = serve([(429, {"Retry-After": "3"}, b"slow down", 0.0), ok()])
     llm = OpenAIHTTPLLM(url, "m", sleep=sleeps.append)
     assert llm.complete(MSG, max_tokens=5).text == "hello"
     assert sleeps == [3.0]
@@ -151,7 +151,8 @@ def test_malformed_body_is_a_response_error(serve, body):
 
 
 @pytest.mark.parametrize(
-    ("mode", "key"), [("json_schema", "response_format"), ("json_object", "response_format"), ("guided_json", "guided_json")]
+    ("mode", "key"),
+    [("json_schema", "response_format"), ("json_object", "response_format"), ("guided_json", "guided_json")],
 )
 def test_structured_output_payloads(serve, mode, key):
     script, url = serve([ok()])

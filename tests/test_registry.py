@@ -27,7 +27,9 @@ def _fake_model(tmp_path: Path, n: int = 3) -> tuple[EmbeddedModel, dict[str, Pa
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)
         whole.update(data)
-        parts.append(ModelPart(f"fake-part{i}", "1.0", f"p/part{i}.bin", hashlib.sha256(data).hexdigest(), len(data)))
+        parts.append(
+            ModelPart(f"fake-part{i}", "1.0", f"p/part{i}.bin", hashlib.sha256(data).hexdigest(), len(data))
+        )
         files[f"fake-part{i}"] = path
     size = sum(p.size for p in parts)
     model = EmbeddedModel("fake", "fake", "fake.gguf", tuple(parts), size, whole.hexdigest(), 1, "none", "x")

@@ -23,8 +23,13 @@ def test_bm25_scores_equal_rank_bm25(hotpot_docs):
     texts = [passage_text(d) for d in hotpot_docs]
     ours = BM25Index.build(texts)
     reference = BM25Okapi([tokenize(t) for t in texts])
-    for query in ("Scott Derrickson nationality", "American film director born 1966", "the the river",
-                  "Ed Wood film director director", "zzzunknownword"):
+    for query in (
+        "Scott Derrickson nationality",
+        "American film director born 1966",
+        "the the river",
+        "Ed Wood film director director",
+        "zzzunknownword",
+    ):
         expected = reference.get_scores(tokenize(query))
         got = ours.scores(query)
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-9)
@@ -77,13 +82,17 @@ def test_index_store_builds_loads_and_checks_manifests(tmp_path, small_corpus):
     assert {m.kind for _, m in store.list()} == {"passages", "bm25", "dense"}
 
     # the corpus changes: refuse with a clear message, or rebuild
-    small_corpus.write_text(small_corpus.read_text() + '{"title": "Vienna", "text": "Vienna is on the Danube."}\n')
-    with pytest.raises(IndexMismatchError, match="does not match.*sounding index build"):
+    small_corpus.write_text(
+        small_corpus.read_text() + '{"title": "Vienna", "text": "Vienna is on the Danube."}\n'
+    )
+    with pytest.raises(IndexMismatchError, match=r"does not match.*sounding index build"):
         store.open(spec, "bm25", on_mismatch="refuse")
     assert store.open(spec, "bm25").search("Vienna", 1)[0].title == "Vienna"
 
     # different passage parameters: also a mismatch
-    other = IndexStore(load_settings(home=tmp_path / "home", search={"passage_words": 20, "passage_overlap": 4}))
+    other = IndexStore(
+        load_settings(home=tmp_path / "home", search={"passage_words": 20, "passage_overlap": 4})
+    )
     with pytest.raises(IndexMismatchError, match="params"):
         other.open(spec, "bm25", on_mismatch="refuse")
 

@@ -109,7 +109,11 @@ def load_wiki_vital() -> list[Document]:
         text = (entry.get("extract") or "").strip()
         if text:
             url = "https://en.wikipedia.org/wiki/" + title.replace(" ", "_")
-            docs.append(Document(doc_id="wv-" + stable_id(title), title=title, text=text, url=url, source="wiki-vital"))
+            docs.append(
+                Document(
+                    doc_id="wv-" + stable_id(title), title=title, text=text, url=url, source="wiki-vital"
+                )
+            )
     return docs
 
 
@@ -129,8 +133,16 @@ def load_jsonl(path: Path, *, strict: bool = False, report: LoadReport | None = 
                     raise ValueError("missing a non-empty 'text' field")
                 title = str(record.get("title") or "")
                 source = f"jsonl:{path.name}"
-                doc_id = str(record["id"]) if record.get("id") is not None else "j-" + stable_id(source, title, text)
-                docs.append(Document(doc_id=doc_id, title=title, text=text.strip(), url=record.get("url"), source=source))
+                doc_id = (
+                    str(record["id"])
+                    if record.get("id") is not None
+                    else "j-" + stable_id(source, title, text)
+                )
+                docs.append(
+                    Document(
+                        doc_id=doc_id, title=title, text=text.strip(), url=record.get("url"), source=source
+                    )
+                )
             except ValueError as exc:
                 problem = f"{path}:{lineno}: {exc}"
                 if strict:
@@ -166,7 +178,11 @@ def load_dir(path: Path, *, strict: bool = False, report: LoadReport | None = No
             else:
                 text = raw.strip()
                 first = text.splitlines()[0] if text else ""
-                title = first.lstrip("# ").strip() if file.suffix.lower() == ".md" and first.startswith("#") else file.stem
+                title = (
+                    first.lstrip("# ").strip()
+                    if file.suffix.lower() == ".md" and first.startswith("#")
+                    else file.stem
+                )
                 if not text:
                     raise ValueError("empty file")
         except (UnicodeDecodeError, ValueError, OSError) as exc:
@@ -177,7 +193,15 @@ def load_dir(path: Path, *, strict: bool = False, report: LoadReport | None = No
                 report.problems.append(problem)
             continue
         rel = str(file.relative_to(path))
-        docs.append(Document(doc_id="f-" + stable_id(rel, text), title=title, text=text, url=file.as_uri(), source=f"dir:{rel}"))
+        docs.append(
+            Document(
+                doc_id="f-" + stable_id(rel, text),
+                title=title,
+                text=text,
+                url=file.as_uri(),
+                source=f"dir:{rel}",
+            )
+        )
     return docs
 
 
@@ -222,13 +246,17 @@ def load_qa_corpus(kind: str, path: Path) -> list[Document]:
             for title, text in qa_paragraphs(kind, record):
                 doc_id = f"{kind[:2]}-" + stable_id(title, text)
                 if text and doc_id not in seen:
-                    seen[doc_id] = Document(doc_id=doc_id, title=title, text=text, source=f"{kind}:{path.name}")
+                    seen[doc_id] = Document(
+                        doc_id=doc_id, title=title, text=text, source=f"{kind}:{path.name}"
+                    )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorpusError(f"{path}: record {number}: malformed {kind} record ({exc!r})") from exc
     return list(seen.values())
 
 
-def load_documents(spec: CorpusSpec, *, strict: bool = False, report: LoadReport | None = None) -> list[Document]:
+def load_documents(
+    spec: CorpusSpec, *, strict: bool = False, report: LoadReport | None = None
+) -> list[Document]:
     if spec.kind == "wiki-vital":
         return load_wiki_vital()
     assert spec.path is not None

@@ -55,20 +55,34 @@ def refused_address(address: str) -> str | None:
     ip = ipaddress.ip_address(address.split("%")[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    for attribute in ("is_loopback", "is_private", "is_link_local", "is_reserved", "is_multicast", "is_unspecified"):
+    for attribute in (
+        "is_loopback",
+        "is_private",
+        "is_link_local",
+        "is_reserved",
+        "is_multicast",
+        "is_unspecified",
+    ):
         if getattr(ip, attribute):
             return attribute.removeprefix("is_").replace("_", "-")
     return None
 
 
 class HttpPageFetcher:
-    def __init__(self, settings: FetchSettings, *, resolver: Resolver = resolve_host,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        resolver: Resolver = resolve_host,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         self._resolver = resolver
         self._allowed = {h.lower() for h in settings.allow_hosts}
         self._client = httpx.Client(
-            timeout=settings.timeout_s, follow_redirects=False, transport=transport,
+            timeout=settings.timeout_s,
+            follow_redirects=False,
+            transport=transport,
             headers={"User-Agent": "sounding/0.1 (research agent)"},
         )
 
@@ -106,12 +120,16 @@ class HttpPageFetcher:
                         raise FetchError(f"{current} answered HTTP {response.status_code}")
                     ctype = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
                     if ctype not in self.settings.content_types:
-                        raise FetchError(f"refused {current}: content type {ctype or 'missing'} is not allowed")
+                        raise FetchError(
+                            f"refused {current}: content type {ctype or 'missing'} is not allowed"
+                        )
                     body = bytearray()
                     for chunk in response.iter_bytes():
                         body.extend(chunk)
                         if len(body) > self.settings.max_bytes:
-                            raise FetchError(f"refused {current}: larger than the {self.settings.max_bytes}-byte cap")
+                            raise FetchError(
+                                f"refused {current}: larger than the {self.settings.max_bytes}-byte cap"
+                            )
                     text = body.decode(response.encoding or "utf-8", errors="replace")
             except httpx.TimeoutException as exc:
                 raise FetchError(f"{current} timed out after {self.settings.timeout_s} s") from exc

@@ -35,7 +35,8 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     config: Annotated[
-        Path | None, typer.Option("--config", help="TOML config file (else SOUNDING_CONFIG, else XDG config).")
+        Path | None,
+        typer.Option("--config", help="TOML config file (else SOUNDING_CONFIG, else XDG config)."),
     ] = None,
 ) -> None:
     """sounding: research agent, joint budgets, and scaling evals."""

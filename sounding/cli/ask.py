@@ -34,7 +34,12 @@ class LiveView:
         if kind == "plan":
             plan = event["plan"]
             extra = f", difficulty {event['difficulty']}" if event.get("difficulty") else ""
-            self.lines.append(Text(f"plan: {plan['controller']} depth {plan['depth']}, breadth {plan['breadth']}{extra}", "bold"))
+            self.lines.append(
+                Text(
+                    f"plan: {plan['controller']} depth {plan['depth']}, breadth {plan['breadth']}{extra}",
+                    "bold",
+                )
+            )
         elif kind == "queries":
             self.lines.append(Text(f"round {event['round']}: queries {event['queries']}", "cyan"))
         elif kind == "search":
@@ -42,7 +47,12 @@ class LiveView:
         elif kind == "read":
             self.lines.append(Text(f"  read {', '.join(event['passages'])} -> {event['facts']} notes"))
         elif kind == "draft":
-            self.lines.append(Text(f"  draft: {event['answer']} (supported: {event['supported']}; {event['decision']})", "green"))
+            self.lines.append(
+                Text(
+                    f"  draft: {event['answer']} (supported: {event['supported']}; {event['decision']})",
+                    "green",
+                )
+            )
         elif kind.endswith("skipped"):
             self.lines.append(Text(f"  {kind.replace('_', ' ')}: {event.get('reason')}", "yellow"))
         elif kind == "error":
@@ -62,7 +72,11 @@ class LiveView:
         if self.budget.get("max_tokens") is not None:
             rows.append(("tokens", self.spend.get("tokens", 0), self.budget["max_tokens"]))
         for name, used, cap in rows:
-            bars.add_row(name, ProgressBar(total=float(cap), completed=float(used), width=40), f"{used:,.6g} / {cap:,.6g}")
+            bars.add_row(
+                name,
+                ProgressBar(total=float(cap), completed=float(used), width=40),
+                f"{used:,.6g} / {cap:,.6g}",
+            )
         return Group(*self.lines[-14:], bars)
 
 
@@ -89,23 +103,49 @@ def render_result(result: Any) -> str:
 def ask(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="The research question.")],
-    corpus: Annotated[str | None, typer.Option("--corpus", help="wiki-vital | hotpotqa:PATH | jsonl:PATH | dir:PATH ...")] = None,
+    corpus: Annotated[
+        str | None, typer.Option("--corpus", help="wiki-vital | hotpotqa:PATH | jsonl:PATH | dir:PATH ...")
+    ] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="hybrid | bm25 | dense | web")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Embedded model name or GGUF path (or served name with --llm-url).")] = None,
-    llm_url: Annotated[str | None, typer.Option("--llm-url", help="OpenAI-compatible endpoint (vllm serve, llama.cpp server).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Embedded model name or GGUF path (or served name with --llm-url)."),
+    ] = None,
+    llm_url: Annotated[
+        str | None,
+        typer.Option("--llm-url", help="OpenAI-compatible endpoint (vllm serve, llama.cpp server)."),
+    ] = None,
     controller: Annotated[str | None, typer.Option("--controller", help="fixed | adaptive | tuned")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="Allocation policy file for --controller tuned.")] = None,
-    depth: Annotated[int | None, typer.Option("--depth", min=0, max=64, help="Search rounds (fixed controller).")] = None,
-    breadth: Annotated[int | None, typer.Option("--breadth", min=1, max=16, help="Queries per round (fixed).")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Allocation policy file for --controller tuned.")
+    ] = None,
+    depth: Annotated[
+        int | None, typer.Option("--depth", min=0, max=64, help="Search rounds (fixed controller).")
+    ] = None,
+    breadth: Annotated[
+        int | None, typer.Option("--breadth", min=1, max=16, help="Queries per round (fixed).")
+    ] = None,
     budget: Annotated[float | None, typer.Option("--budget", min=0, help="Budget in --unit.")] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
-    max_searches: Annotated[int | None, typer.Option("--max-searches", min=0, help="Cap on search calls.")] = None,
+    max_searches: Annotated[
+        int | None, typer.Option("--max-searches", min=0, help="Cap on search calls.")
+    ] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0, help="Cap on LLM tokens.")] = None,
-    searxng_url: Annotated[str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the full result (with anytime drafts) as JSON.")] = False,
-    trace: Annotated[Path | None, typer.Option("--trace", help="Write the full trace as JSON to FILE.")] = None,
-    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", help="SQLite file for LangGraph checkpoints.")] = None,
-    thread_id: Annotated[str | None, typer.Option("--thread-id", help="Resume (or name) a checkpointed run.")] = None,
+    searxng_url: Annotated[
+        str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full result (with anytime drafts) as JSON.")
+    ] = False,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", help="Write the full trace as JSON to FILE.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="SQLite file for LangGraph checkpoints.")
+    ] = None,
+    thread_id: Annotated[
+        str | None, typer.Option("--thread-id", help="Resume (or name) a checkpointed run.")
+    ] = None,
 ) -> None:
     """Research a question: search, read and reason under one joint budget; answer with citations.
 
@@ -127,10 +167,21 @@ def ask(
     if controller is None and (depth is not None or breadth is not None):
         controller = "fixed"  # --depth/--breadth mean a fixed plan
     settings = settings_from(
-        ctx, search__corpus=corpus, search__backend=backend, search__searxng_url=searxng_url, llm__model=model,
-        llm__base_url=llm_url, llm__backend="http" if llm_url else None, budget__controller=controller,
-        budget__policy_file=policy, budget__depth=depth, budget__breadth=breadth, budget__budget=budget,
-        budget__unit=unit, budget__max_searches=max_searches, budget__max_tokens=max_tokens,
+        ctx,
+        search__corpus=corpus,
+        search__backend=backend,
+        search__searxng_url=searxng_url,
+        llm__model=model,
+        llm__base_url=llm_url,
+        llm__backend="http" if llm_url else None,
+        budget__controller=controller,
+        budget__policy_file=policy,
+        budget__depth=depth,
+        budget__breadth=breadth,
+        budget__budget=budget,
+        budget__unit=unit,
+        budget__max_searches=max_searches,
+        budget__max_tokens=max_tokens,
     )
     if settings.search.backend != "web":
         try:

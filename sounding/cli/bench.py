@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from sounding.cli.common import EXIT_UNAVAILABLE, console, err_console, fail, settings_from
 from sounding.cli.progress import rich_progress
+
+if TYPE_CHECKING:
+    from sounding.evals.fit import Analysis
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -26,31 +29,58 @@ def _ints(text: str, what: str) -> list[int]:
 
 def bench(
     ctx: typer.Context,
-    suite: Annotated[str, typer.Argument(help="hotpotqa:PATH | 2wiki:PATH | musique:PATH | bamboogle:PATH | frames:PATH | simpleqa:PATH | flashrag:PATH | jsonl:PATH")],
+    suite: Annotated[
+        str,
+        typer.Argument(
+            help="hotpotqa:PATH | 2wiki:PATH | musique:PATH | bamboogle:PATH | frames:PATH | simpleqa:PATH | flashrag:PATH | jsonl:PATH"
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Run directory (holds results.sqlite).")],
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = None,
     depths: Annotated[str, typer.Option("--depths", help="Search depths; 0 = closed book.")] = "0,1,2,4",
     breadths: Annotated[str, typer.Option("--breadths", help="Queries per round.")] = "1",
     model: Annotated[list[str] | None, typer.Option("--model", help="Model (repeat for several).")] = None,
     controller: Annotated[str, typer.Option("--controller", help="fixed | adaptive | tuned")] = "fixed",
-    policy: Annotated[Path | None, typer.Option("--policy", help="Policy file for --controller tuned.")] = None,
-    budgets: Annotated[str | None, typer.Option("--budgets", help="Budgets in --unit to sweep (adaptive/tuned).")] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy file for --controller tuned.")
+    ] = None,
+    budgets: Annotated[
+        str | None, typer.Option("--budgets", help="Budgets in --unit to sweep (adaptive/tuned).")
+    ] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
     seeds: Annotated[int, typer.Option("--seeds", min=1, max=100)] = 1,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
     backend: Annotated[str | None, typer.Option("--backend", help="Search backend (default hybrid).")] = None,
-    corpus: Annotated[str | None, typer.Option("--corpus", help="Corpus (default: the suite's pooled paragraphs).")] = None,
+    corpus: Annotated[
+        str | None, typer.Option("--corpus", help="Corpus (default: the suite's pooled paragraphs).")
+    ] = None,
     llm_url: Annotated[str | None, typer.Option("--llm-url", help="OpenAI-compatible endpoint.")] = None,
-    cassette: Annotated[Path | None, typer.Option("--cassette", help="Record/replay searches in this file.")] = None,
-    replay_only: Annotated[bool, typer.Option("--replay-only", help="With --cassette: never search for real.")] = False,
-    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Re-run questions that failed.")] = False,
-    verify_anytime: Annotated[int, typer.Option("--verify-anytime", min=0, help="Re-run N questions at each smaller depth and report agreement with the anytime answers.")] = 0,
-    judge: Annotated[str | None, typer.Option("--judge", help="Also grade answers with this model (LLM judge).")] = None,
+    cassette: Annotated[
+        Path | None, typer.Option("--cassette", help="Record/replay searches in this file.")
+    ] = None,
+    replay_only: Annotated[
+        bool, typer.Option("--replay-only", help="With --cassette: never search for real.")
+    ] = False,
+    retry_errors: Annotated[
+        bool, typer.Option("--retry-errors", help="Re-run questions that failed.")
+    ] = False,
+    verify_anytime: Annotated[
+        int,
+        typer.Option(
+            "--verify-anytime",
+            min=0,
+            help="Re-run N questions at each smaller depth and report agreement with the anytime answers.",
+        ),
+    ] = 0,
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="Also grade answers with this model (LLM judge).")
+    ] = None,
 ) -> None:
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
     from sounding.evals.datasets import DatasetError, load_suite
     from sounding.evals.store import ResultStore
-    from sounding.evals.sweep import SweepSpec, run_configs, run_sweep_config, sweep_manifest, verify_anytime as verify
+    from sounding.evals.sweep import SweepSpec, run_configs, run_sweep_config, sweep_manifest
+    from sounding.evals.sweep import verify_anytime as verify
     from sounding.tools.corpus import CorpusError
     from sounding.tools.llm import make_llm
     from sounding.tools.llm.base import LLMError
@@ -70,36 +100,61 @@ def bench(
             budget_values = [float(b) for b in budgets.split(",")]
         except ValueError:
             fail(f"--budgets must be numbers, got {budgets!r}")
-    spec = SweepSpec(suite=suite, limit=limit, depths=_ints(depths, "--depths"), breadths=_ints(breadths, "--breadths"),
-                     models=model or ["qwen2.5-coder-0.5b"], controller=controller, budgets=budget_values, seeds=seeds,
-                     concurrency=concurrency, retry_errors=retry_errors, verify_anytime=verify_anytime, judge=judge)
+    spec = SweepSpec(
+        suite=suite,
+        limit=limit,
+        depths=_ints(depths, "--depths"),
+        breadths=_ints(breadths, "--breadths"),
+        models=model or ["qwen2.5-coder-0.5b"],
+        controller=controller,
+        budgets=budget_values,
+        seeds=seeds,
+        concurrency=concurrency,
+        retry_errors=retry_errors,
+        verify_anytime=verify_anytime,
+        judge=judge,
+    )
     if controller not in ("fixed", "adaptive", "tuned"):
         fail(f"unknown controller {controller!r}: use fixed, adaptive or tuned")
     if 0 in spec.breadths:
         fail("--breadths must be >= 1")
-    settings = settings_from(ctx, search__corpus=corpus_spec, search__backend=backend, budget__unit=unit,
-                             budget__policy_file=policy, llm__base_url=llm_url,
-                             llm__backend="http" if llm_url else None)
+    settings = settings_from(
+        ctx,
+        search__corpus=corpus_spec,
+        search__backend=backend,
+        budget__unit=unit,
+        budget__policy_file=policy,
+        llm__base_url=llm_url,
+        llm__backend="http" if llm_url else None,
+    )
     out.mkdir(parents=True, exist_ok=True)
     sweep_manifest(out / "sweep.json", spec, ["sounding", *sys.argv[1:]], loaded)
     store = ResultStore(out / "results.sqlite")
     try:
         with rich_progress() as progress:
-            search = make_search(settings, progress=progress, cassette=cassette,
-                                 cassette_mode="replay-only" if replay_only else "replay")
+            search = make_search(
+                settings,
+                progress=progress,
+                cassette=cassette,
+                cassette_mode="replay-only" if replay_only else "replay",
+            )
     except (CorpusError, SearchError) as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     configs = run_configs(spec, settings, corpus_spec or "web")
     judge_llm = None
     if judge:
         try:
-            judge_llm = make_llm(settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge})}))
+            judge_llm = make_llm(
+                settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge})})
+            )
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
     start = time.perf_counter()
     for model_name in spec.models:
         try:
-            llm = make_llm(settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})}))
+            llm = make_llm(
+                settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})})
+            )
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
         for config in [c for c in configs if c.model == model_name]:
@@ -107,11 +162,24 @@ def bench(
             label = f"{model_name} {config.controller} D{config.depth} B{config.breadth} s{config.seed}"
             if config.budget is not None:
                 label += f" {config.budget:g}{config.unit}"
-            with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), TimeRemainingColumn(), "{task.fields[acc]}", console=err_console) as bar:
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                "{task.fields[acc]}",
+                console=err_console,
+            ) as bar:
                 task = bar.add_task(label, total=len(loaded.samples), acc="")
 
-                def tick(status: str, row: dict | None, task=task, bar=bar, stats=stats) -> None:
+                def tick(
+                    status: str,
+                    row: dict[str, Any] | None,
+                    task: Any = task,
+                    bar: Any = bar,
+                    stats: dict[str, Any] = stats,
+                ) -> None:
                     if status == "error":
                         stats["errors"] += 1
                     elif row is not None:
@@ -120,13 +188,29 @@ def bench(
                     acc = f"cover-EM {stats['correct'] / stats['done']:.2f}" if stats["done"] else ""
                     bar.update(task, advance=1, acc=f"{acc} errors {stats['errors']}")
 
-                run_sweep_config(config, loaded.samples, settings, llm, search, store, concurrency=concurrency,
-                                 retry_errors=retry_errors, judge=judge_llm, tick=tick)
+                run_sweep_config(
+                    config,
+                    loaded.samples,
+                    settings,
+                    llm,
+                    search,
+                    store,
+                    concurrency=concurrency,
+                    retry_errors=retry_errors,
+                    judge=judge_llm,
+                    tick=tick,
+                )
             if verify_anytime and config.controller == "fixed":
-                report = verify(config, loaded.samples[:verify_anytime], spec.depths, settings, llm, search, store)
-                console.print(f"anytime check {label}: {report['agreed']}/{report['checked']} independent runs agree "
-                              "with the anytime answers")
-    console.print(f"sweep done in {time.perf_counter() - start:.0f} s; {store.count()} rows in {out / 'results.sqlite'}")
+                report = verify(
+                    config, loaded.samples[:verify_anytime], spec.depths, settings, llm, search, store
+                )
+                console.print(
+                    f"anytime check {label}: {report['agreed']}/{report['checked']} independent runs agree "
+                    "with the anytime answers"
+                )
+    console.print(
+        f"sweep done in {time.perf_counter() - start:.0f} s; {store.count()} rows in {out / 'results.sqlite'}"
+    )
 
 
 def fit(
@@ -144,7 +228,7 @@ def fit(
     console.print(f"wrote {run_dir / 'fits.json'}")
 
 
-def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None):
+def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None) -> Analysis:
     from sounding.evals.fit import analyse
     from sounding.evals.store import ResultStore
 

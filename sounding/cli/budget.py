@@ -12,7 +12,9 @@ from rich.table import Table
 
 from sounding.cli.common import EXIT_UNAVAILABLE, console, fail, settings_from
 
-budget_app = typer.Typer(help="Joint budgets: explain plans, calibrate the latency cost model.", no_args_is_help=True)
+budget_app = typer.Typer(
+    help="Joint budgets: explain plans, calibrate the latency cost model.", no_args_is_help=True
+)
 
 
 @budget_app.command("explain")
@@ -25,9 +27,15 @@ def explain(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0)] = None,
     depth: Annotated[int, typer.Option("--depth", min=0, help="Depth for the fixed controller.")] = 2,
     breadth: Annotated[int, typer.Option("--breadth", min=1, help="Breadth for the fixed controller.")] = 2,
-    margin: Annotated[float | None, typer.Option("--margin", help="Assumed first-retrieval score margin (0-1).")] = None,
-    agree: Annotated[bool | None, typer.Option("--agree/--disagree", help="Assume the probe answers agree.")] = None,
-    policy: Annotated[str | None, typer.Option("--policy", help="Allocation policy file for the tuned controller.")] = None,
+    margin: Annotated[
+        float | None, typer.Option("--margin", help="Assumed first-retrieval score margin (0-1).")
+    ] = None,
+    agree: Annotated[
+        bool | None, typer.Option("--agree/--disagree", help="Assume the probe answers agree.")
+    ] = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="Allocation policy file for the tuned controller.")
+    ] = None,
 ) -> None:
     """Print the plan each controller would choose for a question and the cost of each planned step.
 
@@ -38,8 +46,9 @@ def explain(
 
     from sounding.budgets.controllers import (
         AdaptiveController,
-        FixedController,
+        Controller,
         Features,
+        FixedController,
         PolicyError,
         load_policy,
         plan_usage,
@@ -50,12 +59,19 @@ def explain(
     from sounding.research import make_budget
     from sounding.tools.llm.registry import EMBEDDED_MODELS
 
-    settings = settings_from(ctx, budget__budget=budget, budget__unit=unit, budget__max_searches=max_searches,
-                             budget__max_tokens=max_tokens)
+    settings = settings_from(
+        ctx,
+        budget__budget=budget,
+        budget__unit=unit,
+        budget__max_searches=max_searches,
+        budget__max_tokens=max_tokens,
+    )
     spec = EMBEDDED_MODELS.get(settings.llm.model)
     try:
-        cost = make_cost_model(settings.budget.unit, settings.budget, n_params=spec.n_params if spec else None)
-        controllers = [FixedController(depth, breadth), AdaptiveController()]
+        cost = make_cost_model(
+            settings.budget.unit, settings.budget, n_params=spec.n_params if spec else None
+        )
+        controllers: list[Controller] = [FixedController(depth, breadth), AdaptiveController()]
         if policy:
             controllers.append(AdaptiveController(load_policy(Path(policy)), name="tuned"))
     except (ValueError, PolicyError) as exc:
@@ -65,14 +81,18 @@ def explain(
     if margin is not None or agree is not None:
         answers = ["x", "x"] if agree else ["x", "y"]
         m = margin if margin is not None else 0.1
-        scenarios = [("given", Features(question=question, probe_answers=answers, retrieval_scores=[1.0, 1.0 - m]))]
+        scenarios = [
+            ("given", Features(question=question, probe_answers=answers, retrieval_scores=[1.0, 1.0 - m]))
+        ]
     else:
         scenarios = [
             ("easy", Features(question=question, probe_answers=["x", "x"], retrieval_scores=[1.0, 0.5])),
             ("medium", Features(question=question, probe_answers=["x", "y"], retrieval_scores=[1.0, 0.85])),
             ("hard", Features(question=question, probe_answers=["x", "y"], retrieval_scores=[1.0, 0.99])),
         ]
-    console.print(f"question: {question}\nbudget: {b.describe()}  (cost model: {cost.unit}, model {settings.llm.model})")
+    console.print(
+        f"question: {question}\nbudget: {b.describe()}  (cost model: {cost.unit}, model {settings.llm.model})"
+    )
     for controller in controllers:
         cases = scenarios if controller.needs_probe else [("any", scenarios[0][1])]
         for case, features in cases:
@@ -81,7 +101,11 @@ def explain(
             table = Table(
                 title=f"{controller.name} ({case}): depth {plan.depth}, breadth {plan.breadth}, k {plan.k}, "
                 f"read {plan.read}; est. {cost.price(total):,.6g} {cost.unit}"
-                + (" (over budget: the ledger ends the run early)" if b.limit and cost.price(total) > b.limit else ""),
+                + (
+                    " (over budget: the ledger ends the run early)"
+                    if b.limit and cost.price(total) > b.limit
+                    else ""
+                ),
                 title_justify="left",
             )
             for col in ("step", "when", "tokens", "searches", f"{cost.unit}"):
@@ -89,17 +113,29 @@ def explain(
             rows: list[tuple[str, str, int]] = []
             if controller.needs_probe:
                 rows += [("probe (closed book)", "once, x2", 2), ("search", "once (probe)", 1)]
-            rows += [("query", f"per round, x{plan.depth}", plan.depth),
-                     ("search", f"per round, x{plan.depth * plan.breadth}", plan.depth * plan.breadth),
-                     ("extract", f"per round, x{plan.depth}", plan.depth),
-                     ("reflect", f"per round, x{plan.depth}", plan.depth),
-                     ("answer", "once", 1)]
+            rows += [
+                ("query", f"per round, x{plan.depth}", plan.depth),
+                ("search", f"per round, x{plan.depth * plan.breadth}", plan.depth * plan.breadth),
+                ("extract", f"per round, x{plan.depth}", plan.depth),
+                ("reflect", f"per round, x{plan.depth}", plan.depth),
+                ("answer", "once", 1),
+            ]
             for label, when, count in rows:
                 usage = step_usage(plan, label.split()[0])
-                table.add_row(label, when, f"{usage.tokens * count:,}", str(usage.searches * count),
-                              f"{cost.price(usage) * count:,.6g}")
-            table.add_row("[bold]total[/]", f"{plan.depth} rounds of {cost.price(round_usage(plan)):,.6g}",
-                          f"{total.tokens:,}", str(total.searches), f"[bold]{cost.price(total):,.6g}[/]")
+                table.add_row(
+                    label,
+                    when,
+                    f"{usage.tokens * count:,}",
+                    str(usage.searches * count),
+                    f"{cost.price(usage) * count:,.6g}",
+                )
+            table.add_row(
+                "[bold]total[/]",
+                f"{plan.depth} rounds of {cost.price(round_usage(plan)):,.6g}",
+                f"{total.tokens:,}",
+                str(total.searches),
+                f"[bold]{cost.price(total):,.6g}[/]",
+            )
             console.print(table)
 
 
@@ -107,7 +143,9 @@ def explain(
 def calibrate(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option("--model", help="Model to time (default: settings).")] = None,
-    llm_url: Annotated[str | None, typer.Option("--llm-url", help="Time an OpenAI-compatible endpoint instead.")] = None,
+    llm_url: Annotated[
+        str | None, typer.Option("--llm-url", help="Time an OpenAI-compatible endpoint instead.")
+    ] = None,
     corpus: Annotated[str | None, typer.Option("--corpus")] = None,
     backend: Annotated[str | None, typer.Option("--backend")] = None,
     repeats: Annotated[int, typer.Option("--repeats", min=1, max=20)] = 3,
@@ -119,8 +157,14 @@ def calibrate(
     from sounding.tools.search.base import SearchError
     from sounding.tools.search.factory import make_search
 
-    settings = settings_from(ctx, llm__model=model, llm__base_url=llm_url, llm__backend="http" if llm_url else None,
-                             search__corpus=corpus, search__backend=backend)
+    settings = settings_from(
+        ctx,
+        llm__model=model,
+        llm__base_url=llm_url,
+        llm__backend="http" if llm_url else None,
+        search__corpus=corpus,
+        search__backend=backend,
+    )
     try:
         llm = make_llm(settings)
         search = make_search(settings)
@@ -134,10 +178,19 @@ def calibrate(
         c = llm.complete([{"role": "user", "content": filler + "Summarise."}], max_tokens=1)
         prefill.append((time.perf_counter() - start) / max(1, c.prompt_tokens))
         start = time.perf_counter()
-        c = llm.complete([{"role": "user", "content": "Count from one to one hundred in words."}], max_tokens=64,
-                         temperature=0.0)
+        c = llm.complete(
+            [{"role": "user", "content": "Count from one to one hundred in words."}],
+            max_tokens=64,
+            temperature=0.0,
+        )
         decode.append((time.perf_counter() - start) / max(1, c.completion_tokens))
-    for query in ("capital of Hungary", "history of Rome", "largest planet", "Nobel prize physics", "river Danube"):
+    for query in (
+        "capital of Hungary",
+        "history of Rome",
+        "largest planet",
+        "Nobel prize physics",
+        "river Danube",
+    ):
         start = time.perf_counter()
         search.search(query, 5)
         searches.append(time.perf_counter() - start)
@@ -152,8 +205,10 @@ def calibrate(
     path = settings.budget.latency_table or settings.home / "latency.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(table.model_dump_json(indent=2))
-    console.print(f"prefill {1 / table.seconds_per_prompt_token:,.0f} tokens/s, decode "
-                  f"{1 / table.seconds_per_completion_token:,.1f} tokens/s, search {table.seconds_per_search * 1000:,.1f} ms")
+    console.print(
+        f"prefill {1 / table.seconds_per_prompt_token:,.0f} tokens/s, decode "
+        f"{1 / table.seconds_per_completion_token:,.1f} tokens/s, search {table.seconds_per_search * 1000:,.1f} ms"
+    )
     console.print(f"wrote {path}")
 
 

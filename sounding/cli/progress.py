@@ -13,8 +13,13 @@ from sounding.cli.common import err_console
 @contextmanager
 def rich_progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
     with Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=err_console, transient=False,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
     ) as bar:
 
         def factory(description: str, total: int) -> Callable[[int], None]:

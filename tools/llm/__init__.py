@@ -60,7 +60,9 @@ def make_llm(settings: Settings) -> LLM:
         from sounding.tools.llm.openai_http import OpenAIHTTPLLM
 
         if not cfg.base_url:
-            raise LLMUnavailableError("the http backend needs a base URL: --llm-url or SOUNDING_LLM__BASE_URL")
+            raise LLMUnavailableError(
+                "the http backend needs a base URL: --llm-url or SOUNDING_LLM__BASE_URL"
+            )
         spec = EMBEDDED_MODELS.get(cfg.model)
         return OpenAIHTTPLLM(
             cfg.base_url,

@@ -27,7 +27,9 @@ class Completion(BaseModel):
         try:
             return json.loads(self.text)
         except json.JSONDecodeError as exc:
-            raise LLMOutputError(f"model {self.model} returned text that is not JSON: {self.text[:200]!r}") from exc
+            raise LLMOutputError(
+                f"model {self.model} returned text that is not JSON: {self.text[:200]!r}"
+            ) from exc
 
 
 @runtime_checkable

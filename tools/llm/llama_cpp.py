@@ -79,9 +79,11 @@ class LlamaCppLLM:
         # Render the model's chat template and tokenize it; the small slack covers BOS handling.
         with self._lock:
             if self._formatter is not None:
-                prompt = self._formatter(messages=list(messages)).prompt  # type: ignore[arg-type]
+                prompt = self._formatter(messages=list(messages)).prompt
                 return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)) + 4
-            content = sum(len(self._llama.tokenize(m["content"].encode("utf-8"), add_bos=False)) for m in messages)
+            content = sum(
+                len(self._llama.tokenize(m["content"].encode("utf-8"), add_bos=False)) for m in messages
+            )
         return content + 16 * len(messages) + 64
 
     def complete(

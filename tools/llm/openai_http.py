@@ -59,7 +59,9 @@ class OpenAIHTTPLLM:
         self._sleep = sleep
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)), headers=headers, transport=transport
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            headers=headers,
+            transport=transport,
         )
 
     @property
@@ -77,7 +79,11 @@ class OpenAIHTTPLLM:
         self._client.close()
 
     def _payload(
-        self, messages: list[Message], max_tokens: int, schema: dict[str, Any] | None, temperature: float | None
+        self,
+        messages: list[Message],
+        max_tokens: int,
+        schema: dict[str, Any] | None,
+        temperature: float | None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self._model,

@@ -14,7 +14,9 @@ VLLM_MISSING = (
 
 
 class VLLMInProcessLLM:
-    def __init__(self, model: str, *, temperature: float = 0.0, seed: int = 0, n_params: int | None = None) -> None:
+    def __init__(
+        self, model: str, *, temperature: float = 0.0, seed: int = 0, n_params: int | None = None
+    ) -> None:
         try:
             import vllm
         except ImportError as exc:

@@ -39,7 +39,9 @@ class BM25Index:
         self.params = params
 
     @classmethod
-    def build(cls, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> BM25Index:
+    def build(
+        cls, texts: Sequence[str], *, k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25
+    ) -> BM25Index:
         vocab: dict[str, int] = {}
         rows: list[int] = []
         cols: list[int] = []
@@ -100,4 +102,3 @@ class BM25Search:
 
     def search(self, query: str, k: int) -> list[Hit]:
         return [hit_from(self.passages[i], score) for i, score in self.index.top(query, k)]
-

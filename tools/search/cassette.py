@@ -82,9 +82,13 @@ class CassetteSearch:
         if stored is not None:
             return [Hit.model_validate(h) for h in stored]
         if self._cassette.mode == "replay-only" or self._inner is None:
-            raise CassetteMiss(f"no recording of {self._name} search {query!r} (k={k}) in {self._cassette.path}")
+            raise CassetteMiss(
+                f"no recording of {self._name} search {query!r} (k={k}) in {self._cassette.path}"
+            )
         hits = self._inner.search(query, k)
-        self._cassette.put(key, [h.model_dump() for h in hits], {"backend": self._name, "query": query, "k": k})
+        self._cassette.put(
+            key, [h.model_dump() for h in hits], {"backend": self._name, "query": query, "k": k}
+        )
         return hits
 
 

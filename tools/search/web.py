@@ -13,8 +13,16 @@ from sounding.tools.search.base import Hit, SearchError
 class SearxngSearch:
     name = "web"
 
-    def __init__(self, base_url: str, *, timeout_s: float = 15.0, fetcher: PageFetcher | None = None,
-                 fetch_top: int = 0, max_chars: int = 3000, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 15.0,
+        fetcher: PageFetcher | None = None,
+        fetch_top: int = 0,
+        max_chars: int = 3000,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self._url = base_url.rstrip("/") + "/search"
         self._client = httpx.Client(timeout=timeout_s, transport=transport)
         self._fetcher = fetcher

@@ -1,0 +1,249 @@
+"""Sweeps, the result store, fits and reports (scripted LLM for speed; the kill test uses the real CLI)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sounding.evals.datasets import Sample
+from sounding.evals.fit import _interp_compute, analyse, fit_law, logistic_law
+from sounding.evals.plot import make_figures
+from sounding.evals.report import write_report
+from sounding.evals.store import ResultStore
+from sounding.evals.sweep import RunConfig, run_sweep_config, verify_anytime
+from sounding.settings import load_settings
+from tests.scripted import MemorySearch, ScriptedLLM
+from tests.test_agent_nodes import DOCS, script
+
+SAMPLES = [
+    Sample(
+        id=f"q{i}",
+        question=f"Which river flows through Budapest {i}?",
+        answers=["Danube"],
+        type="bridge" if i % 2 else "comparison",
+        supporting_titles=["Budapest", "Danube"],
+    )
+    for i in range(6)
+]
+
+
+def config(**kw) -> RunConfig:
+    base = {
+        "suite": "test",
+        "model": "scripted",
+        "controller": "fixed",
+        "depth": 3,
+        "breadth": 1,
+        "seed": 0,
+        "unit": "tokens",
+        "budget": None,
+        "max_searches": None,
+        "search_backend": "memory",
+        "corpus": "mem",
+    }
+    return RunConfig(**{**base, **kw})
+
+
+def test_sweep_writes_one_row_per_round_and_is_idempotent(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    settings = load_settings(home=tmp_path)
+    cfg = config()
+    llm = ScriptedLLM(script())
+    run_sweep_config(cfg, SAMPLES, settings, llm, MemorySearch(DOCS), store)
+    rows = store.results(cfg.key)
+    assert len(rows) == len(SAMPLES) * 4  # rounds 0..3
+    by_round = {r["round"]: r for r in rows if r["question_id"] == "q0"}
+    assert by_round[0]["searches"] == 0  # round 0 is the closed-book answer
+    assert by_round[1]["searches"] <= by_round[2]["searches"] <= by_round[3]["searches"]
+    assert (
+        by_round[3]["answer"] == "Danube" and by_round[3]["cover_em"] == 1.0 and by_round[3]["is_final"] == 1
+    )
+    assert by_round[1]["llm_calls"] < by_round[3]["llm_calls"]
+    calls = len(llm.calls)
+    run_sweep_config(cfg, SAMPLES, settings, llm, MemorySearch(DOCS), store)  # a rerun does nothing
+    assert len(llm.calls) == calls and store.count() == len(rows)
+
+
+def test_failed_questions_are_errors_not_wrong_answers_and_can_be_retried(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    settings = load_settings(home=tmp_path)
+    cfg = config(depth=1)
+    run_sweep_config(cfg, SAMPLES[:3], settings, ScriptedLLM(script()), MemorySearch(DOCS, fail=True), store)
+    assert store.count() == 0 and len(store.errors()) == 3
+    assert store.errored_questions(cfg.key) == {"q0", "q1", "q2"}
+    run_sweep_config(cfg, SAMPLES[:3], settings, ScriptedLLM(script()), MemorySearch(DOCS), store)
+    assert store.count() == 0  # errors are not retried unless asked
+    run_sweep_config(
+        cfg, SAMPLES[:3], settings, ScriptedLLM(script()), MemorySearch(DOCS), store, retry_errors=True
+    )
+    assert store.count() == 3 * 2 and store.errored_questions(cfg.key) == set()
+    assert len(store.errors()) == 3  # append-only: the error history stays
+
+
+def test_verify_anytime_agrees_for_deterministic_runs(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    settings = load_settings(home=tmp_path)
+    cfg = config(depth=3)
+    llm = ScriptedLLM(
+        script(
+            reflect=lambda n, m: {
+                "answer": "Danube",
+                "notes": [1],
+                "supported": True,
+                "next_query": "Danube river Europe",
+            }
+        )
+    )
+    run_sweep_config(cfg, SAMPLES[:2], settings, llm, MemorySearch(DOCS), store)
+    report = verify_anytime(cfg, SAMPLES[:2], [0, 1, 2, 3], settings, llm, MemorySearch(DOCS), store)
+    assert report["checked"] == 2 * 3 and report["rate"] == 1.0
+
+
+def test_fits_recover_a_known_law():
+    x = np.array([1, 2, 4, 8, 16], dtype=float)
+    y = 0.2 + 0.1 * np.log(x)
+    a, b = fit_law("linear", x, y)
+    assert (a, b) == (pytest.approx(0.2), pytest.approx(0.1))
+    y2 = logistic_law(x, -1.0, 0.8)
+    alpha, beta = fit_law("logistic", x, y2)
+    assert (alpha, beta) == (pytest.approx(-1.0, abs=1e-3), pytest.approx(0.8, abs=1e-3))
+
+
+def test_interpolated_compute_for_exchange_rate():
+    pts = [(100.0, 0.2), (1000.0, 0.4), (10000.0, 0.5)]
+    assert _interp_compute(pts, 0.3) == pytest.approx(math.sqrt(100 * 1000))
+    assert _interp_compute(pts, 0.6) is None
+    assert _interp_compute(pts, 0.1) == 100.0
+
+
+def synthetic_rows(
+    model: str, key: str, acc_by_depth: dict[int, float], tokens_per_round: float, n: int = 40
+):
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in range(n):
+        for d, p in acc_by_depth.items():
+            correct = float(rng.random() < p)
+            rows.append(
+                {
+                    "run_key": key,
+                    "question_id": f"q{q}",
+                    "round": d,
+                    "rounds_done": max(acc_by_depth),
+                    "question": "q",
+                    "qtype": "bridge" if q % 2 else "comparison",
+                    "hops": 2,
+                    "answer": "a",
+                    "golds": ["a"],
+                    "em": correct,
+                    "f1": correct,
+                    "cover_em": correct,
+                    "recall": 0.5,
+                    "judge": None,
+                    "judge_model": None,
+                    "searches": d,
+                    "prompt_tokens": int(100 + tokens_per_round * d),
+                    "completion_tokens": 10,
+                    "cost": {
+                        "tokens": 110 + (tokens_per_round + 300) * d,
+                        "flops": (110 + tokens_per_round * d) * 2e9,
+                    },
+                    "llm_calls": 1 + 2 * d,
+                    "spend_by_event": {"llm": 110 + tokens_per_round * d, "search": 300 * d},
+                    "wall_seconds": 1.0,
+                    "stop_reason": "depth",
+                    "is_final": int(d == max(acc_by_depth)),
+                }
+            )
+    return rows
+
+
+def test_analysis_exchange_rate_and_report(tmp_path):
+    runs = {
+        "k1": config(model="smollm2-135m").model_dump(),
+        "k2": config(model="qwen2.5-coder-1.5b").model_dump(),
+    }
+    rows = synthetic_rows(
+        "smollm2-135m", "k1", {0: 0.1, 1: 0.3, 2: 0.45, 4: 0.6, 8: 0.7}, 500
+    ) + synthetic_rows("qwen2.5-coder-1.5b", "k2", {0: 0.3, 1: 0.5, 2: 0.6, 4: 0.7, 8: 0.75}, 500)
+    analysis = analyse(rows, runs, n_boot=50, by="qtype")
+    main = [c for c in analysis.curves if c.group == "all"]
+    assert {c.model for c in main} == {"smollm2-135m", "qwen2.5-coder-1.5b"}
+    small = next(c for c in main if c.model == "smollm2-135m")
+    assert [p.depth for p in small.points] == [0, 1, 2, 4, 8]
+    assert all(p.ci[0] <= p.acc <= p.ci[1] for p in small.points)
+    steps_linear = next(f for f in small.fits if f.axis == "steps" and f.form == "linear")
+    assert (
+        steps_linear.params["b"] > 0
+        and steps_linear.r2 is not None
+        and steps_linear.holdout_error is not None
+    )
+    ex = [e for e in analysis.exchanges if e.axis == "tokens" and e.group == "all"]
+    assert ex and all(e.small == "smollm2-135m" for e in ex)
+    assert any(e.ratio is not None and e.ratio > 1 for e in ex)  # the small model needs more compute
+    assert any(e.ratio is None and e.note.startswith("not reached") for e in ex)  # 0.75 is never reached
+    (tmp_path / "figures").mkdir()
+    figures = make_figures(analysis, tmp_path / "figures")
+    assert any(p.suffix == ".svg" for p in figures) and all(p.stat().st_size > 1000 for p in figures)
+    md, html = write_report(analysis, tmp_path)
+    text = md.read_text()
+    assert "Fitted laws" in text and "Exchange rates" in text and "not reached" in text
+    assert "figures/" in text and "<table>" in html.read_text()
+
+
+@pytest.mark.model
+def test_kill_nine_mid_sweep_then_resume(tmp_path, data_dir):
+    """A real `sounding bench` subprocess killed with SIGKILL mid-sweep resumes with no lost or duplicated rows."""
+    home = tmp_path / "home"
+    out = tmp_path / "run"
+    env = {**os.environ, "SOUNDING_HOME": str(home)}
+    suite = f"hotpotqa:{data_dir / 'hotpotqa/hotpot_dev_distractor_subset.json.gz'}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sounding",
+        "bench",
+        suite,
+        "--limit",
+        "8",
+        "--depths",
+        "0,1",
+        "--model",
+        "smollm2-135m",
+        "--backend",
+        "bm25",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "results.sqlite"
+    deadline = time.monotonic() + 240
+    rows = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if rows >= 4:
+                break
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = sqlite3.connect(db).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert 4 <= killed_at < 16
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 8 * 2
+    per_question = con.execute("SELECT question_id, COUNT(*) FROM results GROUP BY question_id").fetchall()
+    assert len(per_question) == 8 and all(n == 2 for _, n in per_question)
