@@ -156,6 +156,13 @@ ANSWER_SCHEMA = {
     },
     "required": ["answer", "notes"],
 }
+DECOMPOSE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "subquestions": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 1, "maxItems": 3}
+    },
+    "required": ["subquestions"],
+}
 SHORT_ANSWER_SCHEMA = {
     "type": "object",
     "properties": {"answer": {"type": "string", "maxLength": 80}},
@@ -253,6 +260,12 @@ class ResearchNodes:
                         completion.text.strip().splitlines()[0] if completion.text.strip() else ""
                     )
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
+            if plan.decompose and plan.depth > 0:
+                result = budgeted_json(self.deps.llm, ledger, messages("decompose", question=question, n=3),
+                                       DECOMPOSE_SCHEMA, cap=plan.caps.query, node="decompose", round=0)
+                update["charges"] += charges_of(result)
+                subs = [str(s).strip() for s in (result.value or {}).get("subquestions", []) if str(s).strip()]
+                update["subquestions"] = subs[:3]
             if self.deps.closed_book_draft:
                 result = budgeted_json(
                     self.deps.llm,
@@ -293,6 +306,7 @@ class ResearchNodes:
                 difficulty=plan.difficulty,
                 probe_answers=features.probe_answers,
                 margin=features.margin,
+                subquestions=update.get("subquestions", []),
             )
         ]
         return update
@@ -323,6 +337,8 @@ class ResearchNodes:
 
         if round_ == 1:
             add(question)  # the question itself is a strong first keyword query (no-op if the probe ran it)
+            for subquestion in state.get("subquestions", [])[:1]:
+                add(subquestion)  # the first hop of a decomposed question
         if state.get("next_query"):
             add(str(state["next_query"]))
         want = plan.breadth - len(fresh) if round_ > 1 or not issued else plan.breadth - 1 - len(fresh)

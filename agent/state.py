@@ -13,6 +13,7 @@ class ResearchState(TypedDict, total=False):
     question: str
     plan: dict[str, Any]  # budgets.controllers.Plan, dumped
     features: dict[str, Any]
+    subquestions: list[str]  # from the optional decomposition in `plan`
     round: int
     queries: list[str]  # this round's new queries
     next_query: str | None  # suggested by reflect for the next round

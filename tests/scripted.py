@@ -13,6 +13,7 @@ from sounding.tools.search.base import Hit, SearchError
 STEP_BY_SYSTEM = {
     "final short answer": "answer",
     "from memory": "probe",
+    "split a complex question": "decompose",
     "keyword queries": "queries",
     "read encyclopedia passages": "extract",
     "using only the numbered notes": "reflect",

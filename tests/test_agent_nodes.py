@@ -126,6 +126,16 @@ def test_stop_on_budget_goes_to_answer_within_budget():
     assert len(r.drafts) < 8
 
 
+def test_adaptive_decomposes_hard_questions_into_first_hop_queries():
+    llm = ScriptedLLM(script(probe=lambda n, m: ["Danube", "Tisza"][n % 2],
+                             decompose={"subquestions": ["What is the capital of Hungary?", "Which river flows there?"]}))
+    search = MemorySearch(DOCS)
+    r = run_research(Q, deps(llm, search, controller=AdaptiveController()))
+    assert r.plan["decompose"] is True
+    assert "What is the capital of Hungary" in search.queries
+    assert any(s == "decompose" for s, _, _ in llm.calls)
+
+
 def test_stop_on_controller():
     llm = ScriptedLLM(
         script(reflect={"answer": "Danube", "notes": [1, 2], "supported": True, "next_query": "x"})
