@@ -38,7 +38,9 @@ def measure(name: str, threads: int) -> dict[str, float | str]:
         t_prefill = time.perf_counter() - t0
         prefill.append(out["usage"]["prompt_tokens"] / t_prefill)
         llm.reset()
-        long_prompt = f"{i} List the numbers from one to two hundred in words, separated by commas:\none, two,"
+        long_prompt = (
+            f"{i} List the numbers from one to two hundred in words, separated by commas:\none, two,"
+        )
         t0 = time.perf_counter()
         llm.create_completion(long_prompt, max_tokens=1, temperature=0.0)
         t_p = time.perf_counter() - t0
@@ -47,8 +49,13 @@ def measure(name: str, threads: int) -> dict[str, float | str]:
         out = llm.create_completion(long_prompt, max_tokens=128, temperature=0.0)
         total = time.perf_counter() - t0
         decode.append((out["usage"]["completion_tokens"] - 1) / max(1e-6, total - t_p))
-    return {"model": name, "load_s": round(load, 2), "prefill_tok_s": round(statistics.median(prefill), 1),
-            "decode_tok_s": round(statistics.median(decode), 1), "threads": threads}
+    return {
+        "model": name,
+        "load_s": round(load, 2),
+        "prefill_tok_s": round(statistics.median(prefill), 1),
+        "decode_tok_s": round(statistics.median(decode), 1),
+        "threads": threads,
+    }
 
 
 def main() -> None:
@@ -58,8 +65,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/llm.json"))
     args = parser.parse_args()
     rows = [measure(m, args.threads) for m in args.models.split(",")]
-    record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-              "results": rows}
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "results": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2))
     print("| model | load (s) | prefill (tok/s) | decode (tok/s) |\n|---|---|---|---|")

@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ from sounding.tools.search.base import passage_text, tokenize
 from sounding.tools.search.bm25 import BM25Index
 from sounding.tools.search.dense import DenseSearch, Embedder
 from sounding.tools.search.hybrid import rrf
-from sounding.tools.search.store import IndexStore, folder_size
+from sounding.tools.search.store import IndexStore, folder_size, read_manifest
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUITES = {
@@ -47,8 +48,11 @@ def latency(fn, queries: list[str]) -> dict[str, float]:
         fn(q)
         times.append(time.perf_counter() - t0)
     total = time.perf_counter() - start
-    return {"p50_ms": round(1000 * statistics.median(times), 3),
-            "p95_ms": round(1000 * float(np.percentile(times, 95)), 3), "qps": round(len(queries) / total, 1)}
+    return {
+        "p50_ms": round(1000 * statistics.median(times), 3),
+        "p95_ms": round(1000 * float(np.percentile(times, 95)), 3),
+        "qps": round(len(queries) / total, 1),
+    }
 
 
 def questions(n: int) -> list[str]:
@@ -88,7 +92,9 @@ def speed(args: argparse.Namespace) -> dict:
     reference = BM25Okapi([tokenize(t) for t in texts])
     result["rank_bm25_build_s"] = round(time.perf_counter() - t0, 2)
     ref_qs = qs[: args.reference_queries]
-    result["rank_bm25"] = latency(lambda q: reference.get_top_n(tokenize(q), list(range(len(texts))), n=10), ref_qs)
+    result["rank_bm25"] = latency(
+        lambda q: reference.get_top_n(tokenize(q), list(range(len(texts))), n=10), ref_qs
+    )
     same = 0
     for q in ref_qs:
         expected = reference.get_scores(tokenize(q))
@@ -97,7 +103,7 @@ def speed(args: argparse.Namespace) -> dict:
     result["identical_top10"] = f"{same}/{len(ref_qs)}"
     result["bm25_speedup_qps"] = round(result["bm25_ours"]["qps"] / result["rank_bm25"]["qps"], 1)
 
-    if args.dense:
+    if args.dense and args.scale_100k:
         embedder = Embedder()
         t0 = time.perf_counter()
         emb = embedder.encode(texts)
@@ -110,6 +116,21 @@ def speed(args: argparse.Namespace) -> dict:
             return rrf([[r for r, _ in ours.top(q, 50)], [r for r, _ in dense.top(q, 50)]])[:10]
 
         result["hybrid"] = latency(hybrid, qs)
+    elif args.dense:
+        # the persisted indexes of the store (built once, e.g. by `sounding index build`)
+        settings = load_settings(search={"corpus": args.corpus})
+        store = IndexStore(settings)
+        spec = parse_corpus_spec(args.corpus)
+        hybrid_backend: Any = store.open(spec, "hybrid")
+        for kind in ("passages", "bm25", "dense"):
+            folder = store.folder(spec, kind)
+            manifest = read_manifest(folder)
+            result[f"store_{kind}"] = {
+                "build_s": round(manifest.build_seconds, 1) if manifest else None,
+                "size_mb": round(folder_size(folder) / 2**20, 1),
+            }
+        result["dense"] = latency(lambda q: hybrid_backend.dense.search(q, 10), qs)
+        result["hybrid"] = latency(lambda q: hybrid_backend.search(q, 10), qs)
     return result
 
 
@@ -121,11 +142,13 @@ def recall(args: argparse.Namespace) -> dict:
         settings = load_settings(search={"corpus": spec})
         store = IndexStore(settings)
         t0 = time.perf_counter()
-        backends = {name: store.open(parse_corpus_spec(spec), name) for name in ("bm25", "dense", "hybrid")}
+        backends: dict[str, Any] = {
+            n: store.open(parse_corpus_spec(spec), n) for n in ("bm25", "dense", "hybrid")
+        }
         build = round(time.perf_counter() - t0, 1)
         rows = {}
         for name, backend in backends.items():
-            hits_at = {2: [], 5: [], 10: []}
+            hits_at: dict[int, list[float]] = {2: [], 5: [], 10: []}
             for s in suite.samples:
                 titles = [h.title for h in backend.search(s.question, 10)]
                 gold = {t.lower() for t in s.supporting_titles}
@@ -133,8 +156,12 @@ def recall(args: argparse.Namespace) -> dict:
                     top = {t.lower() for t in titles[:k]}
                     hits_at[k].append(len(gold & top) / len(gold) if gold else 0.0)
             rows[name] = {f"recall@{k}": round(float(np.mean(v)), 3) for k, v in hits_at.items()}
-        out[kind] = {"questions": len(suite.samples), "passages": backends["bm25"].passages.__len__(),
-                     "index_open_or_build_s": build, **rows}
+        out[kind] = {
+            "questions": len(suite.samples),
+            "passages": backends["bm25"].passages.__len__(),
+            "index_open_or_build_s": build,
+            **rows,
+        }
     return out
 
 
@@ -153,8 +180,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     result = speed(args) if args.command == "speed" else recall(args)
-    record = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-              "command": args.command, "result": result}
+    record = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "command": args.command,
+        "result": result,
+    }
     print(json.dumps(record, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

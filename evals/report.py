@@ -15,11 +15,9 @@ Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "-"
-    return (
-        f"{value:.{digits}g}"
-        if abs(value) >= 1e4 or (abs(value) < 1e-3 and value != 0)
-        else f"{value:.{digits}f}"
-    )
+    if abs(value) >= 1e4 or (abs(value) < 1e-3 and value != 0):
+        return f"{value:.{digits}g}"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
 
 
 def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
