@@ -127,8 +127,12 @@ def test_stop_on_budget_goes_to_answer_within_budget():
 
 
 def test_adaptive_decomposes_hard_questions_into_first_hop_queries():
-    llm = ScriptedLLM(script(probe=lambda n, m: ["Danube", "Tisza"][n % 2],
-                             decompose={"subquestions": ["What is the capital of Hungary?", "Which river flows there?"]}))
+    llm = ScriptedLLM(
+        script(
+            probe=lambda n, m: ["Danube", "Tisza"][n % 2],
+            decompose={"subquestions": ["What is the capital of Hungary?", "Which river flows there?"]},
+        )
+    )
     search = MemorySearch(DOCS)
     r = run_research(Q, deps(llm, search, controller=AdaptiveController()))
     assert r.plan["decompose"] is True

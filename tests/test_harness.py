@@ -247,3 +247,20 @@ def test_kill_nine_mid_sweep_then_resume(tmp_path, data_dir):
     assert con.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 8 * 2
     per_question = con.execute("SELECT question_id, COUNT(*) FROM results GROUP BY question_id").fetchall()
     assert len(per_question) == 8 and all(n == 2 for _, n in per_question)
+
+
+def test_sweep_rerun_from_a_replay_only_cassette_is_identical(tmp_path):
+    from sounding.tools.search.cassette import Cassette, CassetteSearch
+
+    settings = load_settings(home=tmp_path)
+    cfg = config(depth=2)
+    recorded = CassetteSearch(MemorySearch(DOCS), Cassette(tmp_path / "c.jsonl", "record"), name="memory")
+    first = ResultStore(tmp_path / "a.sqlite")
+    run_sweep_config(cfg, SAMPLES[:3], settings, ScriptedLLM(script()), recorded, first)
+    offline = CassetteSearch(None, Cassette(tmp_path / "c.jsonl", "replay-only"), name="memory")
+    second = ResultStore(tmp_path / "b.sqlite")
+    run_sweep_config(cfg, SAMPLES[:3], settings, ScriptedLLM(script()), offline, second)
+    strip = ("created", "wall_seconds")
+    a = [{k: v for k, v in r.items() if k not in strip} for r in first.results()]
+    b = [{k: v for k, v in r.items() if k not in strip} for r in second.results()]
+    assert a == b and len(a) == 3 * 3

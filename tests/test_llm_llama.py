@@ -95,3 +95,43 @@ def test_http_backend_against_real_llama_server(llama_server):
     assert c.prompt_tokens > 0 and 0 < c.completion_tokens <= 48
     plain = llm.complete([{"role": "user", "content": "Say hello."}], max_tokens=8)
     assert plain.text.strip() and plain.completion_tokens <= 8
+
+
+def test_llm_judge_records_its_model(smollm2):
+    from sounding.evals.metrics import llm_judge
+
+    verdict = llm_judge(smollm2, "What is the capital of France?", "Paris", ["Paris"])
+    assert verdict.judge_model == "smollm2-135m"
+    assert verdict.error is None and isinstance(verdict.correct, bool)
+
+
+def test_budget_calibrate_writes_a_latency_table(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from sounding.budgets.cost import load_latency_table
+    from sounding.cli import app
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"title": f"T{i}", "text": f"river number {i} flows"}) + "\n" for i in range(5))
+    )
+    monkeypatch.setenv("SOUNDING_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(
+        app,
+        [
+            "budget",
+            "calibrate",
+            "--model",
+            "smollm2-135m",
+            "--corpus",
+            f"jsonl:{corpus}",
+            "--backend",
+            "bm25",
+            "--repeats",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = load_latency_table(tmp_path / "home" / "latency.json")
+    assert table.llm == "smollm2-135m" and table.search == "bm25"
+    assert 0 < table.seconds_per_prompt_token < table.seconds_per_completion_token

@@ -91,10 +91,16 @@ def render_result(result: Any) -> str:
             passage = " ".join(s.passage.split()[:40])
             lines.append(f"{i}. **{s.title}**{where} (`{s.doc_id}`): {passage}...")
     spend = result.spend
-    costs = ", ".join(f"{v:,.4g} {u}" for u, v in spend["cost"].items())
+    labels = {
+        "tokens": "{:,.0f} token-eq.",
+        "flops": "{:.3g} FLOPs",
+        "usd": "${:.4f}",
+        "latency": "{:.1f} s est. latency",
+    }
+    costs = " · ".join(labels.get(u, "{:.4g} " + u).format(v) for u, v in spend["cost"].items())
     lines.append(
         f"\n*{len(result.drafts)} drafts, {spend['searches']} searches, {spend['tokens']:,} tokens "
-        f"({spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion); {costs}; "
+        f"({spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion); cost {costs}; "
         f"stopped by {result.stop_reason}; {result.wall_seconds:.1f} s*"
     )
     return "\n".join(lines)
@@ -206,6 +212,7 @@ def ask(
     with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
         view.live = live
         result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+    err_console.print()
     payload = result.model_dump(mode="json")
     if trace is not None:
         trace.parent.mkdir(parents=True, exist_ok=True)
