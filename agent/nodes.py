@@ -159,7 +159,12 @@ ANSWER_SCHEMA = {
 DECOMPOSE_SCHEMA = {
     "type": "object",
     "properties": {
-        "subquestions": {"type": "array", "items": {"type": "string", "maxLength": 120}, "minItems": 1, "maxItems": 3}
+        "subquestions": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 120},
+            "minItems": 1,
+            "maxItems": 3,
+        }
     },
     "required": ["subquestions"],
 }
@@ -181,6 +186,10 @@ class ResearchNodes:
         event = {"kind": kind, "t": time.time(), **data, "spend": spend_snapshot(self.deps.ledger)}
         self.deps.on_event(event)
         return event
+
+    def _json(self, msgs: list[Message], schema: dict[str, Any], **step: Any) -> StepResult:
+        """One budgeted, schema-constrained LLM call of this run (see `budgeted_json`)."""
+        return budgeted_json(self.deps.llm, self.deps.ledger, msgs, schema, **step)
 
     def _fail(self, node: str, exc: Exception) -> dict[str, Any]:
         kind = "llm" if isinstance(exc, LLMError) else "search"
@@ -261,15 +270,20 @@ class ResearchNodes:
                     )
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
             if plan.decompose and plan.depth > 0:
-                result = budgeted_json(self.deps.llm, ledger, messages("decompose", question=question, n=3),
-                                       DECOMPOSE_SCHEMA, cap=plan.caps.query, node="decompose", round=0)
+                result = self._json(
+                    messages("decompose", question=question, n=3),
+                    DECOMPOSE_SCHEMA,
+                    cap=plan.caps.query,
+                    node="decompose",
+                    round=0,
+                )
                 update["charges"] += charges_of(result)
-                subs = [str(s).strip() for s in (result.value or {}).get("subquestions", []) if str(s).strip()]
+                subs = [
+                    str(s).strip() for s in (result.value or {}).get("subquestions", []) if str(s).strip()
+                ]
                 update["subquestions"] = subs[:3]
             if self.deps.closed_book_draft:
-                result = budgeted_json(
-                    self.deps.llm,
-                    ledger,
+                result = self._json(
                     messages("closed_book", question=question),
                     SHORT_ANSWER_SCHEMA,
                     cap=plan.caps.answer,
@@ -355,9 +369,7 @@ class ResearchNodes:
                 n=want,
             )
             try:
-                result = budgeted_json(
-                    self.deps.llm,
-                    self.deps.ledger,
+                result = self._json(
                     msgs,
                     queries_schema(want),
                     cap=plan.caps.query,
@@ -433,9 +445,7 @@ class ResearchNodes:
             max_facts = 2 * len(chosen)
             msgs = messages("extract", question=state["question"], passages=passages, max_facts=max_facts)
             try:
-                result = budgeted_json(
-                    self.deps.llm,
-                    self.deps.ledger,
+                result = self._json(
                     msgs,
                     extract_schema(len(chosen), max_facts),
                     cap=plan.caps.extract,
@@ -484,9 +494,7 @@ class ResearchNodes:
         notes = state.get("notes", [])
         msgs = messages("reflect", question=state["question"], notes=number_notes(notes))
         try:
-            result = budgeted_json(
-                self.deps.llm,
-                self.deps.ledger,
+            result = self._json(
                 msgs,
                 REFLECT_SCHEMA,
                 cap=plan.caps.reflect,
@@ -575,9 +583,7 @@ class ResearchNodes:
             else:
                 msgs, schema = messages("closed_book", question=state["question"]), SHORT_ANSWER_SCHEMA
             try:
-                result = budgeted_json(
-                    self.deps.llm,
-                    self.deps.ledger,
+                result = self._json(
                     msgs,
                     schema,
                     cap=plan.caps.answer,

