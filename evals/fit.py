@@ -83,11 +83,29 @@ class Exchange(BaseModel):
     note: str
 
 
+class ControllerComparison(BaseModel):
+    """An adaptive (or tuned) run against the fixed-controller curve of the same model at equal mean spend."""
+
+    model: str
+    suite: str
+    controller: str
+    budget: float | None
+    unit: str
+    spend: float
+    acc: float
+    fixed_acc: float | None
+    diff: float | None
+    diff_ci: tuple[float, float] | None
+    n: int
+    note: str
+
+
 class Analysis(BaseModel):
     metric: str
     n_rows: int
     curves: list[Curve]
     exchanges: list[Exchange]
+    comparisons: list[ControllerComparison] = []
     anytime: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
 
@@ -305,6 +323,7 @@ def analyse(
         n_rows=len(rows),
         curves=curves,
         exchanges=exchange_rates(curves, groups, metric, n_boot),
+        comparisons=compare_controllers(curves, groups, metric, n_boot),
     )
 
 
@@ -404,6 +423,92 @@ def _exchange_ci(
     if len(ratios) < max(10, 0.5 * min(n_boot, 300)):
         return None  # in many resamples the target is not reached: no finite CI
     return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
+
+
+def _interp_acc(points: list[tuple[float, float]], spend: float) -> float | None:
+    """Accuracy of a curve at ``spend``, linear in log spend between its points; None outside its range."""
+    pts = sorted((c, a) for c, a in points if c > 0)
+    if not pts or not pts[0][0] <= spend <= pts[-1][0]:
+        return None
+    for (c0, a0), (c1, a1) in itertools.pairwise(pts):
+        if c0 <= spend <= c1:
+            t = 0.0 if c1 == c0 else (math.log(spend) - math.log(c0)) / (math.log(c1) - math.log(c0))
+            return a0 + t * (a1 - a0)
+    return pts[0][1]
+
+
+def compare_controllers(
+    curves: list[Curve],
+    groups: dict[tuple[Any, ...], dict[str, dict[int, dict[str, Any]]]],
+    metric: str,
+    n_boot: int,
+) -> list[ControllerComparison]:
+    """Adaptive/tuned final answers vs the fixed curve interpolated at the same mean spend (in the
+    budget's unit), with a paired bootstrap CI over the questions both runs answered."""
+    out = []
+    for adaptive in curves:
+        if adaptive.controller == "fixed" or adaptive.group != "all" or not adaptive.points:
+            continue
+        unit = adaptive.unit
+        fixed = next(
+            (
+                c
+                for c in curves
+                if c.controller == "fixed"
+                and c.model == adaptive.model
+                and c.suite == adaptive.suite
+                and c.group == "all"
+                and c.budget is None
+            ),
+            None,
+        )
+        final = adaptive.points[-1]
+        if fixed is None or unit not in final.cost:
+            continue
+        fixed_pts = [(p.cost[unit], p.acc) for p in fixed.points if unit in p.cost]
+        fixed_acc = _interp_acc(fixed_pts, final.cost[unit])
+        diff = None if fixed_acc is None else final.acc - fixed_acc
+        ci = None
+        key = lambda c: (c.model, c.suite, c.controller, c.breadth, c.budget, c.unit, c.group)  # noqa: E731
+        qa, qf = groups[key(adaptive)], groups[key(fixed)]
+        shared = sorted(set(qa) & set(qf))
+        if diff is not None and shared:
+            diffs = []
+            for ids in _bootstrap_ids(shared, min(n_boot, 500), seed=2):
+                rows_a = [qa[q][final.depth] for q in ids if final.depth in qa[q]]
+                spend = float(np.mean([r["cost"][unit] for r in rows_a]))
+                pts = []
+                for p in fixed.points:
+                    rows_f = [qf[q][p.depth] for q in ids if p.depth in qf[q]]
+                    pts.append(
+                        (
+                            float(np.mean([r["cost"][unit] for r in rows_f])),
+                            float(np.mean([r[metric] for r in rows_f])),
+                        )
+                    )
+                at = _interp_acc(pts, spend)
+                if at is not None:
+                    diffs.append(float(np.mean([r[metric] for r in rows_a])) - at)
+            if len(diffs) >= 0.5 * min(n_boot, 500):
+                ci = (float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
+        note = "compared" if diff is not None else "mean spend outside the fixed curve's range"
+        out.append(
+            ControllerComparison(
+                model=adaptive.model,
+                suite=adaptive.suite,
+                controller=adaptive.controller,
+                budget=adaptive.budget,
+                unit=unit,
+                spend=final.cost[unit],
+                acc=final.acc,
+                fixed_acc=fixed_acc,
+                diff=diff,
+                diff_ci=ci,
+                n=len(shared),
+                note=note,
+            )
+        )
+    return out
 
 
 def fits_table(analysis: Analysis) -> Table:

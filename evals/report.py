@@ -34,7 +34,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
     )
     if m:
         blocks.append(("h2", "How this was produced"))
-        blocks.append(("code", " ".join(m.get("command", []))))
+        commands = m.get("commands") or [m.get("command", [])]
+        blocks.append(("code", "\n".join(" ".join(c) for c in commands)))
         versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
         blocks.append(
             (
@@ -145,6 +146,45 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                     f"{e.large_acc:.3f}",
                     _fmt(e.small_compute),
                     ratio,
+                ]
+            )
+        blocks.append(("table", rows))
+    if analysis.comparisons:
+        blocks.append(("h2", "Adaptive vs fixed controller at equal mean spend"))
+        blocks.append(
+            (
+                "p",
+                "Each adaptive (or tuned) run's final accuracy against the fixed-controller curve of the "
+                "same model, interpolated (linear in log spend) at the adaptive run's mean spend; the CI is "
+                "a paired bootstrap over the questions both answered.",
+            )
+        )
+        rows = [
+            [
+                "model",
+                "controller",
+                "budget",
+                "mean spend",
+                "accuracy",
+                "fixed at same spend",
+                "difference [95% CI]",
+            ]
+        ]
+        for cmp in analysis.comparisons:
+            diff = (
+                "-"
+                if cmp.diff is None
+                else f"{cmp.diff:+.3f}" + (f" [{cmp.diff_ci[0]:+.3f}, {cmp.diff_ci[1]:+.3f}]" if cmp.diff_ci else "")
+            )
+            rows.append(
+                [
+                    cmp.model,
+                    cmp.controller,
+                    "-" if cmp.budget is None else f"{cmp.budget:g} {cmp.unit}",
+                    f"{_fmt(cmp.spend)} {cmp.unit}",
+                    f"{cmp.acc:.3f}",
+                    _fmt(cmp.fixed_acc),
+                    diff if cmp.diff is not None else cmp.note,
                 ]
             )
         blocks.append(("table", rows))

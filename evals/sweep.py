@@ -267,8 +267,19 @@ def sweep_manifest(path: Path, spec: SweepSpec, argv: list[str], suite: Suite) -
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             versions[dist] = None
+    # every command that wrote into this run directory, oldest first (a run dir may hold several sweeps)
+    history: list[list[str]] = []
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text())
+            history = previous.get("commands") or [previous["command"]]
+        except (ValueError, KeyError):
+            history = []
+    if argv not in history:
+        history.append(argv)
     manifest = {
         "command": argv,
+        "commands": history,
         "spec": json.loads(spec.model_dump_json()),
         "suite": suite.name,
         "n_questions": len(suite.samples),

@@ -264,3 +264,29 @@ def test_sweep_rerun_from_a_replay_only_cassette_is_identical(tmp_path):
     a = [{k: v for k, v in r.items() if k not in strip} for r in first.results()]
     b = [{k: v for k, v in r.items() if k not in strip} for r in second.results()]
     assert a == b and len(a) == 3 * 3
+
+
+def test_adaptive_vs_fixed_at_equal_mean_spend(tmp_path):
+    runs = {
+        "f": config(model="qwen2.5-coder-0.5b").model_dump(),
+        "a": config(model="qwen2.5-coder-0.5b", controller="adaptive", budget=4000.0).model_dump(),
+    }
+    fixed = synthetic_rows("qwen2.5-coder-0.5b", "f", {0: 0.2, 1: 0.3, 2: 0.4, 4: 0.5}, 500)
+    adaptive = [r for r in synthetic_rows("qwen2.5-coder-0.5b", "a", {0: 0.2, 1: 0.35, 2: 0.6}, 500)]
+    analysis = analyse(fixed + adaptive, runs, n_boot=100)
+    (cmp,) = analysis.comparisons
+    assert cmp.controller == "adaptive" and cmp.note == "compared"
+    # adaptive's final point spends what fixed spends at depth 2, so fixed is interpolated exactly there
+    assert cmp.fixed_acc == pytest.approx(
+        next(
+            p.acc
+            for c in analysis.curves
+            if c.controller == "fixed" and c.group == "all"
+            for p in c.points
+            if p.depth == 2
+        )
+    )
+    assert cmp.diff == pytest.approx(cmp.acc - cmp.fixed_acc)
+    assert cmp.diff_ci is not None and cmp.diff_ci[0] <= cmp.diff <= cmp.diff_ci[1]
+    md, _ = write_report(analysis, tmp_path)
+    assert "Adaptive vs fixed" in md.read_text()
