@@ -174,7 +174,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
             diff = (
                 "-"
                 if cmp.diff is None
-                else f"{cmp.diff:+.3f}" + (f" [{cmp.diff_ci[0]:+.3f}, {cmp.diff_ci[1]:+.3f}]" if cmp.diff_ci else "")
+                else f"{cmp.diff:+.3f}"
+                + (f" [{cmp.diff_ci[0]:+.3f}, {cmp.diff_ci[1]:+.3f}]" if cmp.diff_ci else "")
             )
             rows.append(
                 [
