@@ -13,7 +13,7 @@ from typing import Any
 
 from sounding.budgets.cost import Usage
 from sounding.budgets.ledger import BudgetExceeded, Charge, Ledger
-from sounding.tools.llm.base import LLM, LLMOutputError, Message
+from sounding.tools.llm.base import LLM, Completion, Message
 
 
 @dataclass
@@ -56,6 +56,46 @@ def repair_json(text: str) -> Any:
     return json.loads(candidate)
 
 
+def charged_completion(
+    llm: LLM,
+    ledger: Ledger,
+    messages: list[Message],
+    *,
+    cap: int,
+    node: str,
+    round: int,
+    min_tokens: int,
+    schema: dict[str, Any] | None = None,
+    temperature: float | None = None,
+) -> tuple[Completion | None, Charge | None]:
+    """One LLM call within the budget: the completion cap shrinks to what is affordable (never below
+    ``min_tokens``); returns (None, None) without calling the model when even that is not affordable."""
+    prompt_bound = llm.prompt_token_bound(messages)
+    max_tokens = ledger.max_completion_tokens(prompt_bound, cap)
+    if max_tokens < min_tokens:
+        return None, None
+    try:
+        reservation = ledger.reserve(
+            Usage(prompt_tokens=prompt_bound, completion_tokens=max_tokens),
+            event="llm",
+            node=node,
+            round=round,
+        )
+    except BudgetExceeded:
+        return None, None
+    try:
+        completion = llm.complete(messages, max_tokens=max_tokens, schema=schema, temperature=temperature)
+    except BaseException:
+        # the call failed before reporting usage: nothing provably spent, release and re-raise
+        ledger.release(reservation)
+        raise
+    charge = ledger.settle(
+        reservation,
+        Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
+    )
+    return completion, charge
+
+
 def budgeted_json(
     llm: LLM,
     ledger: Ledger,
@@ -67,39 +107,25 @@ def budgeted_json(
     round: int,
     min_tokens: int = 8,
 ) -> StepResult:
-    """Run one schema-constrained call within the budget; shrink the completion cap to what is
-    affordable (never below ``min_tokens``), and return ``failure="budget"`` when even that is not."""
+    """One schema-constrained call within the budget, parsed; ``failure="budget"`` when unaffordable,
+    ``"malformed"`` when neither the answer nor its one (charged) retry is JSON after repair."""
     result = StepResult(value=None)
     for attempt in range(2):
-        prompt_bound = llm.prompt_token_bound(messages)
-        max_tokens = ledger.max_completion_tokens(prompt_bound, cap)
-        if max_tokens < min_tokens:
-            result.failure = "budget"
-            return result
-        try:
-            reservation = ledger.reserve(
-                Usage(prompt_tokens=prompt_bound, completion_tokens=max_tokens),
-                event="llm",
-                node=node,
-                round=round,
-            )
-        except BudgetExceeded:
-            result.failure = "budget"
-            return result
-        try:
-            completion = llm.complete(
-                messages, max_tokens=max_tokens, schema=schema, temperature=None if attempt == 0 else 0.3
-            )
-        except BaseException:
-            # the call failed before reporting usage: nothing provably spent, release and re-raise
-            ledger.release(reservation)
-            raise
-        result.charges.append(
-            ledger.settle(
-                reservation,
-                Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
-            )
+        completion, charge = charged_completion(
+            llm,
+            ledger,
+            messages,
+            cap=cap,
+            node=node,
+            round=round,
+            min_tokens=min_tokens,
+            schema=schema,
+            temperature=None if attempt == 0 else 0.3,
         )
+        if completion is None or charge is None:
+            result.failure = "budget"
+            return result
+        result.charges.append(charge)
         try:
             value = json.loads(completion.text)
         except json.JSONDecodeError:
@@ -115,9 +141,3 @@ def budgeted_json(
         result.retried = True
     result.failure = "malformed"
     return result
-
-
-def require(result: StepResult, what: str) -> dict[str, Any]:
-    if result.value is None:
-        raise LLMOutputError(f"{what}: no valid output ({result.failure})")
-    return result.value

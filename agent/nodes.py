@@ -19,7 +19,7 @@ from typing import Any
 
 from langgraph.types import Send
 
-from sounding.agent.llm_step import StepResult, budgeted_json
+from sounding.agent.llm_step import StepResult, budgeted_json, charged_completion
 from sounding.agent.state import ResearchState
 from sounding.budgets.controllers import Controller, Decision, Features, Plan, RoundReport, round_usage
 from sounding.budgets.cost import Usage
@@ -237,37 +237,22 @@ class ResearchNodes:
                     features.retrieval_scores = [r["score"] for r in records]
                 except BudgetExceeded:
                     pass
-                for temperature in (None, 0.8):
-                    msgs = messages("probe", question=question)
-                    prompt_bound = self.deps.llm.prompt_token_bound(msgs)
-                    cap = ledger.max_completion_tokens(prompt_bound, 24)
-                    if cap < 4:
-                        break
-                    try:
-                        reservation = ledger.reserve(
-                            Usage(prompt_tokens=prompt_bound, completion_tokens=cap),
-                            event="llm",
-                            node="probe",
-                            round=0,
-                        )
-                    except BudgetExceeded:
-                        break
-                    try:
-                        completion = self.deps.llm.complete(msgs, max_tokens=cap, temperature=temperature)
-                    except Exception:
-                        ledger.release(reservation)
-                        raise
-                    charge = ledger.settle(
-                        reservation,
-                        Usage(
-                            prompt_tokens=completion.prompt_tokens,
-                            completion_tokens=completion.completion_tokens,
-                        ),
+                for temperature in (None, 0.8):  # greedy + one sample: do they agree?
+                    completion, charge = charged_completion(
+                        self.deps.llm,
+                        ledger,
+                        messages("probe", question=question),
+                        cap=24,
+                        node="probe",
+                        round=0,
+                        min_tokens=4,
+                        temperature=temperature,
                     )
+                    if completion is None or charge is None:
+                        break
                     update["charges"] += [charge.model_dump()]
-                    features.probe_answers.append(
-                        completion.text.strip().splitlines()[0] if completion.text.strip() else ""
-                    )
+                    text = completion.text.strip()
+                    features.probe_answers.append(text.splitlines()[0] if text else "")
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
             if plan.decompose and plan.depth > 0:
                 result = self._json(
