@@ -80,17 +80,17 @@ def run_research(
     *,
     thread_id: str | None = None,
     checkpointer: Any = None,
-    depth_hint: int = 8,
 ) -> ResearchResult:
     """Answer one question under the ledger's budget. Never raises for backend failures: the result is
     marked degraded instead. With a checkpointer and the ``thread_id`` of an interrupted run, resumes it."""
     question = check_question(question)
     thread_id = thread_id or uuid.uuid4().hex
     graph = build_graph(deps, checkpointer=checkpointer)
-    # the plan is not known before the graph runs; the limit covers the deepest plan any controller makes
+    # the plan is made inside the graph; the limit covers the deepest plan this controller can make
+    deepest = Plan(controller=deps.controller.name, depth=deps.controller.max_depth, breadth=1)
     config: dict[str, Any] = {
         "configurable": {"thread_id": thread_id},
-        "recursion_limit": Plan(controller="x", depth=max(depth_hint, 16), breadth=1).recursion_limit,
+        "recursion_limit": deepest.recursion_limit,
     }
     start = time.perf_counter()
     state: dict[str, Any] | None = None
@@ -101,14 +101,18 @@ def run_research(
             resume = bool(snapshot.next)
             state = dict(snapshot.values)
             deps.ledger.restore([Charge.model_validate(c) for c in state.get("charges", [])])
+    finished = state is not None and not resume  # a finished thread is returned without spending anything
+    latest: dict[str, Any] = {}
     try:
-        if state is not None and not resume:
-            pass  # the thread already finished: return its result without spending anything
-        else:
-            state = graph.invoke(None if resume else {"question": question}, config)
+        if not finished:
+            for values in graph.stream(
+                None if resume else {"question": question}, config, stream_mode="values"
+            ):
+                latest = values  # the state after every step, so a cut-off run keeps its best draft
+            state = latest
     except GraphRecursionError as exc:  # a safety net: budgets and controllers end runs long before this
-        state = dict(graph.get_state(config).values) if checkpointer is not None else (state or {})
-        state.setdefault("errors", []).append({"node": "graph", "kind": "graph", "message": str(exc)})
+        state = {**(state or {}), **latest}
+        state["errors"] = [*state.get("errors", []), {"node": "graph", "kind": "graph", "message": str(exc)}]
     assert state is not None
     return result_from_state(question, state, deps, thread_id, time.perf_counter() - start)
 

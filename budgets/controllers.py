@@ -147,6 +147,11 @@ class Controller(Protocol):
     @property
     def needs_probe(self) -> bool: ...
 
+    @property
+    def max_depth(self) -> int:
+        """The deepest plan this controller can make (bounds the graph's recursion limit)."""
+        ...
+
     def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan: ...
 
     def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]: ...
@@ -160,6 +165,10 @@ class FixedController:
 
     def __init__(self, depth: int, breadth: int, *, k: int = 5, read: int = 3) -> None:
         self.depth, self.breadth, self.k, self.read = depth, breadth, k, read
+
+    @property
+    def max_depth(self) -> int:
+        return self.depth
 
     def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
         return Plan(
@@ -252,6 +261,10 @@ class AdaptiveController:
     def __init__(self, policy: AllocationPolicy = DEFAULT_POLICY, *, name: str = "adaptive") -> None:
         self.policy = policy
         self.name = name
+
+    @property
+    def max_depth(self) -> int:
+        return max(b.depth for b in self.policy.bins.values())
 
     def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
         difficulty = self.policy.bin_of(features)

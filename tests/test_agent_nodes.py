@@ -252,3 +252,23 @@ def test_budget_invariant_end_to_end(limit, depth, breadth, max_searches, adapti
     assert max_searches is None or r.spend["searches"] <= max_searches
     assert sum(c.cost["tokens"] for c in d.ledger.charges) <= limit
     assert r.answer
+
+
+def test_deep_plan_runs_all_rounds_within_the_recursion_limit():
+    r = run_research(
+        Q, deps(ScriptedLLM(script()), budget=Budget(limit=None), controller=FixedController(12, 1))
+    )
+    assert [d["round"] for d in r.drafts] == list(range(1, 13)) and not r.degraded
+
+
+def test_recursion_limit_never_surfaces_as_a_crash():
+    class Overreaching(FixedController):
+        @property
+        def max_depth(self) -> int:  # claims shallow plans, then plans deep ones
+            return 1
+
+    r = run_research(
+        Q, deps(ScriptedLLM(script()), budget=Budget(limit=None), controller=Overreaching(30, 1))
+    )
+    assert r.degraded and "Recursion limit" in (r.error or "")
+    assert r.answer == "Danube" and len(r.drafts) >= 1  # the best draft so far
