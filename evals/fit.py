@@ -350,7 +350,6 @@ def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_b
     """For each pair of models on the same suite/controller/breadth, at each budget of the larger model:
     the compute the smaller model needs to match its accuracy (interpolated), with a bootstrap CI."""
     out = []
-    index = {(c.suite, c.controller, c.breadth, c.budget, c.group, c.model): c for c in curves}
     for c_large in curves:
         for c_small in curves:
             if (c_small.suite, c_small.controller, c_small.breadth, c_small.budget, c_small.group) != (
@@ -390,7 +389,6 @@ def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_b
                             note=note,
                         )
                     )
-    _ = index
     return out
 
 

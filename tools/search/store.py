@@ -10,7 +10,6 @@ rebuilds or refuses with a message saying why.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -301,7 +300,3 @@ class IndexStore:
 
 def folder_size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
-
-
-def manifest_summary(manifest: IndexManifest) -> dict[str, Any]:
-    return json.loads(manifest.model_dump_json())
