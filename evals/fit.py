@@ -44,6 +44,7 @@ class Point(BaseModel):
     llm_calls: float
     spend_by_event: dict[str, float]
     recall: float | None
+    metrics: dict[str, float] = {}  # mean em / f1 / cover_em (/ judge) at this depth, beside ``acc``
 
 
 class LawFit(BaseModel):
@@ -71,10 +72,15 @@ class Curve(BaseModel):
 
 
 class Exchange(BaseModel):
+    """At one depth of the larger model, on the ``n`` questions both models answered: the spend on
+    ``axis`` ("searches" or a cost unit) the smaller model needs to match the larger one's accuracy."""
+
     small: str
     large: str
     axis: str
     group: str
+    depth: int
+    n: int
     large_compute: float
     large_acc: float
     small_compute: float | None
@@ -302,6 +308,11 @@ def analyse(
                     llm_calls=float(np.mean([r["llm_calls"] for r in rows_d])),
                     spend_by_event=dict(events),
                     recall=float(np.mean(recalls)) if recalls else None,
+                    metrics={
+                        m: float(np.mean(vs))
+                        for m in ("em", "f1", "cover_em", "judge")
+                        if (vs := [r[m] for r in rows_d if r.get(m) is not None])
+                    },
                 )
             )
         curves.append(
@@ -346,13 +357,58 @@ def _size(model: str) -> float:
     return float(spec.n_params) if spec else float("inf")
 
 
-def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_boot: int) -> list[Exchange]:
-    """For each pair of models on the same suite/controller/breadth, at each budget of the larger model:
-    the compute the smaller model needs to match its accuracy (interpolated), with a bootstrap CI."""
+CurveKey = tuple[Any, ...]
+QuestionRows = dict[str, dict[int, dict[str, Any]]]  # question (#seed) -> depth -> row
+
+
+def _key(c: Curve) -> CurveKey:
+    return (c.model, c.suite, c.controller, c.breadth, c.budget, c.unit, c.group)
+
+
+def _axis_value(row: dict[str, Any], axis: str) -> float:
+    """A row's spend on one exchange axis: search calls made, or compute in a cost unit."""
+    return float(row["searches"]) if axis == "searches" else float(row["cost"][axis])
+
+
+def _mean_point(
+    rows: QuestionRows, ids: list[str], depth: int, axis: str, metric: str
+) -> tuple[float, float]:
+    at = [rows[q][depth] for q in ids if depth in rows[q]]
+    return float(np.mean([_axis_value(r, axis) for r in at])), float(np.mean([r[metric] for r in at]))
+
+
+def _exchange_at(
+    small: QuestionRows,
+    large: QuestionRows,
+    ids: list[str],
+    depths: list[int],
+    depth: int,
+    axis: str,
+    metric: str,
+) -> tuple[float, float, float | None]:
+    """On the questions ``ids``: the larger model's (compute, accuracy) at ``depth`` and the compute
+    the smaller model's curve needs to reach that accuracy (None when it never does)."""
+    large_c, target = _mean_point(large, ids, depth, axis, metric)
+    small_pts = [_mean_point(small, ids, d, axis, metric) for d in depths]
+    return large_c, target, _interp_compute(small_pts, target)
+
+
+def exchange_rates(
+    curves: list[Curve], groups: dict[CurveKey, QuestionRows], metric: str, n_boot: int
+) -> list[Exchange]:
+    """For each pair of models on the same suite/controller/breadth, at each depth of the larger model:
+    the search calls or compute the smaller model needs to match its accuracy (interpolated in log),
+    on the questions both answered, with a paired bootstrap CI over those questions."""
     out = []
     for c_large in curves:
         for c_small in curves:
-            if (c_small.suite, c_small.controller, c_small.breadth, c_small.budget, c_small.group) != (
+            if (
+                c_small.suite,
+                c_small.controller,
+                c_small.breadth,
+                c_small.budget,
+                c_small.group,
+            ) != (
                 c_large.suite,
                 c_large.controller,
                 c_large.breadth,
@@ -360,67 +416,46 @@ def exchange_rates(curves: list[Curve], groups: dict[Any, Any], metric: str, n_b
                 c_large.group,
             ) or not _size(c_small.model) < _size(c_large.model):
                 continue
-            for axis in ("flops", "tokens"):
-                if not all(axis in p.cost for p in c_small.points + c_large.points):
+            qs, ql = groups[_key(c_small)], groups[_key(c_large)]
+            shared = sorted(set(qs) & set(ql))
+            depths = sorted(set(p.depth for p in c_small.points) & set(p.depth for p in c_large.points))
+            if not shared or not depths:
+                continue
+            for axis in ("searches", "tokens", "flops"):
+                if axis != "searches" and not all(axis in p.cost for p in c_small.points + c_large.points):
                     continue
-                small_pts = [(p.cost[axis], p.acc) for p in c_small.points]
-                for p in c_large.points:
-                    if p.depth == 0:
+                for depth in depths:
+                    if depth == 0:
                         continue
-                    needed = _interp_compute(small_pts, p.acc)
-                    ratio = needed / p.cost[axis] if needed else None
-                    ci = (
-                        _exchange_ci(groups, c_small, c_large, p.depth, axis, metric, n_boot)
-                        if ratio
-                        else None
-                    )
-                    note = "reached" if ratio else "not reached within the budgets tried"
+                    large_c, large_acc, needed = _exchange_at(qs, ql, shared, depths, depth, axis, metric)
+                    ratio = needed / large_c if needed and large_c > 0 else None
+                    ci = None
+                    if ratio is not None:
+                        ratios = []
+                        for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
+                            lc, _, nd = _exchange_at(qs, ql, ids, depths, depth, axis, metric)
+                            if nd is not None and lc > 0:
+                                ratios.append(nd / lc)
+                        # when many resamples never reach the target there is no finite CI
+                        if len(ratios) >= max(10, 0.5 * min(n_boot, 300)):
+                            ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
                     out.append(
                         Exchange(
                             small=c_small.model,
                             large=c_large.model,
                             axis=axis,
                             group=c_large.group,
-                            large_compute=p.cost[axis],
-                            large_acc=p.acc,
+                            depth=depth,
+                            n=len(shared),
+                            large_compute=large_c,
+                            large_acc=large_acc,
                             small_compute=needed,
                             ratio=ratio,
                             ratio_ci=ci,
-                            note=note,
+                            note="reached" if ratio else "not reached within the budgets tried",
                         )
                     )
     return out
-
-
-def _exchange_ci(
-    groups: dict[Any, Any], small: Curve, large: Curve, depth: int, axis: str, metric: str, n_boot: int
-) -> tuple[float, float] | None:
-    key_s = (small.model, small.suite, small.controller, small.breadth, small.budget, small.unit, small.group)
-    key_l = (large.model, large.suite, large.controller, large.breadth, large.budget, large.unit, large.group)
-    qs, ql = groups[key_s], groups[key_l]
-    shared = sorted(set(qs) & set(ql))
-    if not shared:
-        return None
-    ratios = []
-    for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
-        target = np.mean([ql[q][depth][metric] for q in ids if depth in ql[q]])
-        large_c = np.mean([ql[q][depth]["cost"][axis] for q in ids if depth in ql[q]])
-        pts = []
-        for p in small.points:
-            vals = [qs[q][p.depth] for q in ids if p.depth in qs[q]]
-            if vals:
-                pts.append(
-                    (
-                        float(np.mean([v["cost"][axis] for v in vals])),
-                        float(np.mean([v[metric] for v in vals])),
-                    )
-                )
-        needed = _interp_compute(pts, float(target))
-        if needed is not None and large_c > 0:
-            ratios.append(needed / large_c)
-    if len(ratios) < max(10, 0.5 * min(n_boot, 300)):
-        return None  # in many resamples the target is not reached: no finite CI
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
 def _interp_acc(points: list[tuple[float, float]], spend: float) -> float | None:
@@ -435,14 +470,30 @@ def _interp_acc(points: list[tuple[float, float]], spend: float) -> float | None
     return pts[0][1]
 
 
+def _controller_diff(
+    adaptive: QuestionRows,
+    fixed: QuestionRows,
+    ids: list[str],
+    final_depth: int,
+    fixed_depths: list[int],
+    unit: str,
+    metric: str,
+) -> tuple[float, float, float | None]:
+    """On the questions ``ids``: the adaptive run's mean spend and accuracy, and the fixed curve's
+    accuracy interpolated at that spend (None outside the fixed curve's range)."""
+    spend, acc = _mean_point(adaptive, ids, final_depth, unit, metric)
+    fixed_pts = [_mean_point(fixed, ids, d, unit, metric) for d in fixed_depths]
+    return spend, acc, _interp_acc(fixed_pts, spend)
+
+
 def compare_controllers(
     curves: list[Curve],
-    groups: dict[tuple[Any, ...], dict[str, dict[int, dict[str, Any]]]],
+    groups: dict[CurveKey, QuestionRows],
     metric: str,
     n_boot: int,
 ) -> list[ControllerComparison]:
     """Adaptive/tuned final answers vs the fixed curve interpolated at the same mean spend (in the
-    budget's unit), with a paired bootstrap CI over the questions both runs answered."""
+    budget's unit), both on the questions the two runs answered, with a paired bootstrap CI."""
     out = []
     for adaptive in curves:
         if adaptive.controller == "fixed" or adaptive.group != "all" or not adaptive.points:
@@ -463,33 +514,22 @@ def compare_controllers(
         final = adaptive.points[-1]
         if fixed is None or unit not in final.cost:
             continue
-        fixed_pts = [(p.cost[unit], p.acc) for p in fixed.points if unit in p.cost]
-        fixed_acc = _interp_acc(fixed_pts, final.cost[unit])
-        diff = None if fixed_acc is None else final.acc - fixed_acc
-        ci = None
-        key = lambda c: (c.model, c.suite, c.controller, c.breadth, c.budget, c.unit, c.group)  # noqa: E731
-        qa, qf = groups[key(adaptive)], groups[key(fixed)]
+        qa, qf = groups[_key(adaptive)], groups[_key(fixed)]
         shared = sorted(set(qa) & set(qf))
-        if diff is not None and shared:
+        if not shared:
+            continue
+        fixed_depths = [p.depth for p in fixed.points]
+        spend, acc, fixed_acc = _controller_diff(qa, qf, shared, final.depth, fixed_depths, unit, metric)
+        diff = None if fixed_acc is None else acc - fixed_acc
+        ci = None
+        if diff is not None:
             diffs = []
             for ids in _bootstrap_ids(shared, min(n_boot, 500), seed=2):
-                rows_a = [qa[q][final.depth] for q in ids if final.depth in qa[q]]
-                spend = float(np.mean([r["cost"][unit] for r in rows_a]))
-                pts = []
-                for p in fixed.points:
-                    rows_f = [qf[q][p.depth] for q in ids if p.depth in qf[q]]
-                    pts.append(
-                        (
-                            float(np.mean([r["cost"][unit] for r in rows_f])),
-                            float(np.mean([r[metric] for r in rows_f])),
-                        )
-                    )
-                at = _interp_acc(pts, spend)
-                if at is not None:
-                    diffs.append(float(np.mean([r[metric] for r in rows_a])) - at)
+                _, a, f = _controller_diff(qa, qf, ids, final.depth, fixed_depths, unit, metric)
+                if f is not None:
+                    diffs.append(a - f)
             if len(diffs) >= 0.5 * min(n_boot, 500):
                 ci = (float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
-        note = "compared" if diff is not None else "mean spend outside the fixed curve's range"
         out.append(
             ControllerComparison(
                 model=adaptive.model,
@@ -497,13 +537,13 @@ def compare_controllers(
                 controller=adaptive.controller,
                 budget=adaptive.budget,
                 unit=unit,
-                spend=final.cost[unit],
-                acc=final.acc,
+                spend=spend,
+                acc=acc,
                 fixed_acc=fixed_acc,
                 diff=diff,
                 diff_ci=ci,
                 n=len(shared),
-                note=note,
+                note="compared" if diff is not None else "mean spend outside the fixed curve's range",
             )
         )
     return out

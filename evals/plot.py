@@ -44,7 +44,8 @@ def _curves_by_suite(analysis: Analysis) -> dict[str, list[Curve]]:
 
 def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, xlabel: str) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, c in enumerate(curves):
+    fixed = [c for c in curves if c.controller == "fixed"]
+    for i, c in enumerate(fixed):
         color = f"C{i % 10}"
         if axis == "steps":
             xs = np.array(
@@ -78,6 +79,20 @@ def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, x
                 alpha=0.8,
                 label=f"  {f.form}-in-log fit{r2}",
             )
+    # adaptive/tuned runs choose their own depth: one marker each at their final mean spend
+    for j, c in enumerate(c for c in curves if c.controller != "fixed"):
+        final = c.points[-1] if c.points else None
+        if axis == "steps" or final is None or axis not in final.cost:
+            continue
+        ax.errorbar(
+            [final.cost[axis]],
+            [final.acc],
+            yerr=[[final.acc - final.ci[0]], [final.ci[1] - final.acc]],
+            fmt="*",
+            markersize=11,
+            color=f"C{(len(fixed) + j) % 10}",
+            label=_label(c),
+        )
     ax.set_xscale("log")
     if axis == "steps":
         ax.axvline(0.75, color="grey", linewidth=0.5)
@@ -146,6 +161,11 @@ def make_figures(analysis: Analysis, out: Path) -> list[Path]:
                     f"{suite}-acc-vs-{unit}",
                 )
         paths += _save(
-            _plot_spend(curves, f"{suite}: spend by event, per depth"), out, f"{suite}-spend-per-round"
+            _plot_spend(
+                [c for c in curves if c.controller == "fixed"] or curves,
+                f"{suite}: spend by event, per depth",
+            ),
+            out,
+            f"{suite}-spend-per-round",
         )
     return paths

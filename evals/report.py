@@ -7,9 +7,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sounding.evals.fit import Analysis
+from sounding.evals.fit import Analysis, Exchange
 
-Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
+Block = tuple[str, Any]
+REPORTED_AXES = (
+    "steps",
+    "tokens",
+    "flops",
+)  # usd and latency are rescalings of these: fits.json has them  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -18,6 +23,17 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     if abs(value) >= 1e4 or (abs(value) < 1e-3 and value != 0):
         return f"{value:.{digits}g}"
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
+
+
+def _ratio(e: Exchange) -> str:
+    if e.ratio is None:
+        return "not reached"
+    ci = (
+        f" [{e.ratio_ci[0]:.2f}, {e.ratio_ci[1]:.2f}]"
+        if e.ratio_ci
+        else " [CI: not reached in many resamples]"
+    )
+    return f"{e.ratio:.2f}x{ci}"
 
 
 def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
@@ -40,7 +56,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
         blocks.append(
             (
                 "p",
-                f"Suite {m.get('suite')} ({m.get('n_questions')} questions); Python {m.get('python')}; "
+                f"Suite {m.get('suite')} (each table's n counts the questions behind a point); "
+                f"Python {m.get('python')}; "
                 f"{versions}; machine {m.get('machine')}.",
             )
         )
@@ -55,6 +72,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                 "n",
                 analysis.metric,
                 "95% CI",
+                "EM",
+                "F1",
                 "searches",
                 "tokens",
                 "token-eq.",
@@ -71,6 +90,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                     str(p.n),
                     f"{p.acc:.3f}",
                     f"[{p.ci[0]:.3f}, {p.ci[1]:.3f}]",
+                    _fmt(p.metrics.get("em")),
+                    _fmt(p.metrics.get("f1")),
                     f"{p.searches:.2f}",
                     f"{p.tokens:.0f}",
                     _fmt(p.cost.get("tokens")),
@@ -100,12 +121,16 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
         (
             "p",
             "linear: acc = a + b·ln C; logistic: acc = 1/(1+exp(-(α + β·ln C))). Holdout error: a fit "
-            "on all but the largest budget, predicting the largest (predicted − observed).",
+            "on all but the largest budget, predicting the largest (predicted − observed). Axes: search "
+            "steps given, token-equivalents and FLOPs spent; the fits against usd and latency are in "
+            "fits.json (`sounding fit`).",
         )
     )
     rows = [["model", "group", "axis", "law", "parameters [95% CI]", "R²", "holdout error"]]
     for c in analysis.curves:
         for f in c.fits:
+            if f.axis not in REPORTED_AXES:
+                continue
             params = "; ".join(
                 f"{k} = {v:.3g}"
                 + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
@@ -118,45 +143,55 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
         blocks.append(
             (
                 "p",
-                "Compute the smaller model needs to match the larger model's accuracy at each of the "
-                "larger model's budgets (interpolated in log compute), as a multiple of the larger "
-                "model's compute.",
+                "At each depth of the larger model: the search calls (axis *searches*) or compute the "
+                "smaller model needs to match its accuracy, interpolated in log spend along the smaller "
+                "model's curve, as a multiple of what the larger model spent. Both sides are measured on "
+                "the n questions both models answered; the CI is a paired bootstrap over those questions.",
             )
         )
-        rows = [["small", "large", "axis", "large compute", "large acc", "small needs", "ratio [95% CI]"]]
-        for e in analysis.exchanges:
-            if e.group != "all":
+        for title, wanted in (("All questions", "all"), ("By question type", None)):
+            chosen = [e for e in analysis.exchanges if (e.group == "all") == (wanted == "all")]
+            if not chosen:
                 continue
-            ratio = (
-                "not reached"
-                if e.ratio is None
-                else f"{e.ratio:.2f}x"
-                + (
-                    f" [{e.ratio_ci[0]:.2f}, {e.ratio_ci[1]:.2f}]"
-                    if e.ratio_ci
-                    else " [CI: not reached in many resamples]"
-                )
-            )
-            rows.append(
+            blocks.append(("p", f"**{title}**"))
+            rows = [
                 [
-                    e.small,
-                    e.large,
-                    e.axis,
-                    _fmt(e.large_compute),
-                    f"{e.large_acc:.3f}",
-                    _fmt(e.small_compute),
-                    ratio,
+                    "small",
+                    "large",
+                    "group",
+                    "axis",
+                    "depth",
+                    "n",
+                    "large spends",
+                    "large acc",
+                    "small needs",
+                    "ratio [95% CI]",
                 ]
-            )
-        blocks.append(("table", rows))
+            ]
+            for e in chosen:
+                rows.append(
+                    [
+                        e.small,
+                        e.large,
+                        e.group,
+                        e.axis,
+                        str(e.depth),
+                        str(e.n),
+                        _fmt(e.large_compute),
+                        f"{e.large_acc:.3f}",
+                        _fmt(e.small_compute),
+                        _ratio(e),
+                    ]
+                )
+            blocks.append(("table", rows))
     if analysis.comparisons:
         blocks.append(("h2", "Adaptive vs fixed controller at equal mean spend"))
         blocks.append(
             (
                 "p",
                 "Each adaptive (or tuned) run's final accuracy against the fixed-controller curve of the "
-                "same model, interpolated (linear in log spend) at the adaptive run's mean spend; the CI is "
-                "a paired bootstrap over the questions both answered.",
+                "same model, interpolated (linear in log spend) at the adaptive run's mean spend, both on the "
+                "n questions the two runs answered; the CI is a paired bootstrap over those questions.",
             )
         )
         rows = [
@@ -168,6 +203,7 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                 "accuracy",
                 "fixed at same spend",
                 "difference [95% CI]",
+                "n",
             ]
         ]
         for cmp in analysis.comparisons:
@@ -186,6 +222,7 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                     f"{cmp.acc:.3f}",
                     _fmt(cmp.fixed_acc),
                     diff if cmp.diff is not None else cmp.note,
+                    str(cmp.n),
                 ]
             )
         blocks.append(("table", rows))

@@ -290,3 +290,45 @@ def test_adaptive_vs_fixed_at_equal_mean_spend(tmp_path):
     assert cmp.diff_ci is not None and cmp.diff_ci[0] <= cmp.diff <= cmp.diff_ci[1]
     md, _ = write_report(analysis, tmp_path)
     assert "Adaptive vs fixed" in md.read_text()
+
+
+def test_exchange_and_controller_comparison_use_only_shared_questions():
+    """A larger model run on fewer questions is compared on those questions only: the smaller model's
+    extra questions (all answered right here) must not make it look better than it is on the shared ones."""
+    runs = {
+        "s": config(model="qwen2.5-coder-0.5b").model_dump(),
+        "l": config(model="qwen2.5-coder-1.5b").model_dump(),
+        "a": config(model="qwen2.5-coder-0.5b", controller="adaptive", budget=4000.0).model_dump(),
+    }
+    small = synthetic_rows("qwen2.5-coder-0.5b", "s", {0: 0.1, 1: 0.2, 2: 0.3, 4: 0.4, 8: 0.5}, 500, n=40)
+    for r in small:
+        if int(r["question_id"][1:]) >= 20:  # questions only the small model ran: all right
+            r["em"] = r["f1"] = r["cover_em"] = 1.0
+    large = synthetic_rows("qwen2.5-coder-1.5b", "l", {0: 0.2, 1: 0.25, 2: 0.6, 4: 0.7, 8: 0.8}, 500, n=20)
+    adaptive = synthetic_rows("qwen2.5-coder-0.5b", "a", {0: 0.1, 1: 0.3, 2: 0.5}, 500, n=10)
+    analysis = analyse(small + large + adaptive, runs, n_boot=60)
+    shared = {f"q{i}#0" for i in range(20)}
+    small_on_shared = {
+        d: np.mean([r["cover_em"] for r in small if r["round"] == d and r["question_id"] + "#0" in shared])
+        for d in (0, 1, 2, 4, 8)
+    }
+    ex = [e for e in analysis.exchanges if e.group == "all"]
+    assert ex and all(e.n == 20 for e in ex)
+    assert {e.axis for e in ex} == {"searches", "tokens", "flops"}
+    for e in ex:
+        large_acc = np.mean([r["cover_em"] for r in large if r["round"] == e.depth])
+        assert e.large_acc == pytest.approx(large_acc)
+        # reached exactly when the small model's curve on the shared questions gets there
+        assert (e.ratio is not None) == (max(small_on_shared.values()) >= large_acc)
+    reached = [e for e in ex if e.axis == "searches" and e.ratio is not None]
+    assert reached, "the large model's shallow points are within the small model's reach"
+    for e in reached:  # one search per round in these rows: spend on this axis is the depth
+        assert e.large_compute == pytest.approx(e.depth) and e.small_compute >= 1.0
+    (cmp,) = analysis.comparisons
+    assert cmp.n == 10
+    fixed_d2_on_ten = np.mean(
+        [r["cover_em"] for r in small if r["round"] == 2 and int(r["question_id"][1:]) < 10]
+    )
+    assert cmp.fixed_acc == pytest.approx(fixed_d2_on_ten)
+    curve = next(c for c in analysis.curves if c.model == "qwen2.5-coder-1.5b" and c.group == "all")
+    assert all(set(p.metrics) == {"em", "f1", "cover_em"} for p in curve.points)

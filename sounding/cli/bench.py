@@ -270,14 +270,17 @@ def report(
     metric: Annotated[str, typer.Option("--metric")] = "cover_em",
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
 ) -> None:
-    """A Markdown (and HTML) report: tables, figures, fitted laws with uncertainty, command and versions."""
+    """A Markdown (and HTML) report and fits.json: tables, figures, fitted laws with uncertainty,
+    exchange rates, controller comparison, commands and versions."""
     from sounding.evals.plot import make_figures
     from sounding.evals.report import write_report
 
     analysis = _analysis(run_dir, metric, bootstrap, by="qtype")
     make_figures(analysis, run_dir / "figures")
     md, html = write_report(analysis, run_dir)
-    console.print(f"wrote {md} and {html}")
+    # the full analysis (every axis, every group) beside the report, so the two never disagree
+    (run_dir / "fits.json").write_text(analysis.model_dump_json(indent=2))
+    console.print(f"wrote {md}, {html} and {run_dir / 'fits.json'}")
 
 
 def register(app: typer.Typer) -> None:
