@@ -332,3 +332,43 @@ def test_exchange_and_controller_comparison_use_only_shared_questions():
     assert cmp.fixed_acc == pytest.approx(fixed_d2_on_ten)
     curve = next(c for c in analysis.curves if c.model == "qwen2.5-coder-1.5b" and c.group == "all")
     assert all(set(p.metrics) == {"em", "f1", "cover_em"} for p in curve.points)
+
+
+def test_fit_plot_report_commands_on_a_real_store(tmp_path):
+    """The analysis commands read a store written by ResultStore and write report, figures and fits.json;
+    a directory with no store gets an error naming the command that makes one."""
+    from typer.testing import CliRunner
+
+    from sounding.cli import app
+    from sounding.evals.fit import Analysis
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    store = ResultStore(run_dir / "results.sqlite")
+    for key, model, acc in (
+        ("k1", "smollm2-135m", {0: 0.1, 1: 0.3, 2: 0.45, 4: 0.6}),
+        ("k2", "qwen2.5-coder-1.5b", {0: 0.3, 1: 0.5, 2: 0.6, 4: 0.7}),
+    ):
+        store.register_run(key, config(model=model, depth=4).model_dump())
+        rows = synthetic_rows(model, key, acc, 500, n=30)
+        for q in sorted({r["question_id"] for r in rows}):
+            store.add_question([r for r in rows if r["question_id"] == q])
+    store.close()
+    runner = CliRunner()
+    report = runner.invoke(app, ["report", str(run_dir), "--bootstrap", "40"])
+    assert report.exit_code == 0, report.output
+    text = (run_dir / "report.md").read_text()
+    assert "Exchange rates" in text and "By question type" in text and "| EM | F1 |" in text
+    analysis = Analysis.model_validate_json((run_dir / "fits.json").read_text())
+    assert {c.model for c in analysis.curves} == {"smollm2-135m", "qwen2.5-coder-1.5b"}
+    assert any(e.axis == "searches" for e in analysis.exchanges)
+    assert all(f"figures/{p.name}" in text for p in (run_dir / "figures").glob("*.png"))
+    fit = runner.invoke(app, ["fit", str(run_dir), "--metric", "f1", "--bootstrap", "20"])
+    assert (
+        fit.exit_code == 0
+        and Analysis.model_validate_json((run_dir / "fits.json").read_text()).metric == "f1"
+    )
+    bad_metric = runner.invoke(app, ["fit", str(run_dir), "--metric", "accuracy"])
+    assert bad_metric.exit_code != 0 and "unknown metric 'accuracy'" in bad_metric.output
+    empty = runner.invoke(app, ["report", str(tmp_path / "nothing")])
+    assert empty.exit_code != 0 and "sounding bench --out" in empty.output
