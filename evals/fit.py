@@ -106,11 +106,28 @@ class ControllerComparison(BaseModel):
     note: str
 
 
+class ModelGap(BaseModel):
+    """The smaller model at its deepest (most searched) point against the larger model at ``depth``,
+    on the ``n`` questions both answered: accuracy difference (small - large) with a paired CI."""
+
+    small: str
+    large: str
+    group: str
+    small_depth: int
+    depth: int
+    n: int
+    small_acc: float
+    large_acc: float
+    diff: float
+    diff_ci: tuple[float, float]
+
+
 class Analysis(BaseModel):
     metric: str
     n_rows: int
     curves: list[Curve]
     exchanges: list[Exchange]
+    gaps: list[ModelGap] = []
     comparisons: list[ControllerComparison] = []
     anytime: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
@@ -334,6 +351,7 @@ def analyse(
         n_rows=len(rows),
         curves=curves,
         exchanges=exchange_rates(curves, groups, metric, n_boot),
+        gaps=model_gaps(curves, groups, metric, n_boot),
         comparisons=compare_controllers(curves, groups, metric, n_boot),
     )
 
@@ -400,61 +418,105 @@ def exchange_rates(
     the search calls or compute the smaller model needs to match its accuracy (interpolated in log),
     on the questions both answered, with a paired bootstrap CI over those questions."""
     out = []
-    for c_large in curves:
-        for c_small in curves:
-            if (
-                c_small.suite,
-                c_small.controller,
-                c_small.breadth,
-                c_small.budget,
-                c_small.group,
-            ) != (
-                c_large.suite,
-                c_large.controller,
-                c_large.breadth,
-                c_large.budget,
-                c_large.group,
-            ) or not _size(c_small.model) < _size(c_large.model):
+    for c_small, c_large in _model_pairs(curves):
+        qs, ql = groups[_key(c_small)], groups[_key(c_large)]
+        shared = sorted(set(qs) & set(ql))
+        depths = sorted(set(p.depth for p in c_small.points) & set(p.depth for p in c_large.points))
+        if not shared or not depths:
+            continue
+        for axis in ("searches", "tokens", "flops"):
+            if axis != "searches" and not all(axis in p.cost for p in c_small.points + c_large.points):
                 continue
-            qs, ql = groups[_key(c_small)], groups[_key(c_large)]
-            shared = sorted(set(qs) & set(ql))
-            depths = sorted(set(p.depth for p in c_small.points) & set(p.depth for p in c_large.points))
-            if not shared or not depths:
-                continue
-            for axis in ("searches", "tokens", "flops"):
-                if axis != "searches" and not all(axis in p.cost for p in c_small.points + c_large.points):
-                    continue
-                for depth in depths:
-                    if depth == 0:
-                        continue
-                    large_c, large_acc, needed = _exchange_at(qs, ql, shared, depths, depth, axis, metric)
-                    ratio = needed / large_c if needed and large_c > 0 else None
-                    ci = None
-                    if ratio is not None:
-                        ratios = []
-                        for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
-                            lc, _, nd = _exchange_at(qs, ql, ids, depths, depth, axis, metric)
-                            if nd is not None and lc > 0:
-                                ratios.append(nd / lc)
-                        # when many resamples never reach the target there is no finite CI
-                        if len(ratios) >= max(10, 0.5 * min(n_boot, 300)):
-                            ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
-                    out.append(
-                        Exchange(
-                            small=c_small.model,
-                            large=c_large.model,
-                            axis=axis,
-                            group=c_large.group,
-                            depth=depth,
-                            n=len(shared),
-                            large_compute=large_c,
-                            large_acc=large_acc,
-                            small_compute=needed,
-                            ratio=ratio,
-                            ratio_ci=ci,
-                            note="reached" if ratio else "not reached within the budgets tried",
-                        )
+            for depth in depths:
+                if depth == 0 and axis == "searches":
+                    continue  # the larger model searched nothing: no multiple of it to state
+                large_c, large_acc, needed = _exchange_at(qs, ql, shared, depths, depth, axis, metric)
+                ratio = needed / large_c if needed and large_c > 0 else None
+                ci = None
+                if ratio is not None:
+                    ratios = []
+                    for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
+                        lc, _, nd = _exchange_at(qs, ql, ids, depths, depth, axis, metric)
+                        if nd is not None and lc > 0:
+                            ratios.append(nd / lc)
+                    # when many resamples never reach the target there is no finite CI
+                    if len(ratios) >= max(10, 0.5 * min(n_boot, 300)):
+                        ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
+                out.append(
+                    Exchange(
+                        small=c_small.model,
+                        large=c_large.model,
+                        axis=axis,
+                        group=c_large.group,
+                        depth=depth,
+                        n=len(shared),
+                        large_compute=large_c,
+                        large_acc=large_acc,
+                        small_compute=needed,
+                        ratio=ratio,
+                        ratio_ci=ci,
+                        note="reached" if ratio else "not reached within the budgets tried",
                     )
+                )
+    return out
+
+
+def _model_pairs(curves: list[Curve]) -> list[tuple[Curve, Curve]]:
+    """(smaller, larger) model curves of the same suite/controller/breadth/budget/group."""
+    same = lambda c: (c.suite, c.controller, c.breadth, c.budget, c.group)  # noqa: E731
+    return [
+        (small, large)
+        for large in curves
+        for small in curves
+        if same(small) == same(large) and _size(small.model) < _size(large.model)
+    ]
+
+
+def _paired_accs(
+    small: QuestionRows, large: QuestionRows, ids: list[str], small_depth: int, large_depth: int, metric: str
+) -> tuple[float, float]:
+    return (
+        _mean_point(small, ids, small_depth, "searches", metric)[1],
+        _mean_point(large, ids, large_depth, "searches", metric)[1],
+    )
+
+
+def model_gaps(
+    curves: list[Curve], groups: dict[CurveKey, QuestionRows], metric: str, n_boot: int
+) -> list[ModelGap]:
+    """Does searching more close the gap? The smaller model at its deepest point against the larger
+    model at each depth, paired over shared questions (the deepest point is fixed in advance, not the
+    smaller model's best, so there is no selection bias)."""
+    out = []
+    for small, large in _model_pairs(curves):
+        qs, ql = groups[_key(small)], groups[_key(large)]
+        shared = sorted(set(qs) & set(ql))
+        if not shared or not small.points:
+            continue
+        deepest = max(p.depth for p in small.points)
+        for p in large.points:
+            small_acc, large_acc = _paired_accs(qs, ql, shared, deepest, p.depth, metric)
+            boot = [
+                a - b
+                for a, b in (
+                    _paired_accs(qs, ql, ids, deepest, p.depth, metric)
+                    for ids in _bootstrap_ids(shared, min(n_boot, 500), seed=3)
+                )
+            ]
+            out.append(
+                ModelGap(
+                    small=small.model,
+                    large=large.model,
+                    group=large.group,
+                    small_depth=deepest,
+                    depth=p.depth,
+                    n=len(shared),
+                    small_acc=small_acc,
+                    large_acc=large_acc,
+                    diff=small_acc - large_acc,
+                    diff_ci=(float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))),
+                )
+            )
     return out
 
 

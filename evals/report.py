@@ -184,6 +184,43 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                     ]
                 )
             blocks.append(("table", rows))
+    if analysis.gaps:
+        blocks.append(("h2", "Does searching more close the gap?"))
+        blocks.append(
+            (
+                "p",
+                "The smaller model at its deepest point (most search) against the larger model at each "
+                "depth, on the n questions both answered: accuracy difference (small − large) with a "
+                "paired bootstrap CI. A CI above zero means the smaller model that searched more beat "
+                "the larger one at that depth; below zero, it did not catch up.",
+            )
+        )
+        rows = [
+            [
+                "small (depth)",
+                "large",
+                "group",
+                "large depth",
+                "n",
+                "small acc",
+                "large acc",
+                "difference [95% CI]",
+            ]
+        ]
+        for g in analysis.gaps:
+            rows.append(
+                [
+                    f"{g.small} ({g.small_depth})",
+                    g.large,
+                    g.group,
+                    str(g.depth),
+                    str(g.n),
+                    f"{g.small_acc:.3f}",
+                    f"{g.large_acc:.3f}",
+                    f"{g.diff:+.3f} [{g.diff_ci[0]:+.3f}, {g.diff_ci[1]:+.3f}]",
+                ]
+            )
+        blocks.append(("table", rows))
     if analysis.comparisons:
         blocks.append(("h2", "Adaptive vs fixed controller at equal mean spend"))
         blocks.append(

@@ -324,6 +324,12 @@ def test_exchange_and_controller_comparison_use_only_shared_questions():
     assert reached, "the large model's shallow points are within the small model's reach"
     for e in reached:  # one search per round in these rows: spend on this axis is the depth
         assert e.large_compute == pytest.approx(e.depth) and e.small_compute >= 1.0
+    gaps = [g for g in analysis.gaps if g.group == "all" and g.large == "qwen2.5-coder-1.5b"]
+    assert [g.depth for g in gaps] == [0, 1, 2, 4, 8] and all(g.n == 20 and g.small_depth == 8 for g in gaps)
+    for g in gaps:  # paired on the shared questions: the small model's all-right extras do not count
+        assert g.small_acc == pytest.approx(small_on_shared[8])
+        assert g.diff == pytest.approx(g.small_acc - g.large_acc)
+        assert g.diff_ci[0] <= g.diff <= g.diff_ci[1]
     (cmp,) = analysis.comparisons
     assert cmp.n == 10
     fixed_d2_on_ten = np.mean(
@@ -359,6 +365,7 @@ def test_fit_plot_report_commands_on_a_real_store(tmp_path):
     assert report.exit_code == 0, report.output
     text = (run_dir / "report.md").read_text()
     assert "Exchange rates" in text and "By question type" in text and "| EM | F1 |" in text
+    assert "Does searching more close the gap?" in text
     analysis = Analysis.model_validate_json((run_dir / "fits.json").read_text())
     assert {c.model for c in analysis.curves} == {"smollm2-135m", "qwen2.5-coder-1.5b"}
     assert any(e.axis == "searches" for e in analysis.exchanges)
