@@ -343,7 +343,8 @@ def analyse(
                 group=group,
                 run_keys=sorted(run_keys[curve_key]),
                 points=points,
-                fits=fit_curve(points, samples, breadth),
+                # an adaptive run's rounds are its own choice, not budgets given: no law to fit
+                fits=fit_curve(points, samples, breadth) if controller == "fixed" else [],
             )
         )
     return Analysis(
