@@ -392,8 +392,8 @@ def _axis_value(row: dict[str, Any], axis: str) -> float:
 def _mean_point(
     rows: QuestionRows, ids: list[str], depth: int, axis: str, metric: str
 ) -> tuple[float, float]:
-    at = [rows[q][depth] for q in ids if depth in rows[q]]
-    return float(np.mean([_axis_value(r, axis) for r in at])), float(np.mean([r[metric] for r in at]))
+    spend = float(np.mean([_axis_value(rows[q][depth], axis) for q in ids if depth in rows[q]]))
+    return spend, _point_stats(rows, [depth], metric, ids)[depth]
 
 
 def _exchange_at(
@@ -477,8 +477,8 @@ def _paired_accs(
     small: QuestionRows, large: QuestionRows, ids: list[str], small_depth: int, large_depth: int, metric: str
 ) -> tuple[float, float]:
     return (
-        _mean_point(small, ids, small_depth, "searches", metric)[1],
-        _mean_point(large, ids, large_depth, "searches", metric)[1],
+        _point_stats(small, [small_depth], metric, ids)[small_depth],
+        _point_stats(large, [large_depth], metric, ids)[large_depth],
     )
 
 

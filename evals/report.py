@@ -9,12 +9,9 @@ from typing import Any
 
 from sounding.evals.fit import Analysis, Exchange
 
-Block = tuple[str, Any]
-REPORTED_AXES = (
-    "steps",
-    "tokens",
-    "flops",
-)  # usd and latency are rescalings of these: fits.json has them  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
+Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
+# usd and latency are rescalings of these; fits.json has the fits on every axis
+REPORTED_AXES = ("steps", "tokens", "flops")
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
