@@ -518,7 +518,7 @@ class ResearchNodes:
         decision, new_plan = self.deps.controller.after_round(report, plan)
         stop_reason = {Decision.STOP: "depth" if round_ >= plan.depth else "controller"}.get(decision)
         if decision != Decision.STOP and not self.deps.ledger.can_afford(
-            round_usage(new_plan) - Usage(searches=new_plan.breadth - 1)
+            round_usage(new_plan, round_ + 1) - Usage(searches=new_plan.breadth - 1)
         ):
             decision, stop_reason = Decision.STOP, "budget"
         event = self._event(

@@ -41,6 +41,33 @@ PROMPT_TOKENS = {
 }
 
 
+class UsageEstimate(BaseModel):
+    """One model's measured mean LLM usage: per question outside the rounds (the closed-book draft)
+    and for each search round in turn (later rounds read longer notes, so they cost more); written
+    by ``sounding budget estimate`` from a result store.
+
+    Without one, plans are priced from ``PROMPT_TOKENS`` plus each step's completion cap: an upper
+    bound (the 0.5B really spends about half of it), so a controller fitting that bound to a budget
+    plans fewer rounds than the budget pays for.
+    """
+
+    model: str
+    overhead_prompt_tokens: int = Field(ge=0)
+    overhead_completion_tokens: int = Field(ge=0)
+    round_prompt_tokens: list[int] = Field(min_length=1, description="round 1, 2, ...; the last repeats")
+    round_completion_tokens: list[int] = Field(min_length=1)
+    questions: int = Field(ge=1, description="questions the means were measured on")
+    source: str = Field(default="", description="where it was measured (store, runs)")
+
+    def round(self, round_: int) -> Usage:
+        """Mean LLM usage of search round ``round_`` (1-based)."""
+        i = min(max(round_, 1), len(self.round_prompt_tokens)) - 1
+        j = min(i, len(self.round_completion_tokens) - 1)
+        return Usage(
+            prompt_tokens=self.round_prompt_tokens[i], completion_tokens=self.round_completion_tokens[j]
+        )
+
+
 class Plan(BaseModel):
     controller: str
     depth: int = Field(ge=0, description="maximum search rounds (0 = closed book)")
@@ -52,6 +79,7 @@ class Plan(BaseModel):
     max_breadth: int = 3
     difficulty: str | None = None
     decompose: bool = False
+    estimate: UsageEstimate | None = None
 
     @property
     def recursion_limit(self) -> int:
@@ -105,17 +133,30 @@ def step_usage(plan: Plan, step: str) -> Usage:
     return Usage(prompt_tokens=PROMPT_TOKENS[step], completion_tokens=getattr(plan.caps, step))
 
 
-def round_usage(plan: Plan) -> Usage:
-    usage = step_usage(plan, "query") + step_usage(plan, "extract") + step_usage(plan, "reflect")
-    for _ in range(plan.breadth):
-        usage = usage + step_usage(plan, "search")
-    return usage
+def round_usage(plan: Plan, round_: int = 1) -> Usage:
+    """Expected usage of search round ``round_``: measured means when the plan has them, else the bound."""
+    searches = Usage(searches=plan.breadth)
+    if plan.estimate is not None:
+        return searches + plan.estimate.round(round_)
+    return searches + step_usage(plan, "query") + step_usage(plan, "extract") + step_usage(plan, "reflect")
+
+
+def answer_usage(plan: Plan) -> Usage:
+    if plan.estimate is not None:
+        e = plan.estimate
+        return Usage(prompt_tokens=e.overhead_prompt_tokens, completion_tokens=e.overhead_completion_tokens)
+    return step_usage(plan, "answer")
 
 
 def plan_usage(plan: Plan, *, probe: bool = False) -> Usage:
-    usage = step_usage(plan, "answer")
-    for _ in range(plan.depth):
-        usage = usage + round_usage(plan)
+    """Expected usage of a whole plan; ``probe`` adds the adaptive controller's difficulty probe."""
+    usage = answer_usage(plan)
+    for round_ in range(1, plan.depth + 1):
+        usage = usage + round_usage(plan, round_)
+    if plan.estimate is not None and plan.decompose and plan.depth > 0:
+        # A mean must count every call, so the sub-question split (query-sized) is added; the bound
+        # already over-prices each round by more than that call costs, and leaves it out.
+        usage = usage + step_usage(plan, "query")
     if probe:
         usage = usage + step_usage(plan, "probe") + step_usage(plan, "probe") + step_usage(plan, "search")
     return usage
@@ -207,6 +248,10 @@ class AllocationPolicy(BaseModel):
     [bins.hard]
     depth = 4
     breadth = 2
+    [estimate]                      # optional: measured usage to plan with (sounding budget estimate)
+    model = "qwen2.5-coder-0.5b"
+    round_prompt_tokens = 700
+    ...
     """
 
     target_mean_budget: float | None = None
@@ -214,6 +259,7 @@ class AllocationPolicy(BaseModel):
     easy_margin: float = 0.25
     hard_margin: float = 0.08
     bins: dict[Literal["easy", "medium", "hard"], BinAllocation]
+    estimate: UsageEstimate | None = None
 
     def bin_of(self, features: Features) -> str:
         margin = features.margin if features.margin is not None else 0.0
@@ -279,8 +325,11 @@ class AdaptiveController:
             max_breadth=max(alloc.breadth + 1, 2),
             difficulty=difficulty,
             decompose=difficulty != "easy",
+            estimate=self.policy.estimate,
         )
-        return fit_depth(plan, budget, cost)
+        # With measured means the probe already spent is counted too; the bound leaves it out
+        # (it over-prices the rounds by more), which is how the default controller has always planned.
+        return fit_depth(plan, budget, cost, probe=self.policy.estimate is not None)
 
     def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
         if report.round >= plan.depth:

@@ -16,7 +16,14 @@ from pydantic import BaseModel
 from sounding import __version__
 from sounding.agent.nodes import AgentDeps
 from sounding.agent.runner import ResearchResult, run_research
-from sounding.budgets.controllers import FixedController, make_controller
+from sounding.budgets.controllers import (
+    AdaptiveController,
+    AllocationPolicy,
+    FixedController,
+    PolicyError,
+    load_policy,
+    make_controller,
+)
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
 from sounding.evals.store import ResultStore
@@ -43,10 +50,14 @@ class RunConfig(BaseModel):
     k: int = 5
     read: int = 3
     sounding_version: str = __version__
+    #: The tuned controller's allocation policy, in full: two policy files must not share a run.
+    policy: AllocationPolicy | None = None
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        # Without a policy the field is left out, so runs stored before it existed keep their keys.
+        exclude = {"policy"} if self.policy is None else set()
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
 
 
 class SweepSpec(BaseModel):
@@ -67,6 +78,18 @@ class SweepSpec(BaseModel):
 def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunConfig]:
     configs = []
     depth = max(spec.depths)
+    policy = None
+    if spec.controller == "tuned":
+        if settings.budget.policy_file is None:
+            raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
+        policy = load_policy(settings.budget.policy_file)
+        measured_on = policy.estimate.model if policy.estimate else None
+        for model in spec.models:
+            if measured_on not in (None, model):
+                raise PolicyError(
+                    f"{settings.budget.policy_file} plans with spend measured on {measured_on}, not "
+                    f"{model}: write one for {model} with `sounding budget estimate RUN_DIR --model {model}`"
+                )
     for model in spec.models:
         for breadth in spec.breadths:
             for budget in spec.budgets:
@@ -84,6 +107,7 @@ def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunCon
                             max_searches=settings.budget.max_searches,
                             search_backend=settings.search.backend,
                             corpus=corpus,
+                            policy=policy,
                         )
                     )
     return configs
@@ -167,11 +191,10 @@ def make_run_deps(
         controller: Any = FixedController(
             config.depth if depth is None else depth, config.breadth, k=config.k, read=config.read
         )
+    elif config.policy is not None:  # the policy stored with the run, not whatever file is there now
+        controller = AdaptiveController(config.policy, name=config.controller)
     else:
-        b = settings.budget
-        controller = make_controller(
-            config.controller, depth=config.depth, breadth=config.breadth, policy_file=b.policy_file
-        )
+        controller = make_controller(config.controller, depth=config.depth, breadth=config.breadth)
     return AgentDeps(
         llm=llm,
         search=search,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sounding.budgets.controllers import (
+    DEFAULT_POLICY,
     AdaptiveController,
     Decision,
     Features,
@@ -16,9 +18,11 @@ from sounding.budgets.controllers import (
     Plan,
     PolicyError,
     RoundReport,
+    UsageEstimate,
     load_policy,
     make_controller,
     plan_usage,
+    round_usage,
 )
 from sounding.budgets.cost import LatencyTable, Usage, make_cost_model, make_cost_models
 from sounding.budgets.ledger import Budget, BudgetExceeded, Ledger
@@ -255,3 +259,55 @@ def test_plan_recursion_limit_grows_with_depth():
         Plan(controller="x", depth=8, breadth=1).recursion_limit
         > Plan(controller="x", depth=1, breadth=1).recursion_limit
     )
+
+
+# --- measured usage estimates ---------------------------------------------------------------------
+
+MEASURED = UsageEstimate(
+    model="m",
+    overhead_prompt_tokens=60,
+    overhead_completion_tokens=10,
+    round_prompt_tokens=[600, 700],
+    round_completion_tokens=[60, 70],
+    questions=10,
+)
+
+
+def test_estimate_prices_each_round_in_turn_and_repeats_the_last():
+    assert MEASURED.round(1) == Usage(prompt_tokens=600, completion_tokens=60)
+    assert MEASURED.round(2) == MEASURED.round(5) == Usage(prompt_tokens=700, completion_tokens=70)
+    plan = Plan(controller="x", depth=3, breadth=2, estimate=MEASURED)
+    assert round_usage(plan, 1) == Usage(prompt_tokens=600, completion_tokens=60, searches=2)
+    # overhead + rounds 1..3 (the last measured round repeats), no probe, no decomposition
+    assert plan_usage(plan) == Usage(
+        prompt_tokens=60 + 600 + 700 + 700, completion_tokens=10 + 60 + 70 + 70, searches=6
+    )
+    with_probe = plan_usage(plan.model_copy(update={"decompose": True}), probe=True)
+    assert with_probe.searches == 7 and with_probe.tokens > plan_usage(plan).tokens
+
+
+def test_measured_policy_plans_more_rounds_than_the_bound_and_still_fits():
+    budget = Budget(limit=4000, unit="tokens")
+    bound = AdaptiveController().plan(HARD, budget, COST)
+    measured_policy = DEFAULT_POLICY.model_copy(update={"estimate": MEASURED})
+    measured = AdaptiveController(measured_policy, name="tuned").plan(HARD, budget, COST)
+    assert measured.estimate == MEASURED
+    assert measured.depth > bound.depth
+    # the measured plan, counting the probe already spent, fits the budget it was fitted to
+    assert COST.price(plan_usage(measured, probe=True)) <= 4000
+    deeper = measured.model_copy(update={"depth": measured.depth + 1})
+    assert (
+        measured.depth == DEFAULT_POLICY.bins["hard"].depth
+        or COST.price(plan_usage(deeper, probe=True)) > 4000
+    )
+
+
+def test_policy_file_with_an_estimate_round_trips_and_rejects_a_bad_one(tmp_path):
+    path = tmp_path / "p.json"
+    path.write_text(DEFAULT_POLICY.model_copy(update={"estimate": MEASURED}).model_dump_json())
+    assert load_policy(path).estimate == MEASURED
+    data = json.loads(path.read_text())
+    data["estimate"]["round_prompt_tokens"] = []
+    path.write_text(json.dumps(data))
+    with pytest.raises(PolicyError, match="round_prompt_tokens"):
+        load_policy(path)

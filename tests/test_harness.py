@@ -379,3 +379,112 @@ def test_fit_plot_report_commands_on_a_real_store(tmp_path):
     assert bad_metric.exit_code != 0 and "unknown metric 'accuracy'" in bad_metric.output
     empty = runner.invoke(app, ["report", str(tmp_path / "nothing")])
     assert empty.exit_code != 0 and "sounding bench --out" in empty.output
+
+
+def _store_with_fixed_run(path, model="qwen2.5-coder-0.5b"):
+    store = ResultStore(path)
+    store.register_run("f", config(model=model, depth=4).model_dump())
+    rows = synthetic_rows(model, "f", {0: 0.2, 1: 0.3, 2: 0.4, 3: 0.45, 4: 0.5}, 500, n=10)
+    for r in rows:  # round r costs 500 + 20 * r prompt tokens: later rounds read longer notes
+        r["prompt_tokens"] = 100 + sum(500 + 20 * k for k in range(1, r["round"] + 1))
+        r["completion_tokens"] = 10 + 30 * r["round"]
+    for q in sorted({r["question_id"] for r in rows}):
+        store.add_question([r for r in rows if r["question_id"] == q])
+    store.register_run("a", config(model=model, controller="adaptive", budget=3000.0).model_dump())
+    return store
+
+
+def test_measured_usage_per_round_from_a_store(tmp_path):
+    from sounding.evals.estimate import EstimateError, measure_usage
+
+    store = _store_with_fixed_run(tmp_path / "r.sqlite")
+    est = measure_usage(store, "qwen2.5-coder-0.5b")
+    assert (est.overhead_prompt_tokens, est.overhead_completion_tokens) == (100, 10)
+    assert est.round_prompt_tokens == [520, 540, 560, 580]
+    assert est.round_completion_tokens == [30, 30, 30, 30]
+    assert est.questions == 10 and "runs f" in est.source
+    with pytest.raises(EstimateError, match=r"models there: qwen2\.5-coder-0\.5b"):
+        measure_usage(store, "smollm2-135m")
+
+
+def test_budget_estimate_command_writes_a_policy_the_tuned_controller_reads(tmp_path):
+    from typer.testing import CliRunner
+
+    from sounding.budgets.controllers import load_policy
+    from sounding.cli import app
+
+    run_dir = tmp_path / "run"
+    _store_with_fixed_run(run_dir / "results.sqlite").close()
+    out = tmp_path / "policy.json"
+    runner = CliRunner()
+    ok = runner.invoke(
+        app, ["budget", "estimate", str(run_dir), "--model", "qwen2.5-coder-0.5b", "--out", str(out)]
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "per round 550, 570, 590, 610" in " ".join(ok.output.split())
+    policy = load_policy(out)
+    assert policy.estimate is not None and policy.estimate.round_prompt_tokens[0] == 520
+    assert set(policy.bins) == {"easy", "medium", "hard"}
+    before = out.read_text()
+    for args, message in (
+        (["--model", "smollm2-135m", "--out", str(out)], "no unbudgeted fixed-controller runs"),
+        (["--model", "qwen2.5-coder-0.5b", "--out", str(tmp_path / "p.toml")], "must be a .json file"),
+    ):
+        bad = runner.invoke(app, ["budget", "estimate", str(run_dir), *args])
+        assert bad.exit_code != 0 and message in " ".join(bad.output.split())
+    assert out.read_text() == before  # a failed estimate leaves the earlier policy as it was
+    missing = runner.invoke(
+        app, ["budget", "estimate", str(tmp_path / "none"), "--model", "m", "--out", str(out)]
+    )
+    assert missing.exit_code != 0 and "sounding bench --out" in missing.output
+
+
+def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
+    from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, UsageEstimate
+    from sounding.evals.sweep import SweepSpec, make_run_deps, run_configs
+
+    # The key of a run stored before configs could carry a policy (docs/results/first-result).
+    stored = {
+        "suite": "hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz",
+        "model": "qwen2.5-coder-0.5b",
+        "controller": "fixed",
+        "depth": 8,
+        "breadth": 1,
+        "seed": 0,
+        "unit": "tokens",
+        "budget": None,
+        "max_searches": None,
+        "search_backend": "hybrid",
+        "corpus": "hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz",
+        "k": 5,
+        "read": 3,
+        "sounding_version": "0.1.0",
+    }
+    assert RunConfig(**stored).key == "85cf7960cef3e327"
+    estimate = UsageEstimate(
+        model="scripted",
+        overhead_prompt_tokens=50,
+        overhead_completion_tokens=5,
+        round_prompt_tokens=[400],
+        round_completion_tokens=[40],
+        questions=3,
+    )
+    one = DEFAULT_POLICY.model_copy(update={"estimate": estimate})
+    two = one.model_copy(update={"easy_margin": 0.5})
+    tuned = [config(controller="tuned", budget=3000.0, policy=p) for p in (one, two)]
+    assert len({c.key for c in tuned}) == 2
+    # the controller is built from the policy stored with the run, whatever file is on disk now
+    deps = make_run_deps(tuned[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS))
+    assert deps.controller.name == "tuned" and deps.controller.policy.easy_margin == 0.5
+    path = tmp_path / "policy.json"
+    path.write_text(one.model_dump_json())
+    settings = load_settings(home=tmp_path)
+    settings = settings.model_copy(
+        update={"budget": settings.budget.model_copy(update={"policy_file": path})}
+    )
+    spec = SweepSpec(suite="s", limit=None, depths=[3], breadths=[1], models=["scripted"], controller="tuned")
+    (cfg,) = run_configs(spec, settings, "mem")
+    assert cfg.policy == one
+    other = spec.model_copy(update={"models": ["qwen2.5-coder-1.5b"]})
+    with pytest.raises(PolicyError, match=r"measured on scripted, not qwen2\.5-coder-1\.5b"):
+        run_configs(other, settings, "mem")

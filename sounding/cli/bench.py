@@ -77,6 +77,7 @@ def bench(
     ] = None,
 ) -> None:
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
+    from sounding.budgets.controllers import PolicyError
     from sounding.evals.datasets import DatasetError, load_suite
     from sounding.evals.store import ResultStore
     from sounding.evals.sweep import SweepSpec, run_configs, run_sweep_config, sweep_manifest
@@ -127,6 +128,10 @@ def bench(
         llm__base_url=llm_url,
         llm__backend="http" if llm_url else None,
     )
+    try:  # a bad policy file fails here, before anything is loaded or written
+        configs = run_configs(spec, settings, corpus_spec or "web")
+    except PolicyError as exc:
+        fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     sweep_manifest(out / "sweep.json", spec, ["sounding", *sys.argv[1:]], loaded)
     store = ResultStore(out / "results.sqlite")
@@ -140,7 +145,6 @@ def bench(
             )
     except (CorpusError, SearchError) as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
-    configs = run_configs(spec, settings, corpus_spec or "web")
     judge_llm = None
     if judge:
         try:

@@ -1,19 +1,23 @@
-"""`sounding budget explain|calibrate`: what each controller would plan, and the latency cost table."""
+"""`sounding budget explain|calibrate|estimate`: what each controller would plan, the latency cost
+table, and an allocation policy that plans with a model's measured spend per round."""
 
 from __future__ import annotations
 
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from sounding.budgets.cost import Usage
 from sounding.cli.common import EXIT_UNAVAILABLE, console, fail, settings_from
 
 budget_app = typer.Typer(
-    help="Joint budgets: explain plans, calibrate the latency cost model.", no_args_is_help=True
+    help="Joint budgets: explain plans, calibrate the latency cost model, estimate spend per round.",
+    no_args_is_help=True,
 )
 
 
@@ -50,6 +54,7 @@ def explain(
         Features,
         FixedController,
         PolicyError,
+        answer_usage,
         load_policy,
         plan_usage,
         round_usage,
@@ -110,33 +115,52 @@ def explain(
             )
             for col in ("step", "when", "tokens", "searches", f"{cost.unit}"):
                 table.add_column(col, justify="left" if col in ("step", "when") else "right")
-            rows: list[tuple[str, str, int]] = []
+            rows: list[tuple[str, str, Usage]] = []
             if controller.needs_probe:
-                rows += [("probe (closed book)", "once, x2", 2), ("search", "once (probe)", 1)]
-            rows += [
-                ("query", f"per round, x{plan.depth}", plan.depth),
-                ("search", f"per round, x{plan.depth * plan.breadth}", plan.depth * plan.breadth),
-                ("extract", f"per round, x{plan.depth}", plan.depth),
-                ("reflect", f"per round, x{plan.depth}", plan.depth),
-                ("answer", "once", 1),
-            ]
-            for label, when, count in rows:
-                usage = step_usage(plan, label.split()[0])
+                rows += [
+                    (
+                        "probe (closed book)",
+                        "once, x2",
+                        step_usage(plan, "probe") + step_usage(plan, "probe"),
+                    ),
+                    ("search", "once (probe)", step_usage(plan, "search")),
+                ]
+            if plan.estimate is not None:  # measured means, round by round
+                if plan.decompose and plan.depth > 0:
+                    rows.append(("decompose", "once", step_usage(plan, "query")))
+                rows += [
+                    (f"round {r} (measured)", f"{plan.breadth} searches", round_usage(plan, r))
+                    for r in range(1, plan.depth + 1)
+                ]
+                rows.append(("outside rounds (measured)", "once", answer_usage(plan)))
+            else:  # the upper bound: prompt estimates + completion caps, step by step
+                d, searches = plan.depth, plan.depth * plan.breadth
+                rows += [
+                    ("query", f"per round, x{d}", _times(step_usage(plan, "query"), d)),
+                    ("search", f"per round, x{searches}", _times(step_usage(plan, "search"), searches)),
+                    ("extract", f"per round, x{d}", _times(step_usage(plan, "extract"), d)),
+                    ("reflect", f"per round, x{d}", _times(step_usage(plan, "reflect"), d)),
+                    ("answer", "once", answer_usage(plan)),
+                ]
+            for label, when, usage in rows:
                 table.add_row(
-                    label,
-                    when,
-                    f"{usage.tokens * count:,}",
-                    str(usage.searches * count),
-                    f"{cost.price(usage) * count:,.6g}",
+                    label, when, f"{usage.tokens:,}", str(usage.searches), f"{cost.price(usage):,.6g}"
                 )
             table.add_row(
                 "[bold]total[/]",
-                f"{plan.depth} rounds of {cost.price(round_usage(plan)):,.6g}",
+                f"{plan.depth} rounds",
                 f"{total.tokens:,}",
                 str(total.searches),
                 f"[bold]{cost.price(total):,.6g}[/]",
             )
             console.print(table)
+
+
+def _times(usage: Usage, n: int) -> Usage:
+    total = Usage()
+    for _ in range(n):
+        total = total + usage
+    return total
 
 
 @budget_app.command("calibrate")
@@ -210,6 +234,52 @@ def calibrate(
         f"{1 / table.seconds_per_completion_token:,.1f} tokens/s, search {table.seconds_per_search * 1000:,.1f} ms"
     )
     console.print(f"wrote {path}")
+
+
+@budget_app.command("estimate")
+def estimate(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory of `sounding bench` (holds results.sqlite).")
+    ],
+    model: Annotated[str, typer.Option("--model", help="Model whose fixed-controller runs to measure.")],
+    out: Annotated[Path, typer.Option("--out", help="Policy file to write (.json).")],
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="Keep this policy's bins and thresholds (default: built-in)."),
+    ] = None,
+) -> None:
+    """Measure a model's mean spend per search round from its stored runs and write an allocation
+    policy that plans with it (use with --controller tuned --policy OUT)."""
+    from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, load_policy
+    from sounding.evals.estimate import EstimateError, measure_usage
+    from sounding.evals.store import ResultStore
+
+    if out.suffix != ".json":
+        fail(f"--out must be a .json file, got {out}")
+    if not (run_dir / "results.sqlite").is_file():
+        fail(f"no results.sqlite in {run_dir}: run sounding bench --out {run_dir} first")
+    try:
+        base = load_policy(policy) if policy else DEFAULT_POLICY
+    except PolicyError as exc:
+        fail(str(exc))
+    store = ResultStore(run_dir / "results.sqlite")
+    try:
+        measured = measure_usage(store, model)
+    except EstimateError as exc:
+        fail(str(exc))
+    finally:
+        store.close()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(base.model_copy(update={"estimate": measured}).model_dump_json(indent=2) + "\n")
+    tmp.replace(out)  # atomic: a failed write never leaves half a policy
+    rounds = ", ".join(
+        f"{measured.round(r).tokens:,}" for r in range(1, len(measured.round_prompt_tokens) + 1)
+    )
+    console.print(
+        f"{model}, {measured.questions} questions: LLM tokens per round {rounds}; outside the rounds "
+        f"{measured.overhead_prompt_tokens + measured.overhead_completion_tokens:,}\nwrote {out}"
+    )
 
 
 def register(app: typer.Typer) -> None:
