@@ -297,6 +297,15 @@ def load_policy(path: Path) -> AllocationPolicy:
     return policy
 
 
+def check_policy_model(policy: AllocationPolicy, model: str, source: object) -> None:
+    """A measured estimate belongs to one model: planning another with it misprices every round."""
+    if policy.estimate is not None and policy.estimate.model != model:
+        raise PolicyError(
+            f"{source} plans with spend measured on {policy.estimate.model}, not {model}: "
+            f"write one with `sounding budget estimate RUN_DIR --model {model}`"
+        )
+
+
 class AdaptiveController:
     """Difficulty from a cheap probe -> per-bin allocation (after Snell et al. 2024): little on easy
     questions, more on hard ones. After each round: stop early when the draft is stable across two

@@ -21,6 +21,7 @@ from sounding.budgets.controllers import (
     AllocationPolicy,
     FixedController,
     PolicyError,
+    check_policy_model,
     load_policy,
     make_controller,
 )
@@ -83,13 +84,8 @@ def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunCon
         if settings.budget.policy_file is None:
             raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
         policy = load_policy(settings.budget.policy_file)
-        measured_on = policy.estimate.model if policy.estimate else None
         for model in spec.models:
-            if measured_on not in (None, model):
-                raise PolicyError(
-                    f"{settings.budget.policy_file} plans with spend measured on {measured_on}, not "
-                    f"{model}: write one for {model} with `sounding budget estimate RUN_DIR --model {model}`"
-                )
+            check_policy_model(policy, model, settings.budget.policy_file)
     for model in spec.models:
         for breadth in spec.breadths:
             for budget in spec.budgets:

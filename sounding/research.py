@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sounding.agent.nodes import AgentDeps, EventSink
-from sounding.budgets.controllers import make_controller
+from sounding.budgets.controllers import AdaptiveController, check_policy_model, make_controller
 from sounding.budgets.cost import load_latency_table, make_cost_model, make_cost_models
 from sounding.budgets.ledger import Budget, Ledger
 from sounding.settings import Settings
@@ -36,6 +36,8 @@ def make_deps(
 ) -> AgentDeps:
     b = settings.budget
     controller = make_controller(b.controller, depth=b.depth, breadth=b.breadth, policy_file=b.policy_file)
+    if isinstance(controller, AdaptiveController):
+        check_policy_model(controller.policy, settings.llm.model, b.policy_file)
     return AgentDeps(
         llm=llm,
         search=search,

@@ -488,3 +488,11 @@ def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
     other = spec.model_copy(update={"models": ["qwen2.5-coder-1.5b"]})
     with pytest.raises(PolicyError, match=r"measured on scripted, not qwen2\.5-coder-1\.5b"):
         run_configs(other, settings, "mem")
+    # `ask` refuses the same mismatch: the policy was measured on "scripted", settings run the default
+    from sounding.research import make_deps
+
+    tuned_settings = settings.model_copy(
+        update={"budget": settings.budget.model_copy(update={"controller": "tuned"})}
+    )
+    with pytest.raises(PolicyError, match=r"measured on scripted, not qwen2\.5-coder-1\.5b"):
+        make_deps(tuned_settings, ScriptedLLM(script()), MemorySearch(DOCS))
