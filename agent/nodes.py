@@ -451,7 +451,10 @@ class ResearchNodes:
             }
         notes = []
         for fact in (result.value or {}).get("facts", []):
-            index = int(fact.get("passage", 0)) - 1
+            try:  # the grammar asks for an integer, but a repaired or retried output may hold null
+                index = int(fact["passage"]) - 1
+            except (TypeError, ValueError, KeyError):
+                continue  # a fact naming no passage cannot be cited
             text = str(fact.get("fact", "")).strip()
             if 0 <= index < len(chosen) and text:
                 hit = chosen[index]

@@ -122,6 +122,16 @@ class ModelGap(BaseModel):
     diff_ci: tuple[float, float]
 
 
+class Failures(BaseModel):
+    """Questions of one run that failed and were never answered: excluded from every accuracy."""
+
+    model: str
+    controller: str
+    budget: float | None
+    questions: int
+    first_error: str
+
+
 class Analysis(BaseModel):
     metric: str
     n_rows: int
@@ -131,6 +141,28 @@ class Analysis(BaseModel):
     comparisons: list[ControllerComparison] = []
     anytime: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
+    failures: list[Failures] = []
+
+
+def unanswered_failures(
+    errors: list[dict[str, Any]], rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]
+) -> list[Failures]:
+    """Per run, the failed questions that a later retry did not answer (the store keeps every error)."""
+    answered = {(r["run_key"], r["question_id"]) for r in rows}
+    by_run: dict[str, dict[str, str]] = defaultdict(dict)
+    for e in sorted(errors, key=lambda e: e["created"]):
+        if (e["run_key"], e["question_id"]) not in answered and e["run_key"] in runs:
+            by_run[e["run_key"]].setdefault(e["question_id"], e["error"])
+    return [
+        Failures(
+            model=runs[key]["model"],
+            controller=runs[key]["controller"],
+            budget=runs[key]["budget"],
+            questions=len(failed),
+            first_error=next(iter(failed.values())),
+        )
+        for key, failed in sorted(by_run.items())
+    ]
 
 
 def linear_law(x: np.ndarray, a: float, b: float) -> np.ndarray:

@@ -260,6 +260,20 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                 ]
             )
         blocks.append(("table", rows))
+    if analysis.failures:
+        blocks.append(("h2", "Failed questions"))
+        blocks.append(
+            (
+                "p",
+                "Questions that failed (a backend error, or a bug) and were not answered by a retry "
+                "(`sounding bench ... --retry-errors`): they are left out of every accuracy above.",
+            )
+        )
+        rows = [["model", "controller", "budget", "failed", "first error"]]
+        for f in analysis.failures:
+            budget = "-" if f.budget is None else f"{f.budget:g}"
+            rows.append([f.model, f.controller, budget, str(f.questions), f.first_error[:120]])
+        blocks.append(("table", rows))
     if analysis.anytime:
         blocks.append(("h2", "Anytime answers vs independent runs"))
         a = analysis.anytime
@@ -293,7 +307,9 @@ def to_markdown(blocks: list[Block]) -> str:
         elif kind == "table":
             header, *rows = content
             lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(r) + " |" for r in rows]
+            # a cell may hold free text (an error message): its pipes and newlines must not split rows
+            cells = [[c.replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
+            lines += ["| " + " | ".join(r) + " |" for r in cells]
             out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 

@@ -231,7 +231,14 @@ def run_sweep_config(
 
     def one(sample: Sample) -> None:
         deps = make_run_deps(config, settings, llm, search)
-        result = run_research(sample.question, deps)
+        try:
+            result = run_research(sample.question, deps)
+        except Exception as exc:  # a bug on one question must not end a night's sweep
+            # Recorded like any failed question (listed in the report, rerun with --retry-errors).
+            store.add_error(config.key, sample.id, f"unexpected {type(exc).__name__}: {exc}")
+            with lock:
+                tick("error", None)
+            return
         if result.degraded:
             store.add_error(config.key, sample.id, result.error or "degraded")
             with lock:

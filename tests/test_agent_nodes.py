@@ -72,6 +72,23 @@ def test_full_run_answers_with_citations_and_anytime_drafts():
     assert not r.degraded and r.stop_reason == "depth"
 
 
+def test_facts_naming_no_passage_are_dropped_not_fatal():
+    """Seen on 2Wiki with the 0.5B: a fact whose passage was null crashed the read node (and the sweep)."""
+    odd = {
+        "facts": [
+            {"passage": None, "fact": "Budapest is the capital of Hungary."},
+            {"fact": "no passage at all"},
+            "a bare string",
+            {"passage": "two", "fact": "not a number"},
+            {"passage": 2, "fact": "The Danube flows through Budapest."},
+        ]
+    }
+    r = run_research(Q, deps(ScriptedLLM(script(extract=odd))))
+    assert r.answer == "The Danube" and not r.degraded
+    read = [e for e in r.events if e["kind"] == "read"]
+    assert read and all(e["facts"] == 1 for e in read)  # only the fact with a passage number is kept
+
+
 def test_parallel_search_fan_out():
     """Breadth-2 rounds run their searches concurrently (Send): both are in flight at once."""
     in_flight = 0

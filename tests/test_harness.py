@@ -88,6 +88,21 @@ def test_failed_questions_are_errors_not_wrong_answers_and_can_be_retried(tmp_pa
     assert len(store.errors()) == 3  # append-only: the error history stays
 
 
+def test_a_bug_on_one_question_is_recorded_and_the_sweep_goes_on(tmp_path):
+    def explode(query: str) -> None:
+        if "budapest 1" in query.lower():
+            raise RuntimeError("a bug only this question reaches")
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    cfg = config(depth=1)
+    search = MemorySearch(DOCS, on_search=explode)
+    run_sweep_config(cfg, SAMPLES[:3], load_settings(home=tmp_path), ScriptedLLM(script()), search, store)
+    assert store.done_questions(cfg.key) == {"q0", "q2"}
+    (error,) = store.errors()
+    assert error["question_id"] == "q1"
+    assert error["error"] == "unexpected RuntimeError: a bug only this question reaches"
+
+
 def test_verify_anytime_agrees_for_deterministic_runs(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
     settings = load_settings(home=tmp_path)
@@ -359,6 +374,9 @@ def test_fit_plot_report_commands_on_a_real_store(tmp_path):
         rows = synthetic_rows(model, key, acc, 500, n=30)
         for q in sorted({r["question_id"] for r in rows}):
             store.add_question([r for r in rows if r["question_id"] == q])
+    store.add_error("k1", "q99", "unexpected TypeError: int() | got None\nsecond line")
+    store.add_error("k1", "q98", "LLM endpoint went away")
+    store.add_error("k2", "q0", "failed once, answered by the retry")  # q0 of k2 has rows
     store.close()
     runner = CliRunner()
     report = runner.invoke(app, ["report", str(run_dir), "--bootstrap", "40"])
@@ -366,6 +384,10 @@ def test_fit_plot_report_commands_on_a_real_store(tmp_path):
     text = (run_dir / "report.md").read_text()
     assert "Exchange rates" in text and "By question type" in text and "| EM | F1 |" in text
     assert "Does searching more close the gap?" in text
+    # failed questions never answered are listed per run (k2's retried failure is not)
+    assert "## Failed questions" in text
+    assert "| smollm2-135m | fixed | - | 2 | unexpected TypeError: int() \\| got None second line |" in text
+    assert "answered by the retry" not in text
     analysis = Analysis.model_validate_json((run_dir / "fits.json").read_text())
     assert {c.model for c in analysis.curves} == {"smollm2-135m", "qwen2.5-coder-1.5b"}
     assert any(e.axis == "searches" for e in analysis.exchanges)

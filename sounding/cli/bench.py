@@ -240,7 +240,7 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
         fail(f"no results.sqlite in {run_dir}: run sounding bench --out {run_dir} first")
     if metric not in ("em", "f1", "cover_em", "judge"):
         fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
-    from sounding.evals.fit import load_manifest
+    from sounding.evals.fit import load_manifest, unanswered_failures
 
     store = ResultStore(run_dir / "results.sqlite")
     rows = store.results()
@@ -251,6 +251,7 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
     analysis = analyse(rows, store.runs(), metric=metric, n_boot=bootstrap, by=by, depths=depths)
     checks = store.anytime_checks()
     analysis.manifest = manifest
+    analysis.failures = unanswered_failures(store.errors(), rows, store.runs())
     if checks:
         analysis.anytime = {"checked": len(checks), "agreed": sum(c["agree"] for c in checks)}
     return analysis
