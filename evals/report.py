@@ -270,9 +270,11 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
             )
         )
         rows = [["model", "controller", "budget", "failed", "first error"]]
-        for f in analysis.failures:
-            budget = "-" if f.budget is None else f"{f.budget:g}"
-            rows.append([f.model, f.controller, budget, str(f.questions), f.first_error[:120]])
+        for failed in analysis.failures:
+            budget = "-" if failed.budget is None else f"{failed.budget:g}"
+            rows.append(
+                [failed.model, failed.controller, budget, str(failed.questions), failed.first_error[:120]]
+            )
         blocks.append(("table", rows))
     if analysis.anytime:
         blocks.append(("h2", "Anytime answers vs independent runs"))
