@@ -295,7 +295,7 @@ def analyse(
     metric: str = "cover_em",
     n_boot: int = 500,
     by: str | None = None,
-    depths: list[int] | None = None,
+    depths: dict[str, list[int]] | None = None,
 ) -> Analysis:
     """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs)."""
     # curve key -> question (#seed) -> depth -> row
@@ -324,7 +324,9 @@ def analyse(
         model, suite, controller, breadth, budget, unit, group = curve_key
         qids = sorted(by_question)
         all_depths = sorted({d for q in by_question.values() for d in q})
-        use = [d for d in all_depths if depths is None or d in depths]
+        # the depths the sweeps asked for, per controller (rows exist for every round up to the deepest)
+        wanted = (depths or {}).get(controller)
+        use = [d for d in all_depths if wanted is None or d in wanted]
         samples = [_point_stats(by_question, use, metric, ids) for ids in _bootstrap_ids(qids, n_boot)]
         points = []
         for d in use:

@@ -295,17 +295,24 @@ def sweep_manifest(path: Path, spec: SweepSpec, argv: list[str], suite: Suite) -
             versions[dist] = None
     # every command that wrote into this run directory, oldest first (a run dir may hold several sweeps)
     history: list[list[str]] = []
+    # the depths asked for, per controller, over every sweep into this directory: the analysis reads
+    # each curve at its own sweep's depths (a tuned sweep to depth 3 must not drop a fixed curve's 4, 8)
+    depths: dict[str, list[int]] = {}
     if path.is_file():
         try:
             previous = json.loads(path.read_text())
             history = previous.get("commands") or [previous["command"]]
-        except (ValueError, KeyError):
-            history = []
+            old_spec = previous.get("spec") or {}
+            depths = previous.get("depths") or {old_spec["controller"]: old_spec["depths"]}
+        except (ValueError, KeyError, TypeError):
+            history, depths = [], {}
     if argv not in history:
         history.append(argv)
+    depths[spec.controller] = sorted(set(depths.get(spec.controller, [])) | set(spec.depths))
     manifest = {
         "command": argv,
         "commands": history,
+        "depths": depths,
         "spec": json.loads(spec.model_dump_json()),
         "suite": suite.name,
         "n_questions": len(suite.samples),

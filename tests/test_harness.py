@@ -240,7 +240,7 @@ def test_kill_nine_mid_sweep_then_resume(tmp_path, data_dir):
     ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = out / "results.sqlite"
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 600  # generous: it stops waiting as soon as 4 rows are in
     rows = 0
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -518,3 +518,32 @@ def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
     )
     with pytest.raises(PolicyError, match=r"measured on scripted, not qwen2\.5-coder-1\.5b"):
         make_deps(tuned_settings, ScriptedLLM(script()), MemorySearch(DOCS))
+
+
+def test_manifest_keeps_each_controllers_depths_and_the_analysis_reads_curves_at_them(tmp_path):
+    """A tuned sweep to depth 3 written after a fixed sweep to depth 8 must not cut the fixed curve."""
+    import json
+
+    from sounding.evals.datasets import Suite
+    from sounding.evals.sweep import SweepSpec, sweep_manifest
+
+    path = tmp_path / "sweep.json"
+    suite = Suite(name="test", kind="test", path=tmp_path, samples=SAMPLES)
+    fixed = SweepSpec(suite="s", limit=6, depths=[0, 1, 2, 4, 8], breadths=[1], models=["m"])
+    tuned = fixed.model_copy(update={"depths": [0, 1, 2, 3], "controller": "tuned"})
+    sweep_manifest(path, fixed, ["sounding", "bench", "fixed"], suite)
+    sweep_manifest(path, tuned, ["sounding", "bench", "tuned"], suite)
+    sweep_manifest(path, fixed.model_copy(update={"depths": [0, 16]}), ["sounding", "bench", "deeper"], suite)
+    manifest = json.loads(path.read_text())
+    assert manifest["depths"] == {"fixed": [0, 1, 2, 4, 8, 16], "tuned": [0, 1, 2, 3]}
+    assert len(manifest["commands"]) == 3 and manifest["spec"]["depths"] == [0, 16]
+
+    runs = {
+        "f": config(model="m", depth=8).model_dump(),
+        "t": config(model="m", controller="tuned", depth=3, budget=3000.0).model_dump(),
+    }
+    rows = synthetic_rows("m", "f", {d: 0.1 + 0.03 * d for d in range(9)}, 500, n=10)
+    rows += synthetic_rows("m", "t", {d: 0.3 for d in range(4)}, 500, n=10)
+    analysis = analyse(rows, runs, n_boot=10, depths={"fixed": [0, 1, 2, 4, 8], "tuned": [0, 1, 2, 3]})
+    by_controller = {c.controller: [p.depth for p in c.points] for c in analysis.curves}
+    assert by_controller == {"fixed": [0, 1, 2, 4, 8], "tuned": [0, 1, 2, 3]}

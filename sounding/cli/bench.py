@@ -247,7 +247,10 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
     if not rows:
         fail(f"{run_dir} has no results yet")
     manifest = load_manifest(run_dir)
-    depths = manifest["spec"]["depths"] if manifest else None
+    depths = None
+    if manifest:  # manifests written before "depths" existed hold only their last sweep's spec
+        spec = manifest["spec"]
+        depths = manifest.get("depths") or {spec["controller"]: spec["depths"]}
     analysis = analyse(rows, store.runs(), metric=metric, n_boot=bootstrap, by=by, depths=depths)
     checks = store.anytime_checks()
     analysis.manifest = manifest
