@@ -109,9 +109,16 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
     groups = [c for c in analysis.curves if c.group != "all"]
     if groups:
         blocks.append(("h2", "By question type"))
-        rows = [["model", "group", *[f"d={p.depth}" for p in groups[0].points]]]
+        # runs may stop at different depths (a tuned sweep to 3 beside a fixed one to 8): one column
+        # per depth any of them has, blank where a run has none
+        depths = sorted({p.depth for c in groups for p in c.points})
+        rows = [["run", "group", *[f"d={d}" for d in depths]]]
         for c in groups:
-            rows.append([c.model, c.group, *[f"{p.acc:.2f} (n={p.n})" for p in c.points]])
+            at = {p.depth: f"{p.acc:.2f} (n={p.n})" for p in c.points}
+            run = c.model if c.controller == "fixed" else f"{c.model} {c.controller}"
+            if c.budget is not None:
+                run += f" @ {c.budget:g} {c.unit}"
+            rows.append([run, c.group, *[at.get(d, "") for d in depths]])
         blocks.append(("table", rows))
     blocks.append(("h2", "Fitted laws"))
     blocks.append(

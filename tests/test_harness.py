@@ -544,6 +544,15 @@ def test_manifest_keeps_each_controllers_depths_and_the_analysis_reads_curves_at
     }
     rows = synthetic_rows("m", "f", {d: 0.1 + 0.03 * d for d in range(9)}, 500, n=10)
     rows += synthetic_rows("m", "t", {d: 0.3 for d in range(4)}, 500, n=10)
-    analysis = analyse(rows, runs, n_boot=10, depths={"fixed": [0, 1, 2, 4, 8], "tuned": [0, 1, 2, 3]})
+    wanted = {"fixed": [0, 1, 2, 4, 8], "tuned": [0, 1, 2, 3]}
+    analysis = analyse(rows, runs, n_boot=10, depths=wanted, by="qtype")
     by_controller = {c.controller: [p.depth for p in c.points] for c in analysis.curves}
     assert by_controller == {"fixed": [0, 1, 2, 4, 8], "tuned": [0, 1, 2, 3]}
+    # the by-type table has a column per depth of either run and names the tuned run and its budget
+    md, _ = write_report(analysis, tmp_path)
+    text = md.read_text()
+    assert "| run | group | d=0 | d=1 | d=2 | d=3 | d=4 | d=8 |" in text
+    tuned_row = next(
+        line for line in text.splitlines() if line.startswith("| m tuned @ 3000 tokens | qtype=")
+    )
+    assert tuned_row.endswith("|  |  |")  # no depth 4 or 8 for the tuned run
