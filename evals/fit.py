@@ -201,7 +201,7 @@ def fit_law(form: str, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
 def r_squared(y: np.ndarray, pred: np.ndarray) -> float | None:
     total = float(np.sum((y - y.mean()) ** 2))
-    if total == 0:
+    if total < 1e-12:  # a flat curve (up to float noise in its means): nothing to explain
         return None
     return 1.0 - float(np.sum((y - pred) ** 2)) / total
 

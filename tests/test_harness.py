@@ -132,6 +132,14 @@ def test_fits_recover_a_known_law():
     assert (alpha, beta) == (pytest.approx(-1.0, abs=1e-3), pytest.approx(0.8, abs=1e-3))
 
 
+def test_r_squared_of_a_flat_curve_is_undefined_not_a_float_artefact():
+    from sounding.evals.fit import r_squared
+
+    flat = np.array([0.1 + 0.2, 0.3, 0.3, 0.3])  # equal up to float noise, as means over questions can be
+    assert r_squared(flat, flat + 1e-18) is None
+    assert r_squared(np.array([0.1, 0.2, 0.3]), np.array([0.1, 0.2, 0.3])) == 1.0
+
+
 def test_interpolated_compute_for_exchange_rate():
     pts = [(100.0, 0.2), (1000.0, 0.4), (10000.0, 0.5)]
     assert _interp_compute(pts, 0.3) == pytest.approx(math.sqrt(100 * 1000))
