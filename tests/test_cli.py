@@ -129,6 +129,29 @@ def test_budget_explain_prints_plans_and_costs(env):
     assert flops.exit_code == 0 and "flops" in flops.output
 
 
+def test_budget_explain_with_a_measured_policy_shows_measured_rounds(env, monkeypatch):
+    from sounding.budgets.controllers import DEFAULT_POLICY, UsageEstimate
+
+    policy = env / "policy.json"
+    estimate = UsageEstimate(
+        model="qwen2.5-coder-0.5b",
+        overhead_prompt_tokens=70,
+        overhead_completion_tokens=10,
+        round_prompt_tokens=[700, 780, 860],
+        round_completion_tokens=[70, 70, 70],
+        questions=100,
+    )
+    policy.write_text(DEFAULT_POLICY.model_copy(update={"estimate": estimate}).model_dump_json())
+    args = ["budget", "explain", "q", "--budget", "6000", "--policy", str(policy)]
+    monkeypatch.setenv("SOUNDING_LLM__MODEL", "qwen2.5-coder-0.5b")
+    ok = runner.invoke(app, args, terminal_width=150)
+    assert ok.exit_code == 0, ok.output
+    assert "tuned (hard): depth 3" in ok.output and "round 3 (measured)" in ok.output
+    monkeypatch.setenv("SOUNDING_LLM__MODEL", "qwen2.5-coder-1.5b")
+    other = runner.invoke(app, args, terminal_width=150)
+    assert other.exit_code != 0 and "measured on qwen2.5-coder-0.5b" in other.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -55,6 +55,7 @@ def explain(
         FixedController,
         PolicyError,
         answer_usage,
+        check_policy_model,
         load_policy,
         plan_usage,
         round_usage,
@@ -78,7 +79,9 @@ def explain(
         )
         controllers: list[Controller] = [FixedController(depth, breadth), AdaptiveController()]
         if policy:
-            controllers.append(AdaptiveController(load_policy(Path(policy)), name="tuned"))
+            tuned = load_policy(Path(policy))
+            check_policy_model(tuned, settings.llm.model, policy)
+            controllers.append(AdaptiveController(tuned, name="tuned"))
     except (ValueError, PolicyError) as exc:
         fail(str(exc))
     b = make_budget(settings)
