@@ -297,6 +297,13 @@ def load_policy(path: Path) -> AllocationPolicy:
     return policy
 
 
+def tuned_policy(policy_file: Path | None) -> AllocationPolicy:
+    """The tuned controller's policy: it has no built-in one."""
+    if policy_file is None:
+        raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
+    return load_policy(policy_file)
+
+
 def check_policy_model(policy: AllocationPolicy, model: str, source: object) -> None:
     """A measured estimate belongs to one model: planning another with it misprices every round."""
     if policy.estimate is not None and policy.estimate.model != model:
@@ -359,7 +366,5 @@ def make_controller(
     if kind == "adaptive":
         return AdaptiveController()
     if kind == "tuned":
-        if policy_file is None:
-            raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
-        return AdaptiveController(load_policy(policy_file), name="tuned")
+        return AdaptiveController(tuned_policy(policy_file), name="tuned")
     raise PolicyError(f"unknown controller {kind!r}: use fixed, adaptive or tuned")

@@ -20,10 +20,9 @@ from sounding.budgets.controllers import (
     AdaptiveController,
     AllocationPolicy,
     FixedController,
-    PolicyError,
     check_policy_model,
-    load_policy,
     make_controller,
+    tuned_policy,
 )
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
@@ -81,9 +80,7 @@ def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunCon
     depth = max(spec.depths)
     policy = None
     if spec.controller == "tuned":
-        if settings.budget.policy_file is None:
-            raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
-        policy = load_policy(settings.budget.policy_file)
+        policy = tuned_policy(settings.budget.policy_file)
         for model in spec.models:
             check_policy_model(policy, model, settings.budget.policy_file)
     for model in spec.models:
@@ -233,14 +230,12 @@ def run_sweep_config(
         deps = make_run_deps(config, settings, llm, search)
         try:
             result = run_research(sample.question, deps)
+            error = (result.error or "degraded") if result.degraded else None
         except Exception as exc:  # a bug on one question must not end a night's sweep
             # Recorded like any failed question (listed in the report, rerun with --retry-errors).
-            store.add_error(config.key, sample.id, f"unexpected {type(exc).__name__}: {exc}")
-            with lock:
-                tick("error", None)
-            return
-        if result.degraded:
-            store.add_error(config.key, sample.id, result.error or "degraded")
+            error = f"unexpected {type(exc).__name__}: {exc}"
+        if error is not None:
+            store.add_error(config.key, sample.id, error)
             with lock:
                 tick("error", None)
             return
@@ -283,6 +278,13 @@ def verify_anytime(
     return {"checked": checked, "agreed": agreed, "rate": agreed / checked if checked else None}
 
 
+def manifest_depths(manifest: dict[str, Any]) -> dict[str, list[int]]:
+    """The depths the sweeps into a run directory asked for, per controller. Manifests written before
+    ``depths`` existed hold only their last sweep's spec."""
+    spec = manifest["spec"]
+    return manifest.get("depths") or {spec["controller"]: spec["depths"]}
+
+
 def sweep_manifest(path: Path, spec: SweepSpec, argv: list[str], suite: Suite) -> None:
     import platform
     from importlib import metadata
@@ -302,8 +304,7 @@ def sweep_manifest(path: Path, spec: SweepSpec, argv: list[str], suite: Suite) -
         try:
             previous = json.loads(path.read_text())
             history = previous.get("commands") or [previous["command"]]
-            old_spec = previous.get("spec") or {}
-            depths = previous.get("depths") or {old_spec["controller"]: old_spec["depths"]}
+            depths = manifest_depths(previous)
         except (ValueError, KeyError, TypeError):
             history, depths = [], {}
     if argv not in history:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-from sounding.cli.common import EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.common import (
+    EXIT_UNAVAILABLE,
+    console,
+    err_console,
+    existing_store,
+    fail,
+    settings_from,
+)
 from sounding.cli.progress import rich_progress
 
 if TYPE_CHECKING:
@@ -236,25 +243,23 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
     from sounding.evals.fit import analyse
     from sounding.evals.store import ResultStore
 
-    if not (run_dir / "results.sqlite").is_file():
-        fail(f"no results.sqlite in {run_dir}: run sounding bench --out {run_dir} first")
+    store_path = existing_store(run_dir)
     if metric not in ("em", "f1", "cover_em", "judge"):
         fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
     from sounding.evals.fit import load_manifest, unanswered_failures
+    from sounding.evals.sweep import manifest_depths
 
-    store = ResultStore(run_dir / "results.sqlite")
+    store = ResultStore(store_path)
     rows = store.results()
     if not rows:
         fail(f"{run_dir} has no results yet")
+    runs = store.runs()
     manifest = load_manifest(run_dir)
-    depths = None
-    if manifest:  # manifests written before "depths" existed hold only their last sweep's spec
-        spec = manifest["spec"]
-        depths = manifest.get("depths") or {spec["controller"]: spec["depths"]}
-    analysis = analyse(rows, store.runs(), metric=metric, n_boot=bootstrap, by=by, depths=depths)
+    depths = manifest_depths(manifest) if manifest else None
+    analysis = analyse(rows, runs, metric=metric, n_boot=bootstrap, by=by, depths=depths)
     checks = store.anytime_checks()
     analysis.manifest = manifest
-    analysis.failures = unanswered_failures(store.errors(), rows, store.runs())
+    analysis.failures = unanswered_failures(store.errors(), rows, runs)
     if checks:
         analysis.anytime = {"checked": len(checks), "agreed": sum(c["agree"] for c in checks)}
     return analysis

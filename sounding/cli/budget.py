@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from sounding.budgets.cost import Usage
-from sounding.cli.common import EXIT_UNAVAILABLE, console, fail, settings_from
+from sounding.cli.common import EXIT_UNAVAILABLE, console, existing_store, fail, settings_from
 
 budget_app = typer.Typer(
     help="Joint budgets: explain plans, calibrate the latency cost model, estimate spend per round.",
@@ -259,13 +259,12 @@ def estimate(
 
     if out.suffix != ".json":
         fail(f"--out must be a .json file, got {out}")
-    if not (run_dir / "results.sqlite").is_file():
-        fail(f"no results.sqlite in {run_dir}: run sounding bench --out {run_dir} first")
+    store_path = existing_store(run_dir)
     try:
         base = load_policy(policy) if policy else DEFAULT_POLICY
     except PolicyError as exc:
         fail(str(exc))
-    store = ResultStore(run_dir / "results.sqlite")
+    store = ResultStore(store_path)
     try:
         measured = measure_usage(store, model)
     except EstimateError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
@@ -22,6 +23,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def existing_store(run_dir: Path) -> Path:
+    """The result store of a `sounding bench` run directory; a clear error when there is none."""
+    path = run_dir / "results.sqlite"
+    if not path.is_file():
+        fail(f"no results.sqlite in {run_dir}: run sounding bench --out {run_dir} first")
+    return path
 
 
 def settings_from(ctx: typer.Context, **flags: Any) -> Settings:
