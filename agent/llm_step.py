@@ -13,7 +13,7 @@ from typing import Any
 
 from sounding.budgets.cost import Usage
 from sounding.budgets.ledger import BudgetExceeded, Charge, Ledger
-from sounding.tools.llm.base import LLM, Completion, Message
+from sounding.tools.llm.base import LLM, Completion, LLMResponseError, Message
 
 
 @dataclass
@@ -67,16 +67,24 @@ def charged_completion(
     min_tokens: int,
     schema: dict[str, Any] | None = None,
     temperature: float | None = None,
+    n: int = 1,
+    seed: int | None = None,
+    logprobs: bool = False,
 ) -> tuple[Completion | None, Charge | None]:
-    """One LLM call within the budget: the completion cap shrinks to what is affordable (never below
-    ``min_tokens``); returns (None, None) without calling the model when even that is not affordable."""
+    """One LLM call of ``n`` samples within the budget, reserved as one (the prompt once, every
+    sample's completion cap): the cap shrinks to what is affordable (never below ``min_tokens``), then
+    the number of samples; returns (None, None) without calling the model when one sample of
+    ``min_tokens`` is not affordable."""
     prompt_bound = llm.prompt_token_bound(messages)
-    max_tokens = ledger.max_completion_tokens(prompt_bound, cap)
+    total = ledger.max_completion_tokens(prompt_bound, cap * n)
+    while n > 1 and total // n < min_tokens:
+        n -= 1
+    max_tokens = min(cap, total // n)
     if max_tokens < min_tokens:
         return None, None
     try:
         reservation = ledger.reserve(
-            Usage(prompt_tokens=prompt_bound, completion_tokens=max_tokens),
+            Usage(prompt_tokens=prompt_bound, completion_tokens=max_tokens * n),
             event="llm",
             node=node,
             round=round,
@@ -84,7 +92,20 @@ def charged_completion(
     except BudgetExceeded:
         return None, None
     try:
-        completion = llm.complete(messages, max_tokens=max_tokens, schema=schema, temperature=temperature)
+        completion = llm.complete(
+            messages,
+            max_tokens=max_tokens,
+            schema=schema,
+            temperature=temperature,
+            n=n,
+            seed=seed,
+            logprobs=logprobs,
+        )
+        if completion.prompt_tokens < 0 or completion.completion_tokens < 0:
+            raise LLMResponseError(
+                f"{llm.name} reported negative token usage ({completion.prompt_tokens} prompt, "
+                f"{completion.completion_tokens} completion)"
+            )
     except BaseException:
         # the call failed before reporting usage: nothing provably spent, release and re-raise
         ledger.release(reservation)
@@ -94,6 +115,20 @@ def charged_completion(
         Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
     )
     return completion, charge
+
+
+def parse_json_object(text: str) -> tuple[dict[str, Any] | None, bool]:
+    """(the JSON object in ``text`` or None, whether it had to be repaired)."""
+    try:
+        value = json.loads(text)
+        repaired = False
+    except json.JSONDecodeError:
+        try:
+            value = repair_json(text)
+            repaired = True
+        except (json.JSONDecodeError, ValueError):
+            return None, False
+    return (value, repaired) if isinstance(value, dict) else (None, repaired)
 
 
 def budgeted_json(
@@ -106,6 +141,7 @@ def budgeted_json(
     node: str,
     round: int,
     min_tokens: int = 8,
+    seed: int | None = None,
 ) -> StepResult:
     """One schema-constrained call within the budget, parsed; ``failure="budget"`` when unaffordable,
     ``"malformed"`` when neither the answer nor its one (charged) retry is JSON after repair."""
@@ -121,21 +157,15 @@ def budgeted_json(
             min_tokens=min_tokens,
             schema=schema,
             temperature=None if attempt == 0 else 0.3,
+            seed=None if seed is None else seed + attempt,
         )
         if completion is None or charge is None:
             result.failure = "budget"
             return result
         result.charges.append(charge)
-        try:
-            value = json.loads(completion.text)
-        except json.JSONDecodeError:
-            try:
-                value = repair_json(completion.text)
-                result.repaired = True
-            except (json.JSONDecodeError, ValueError):
-                result.retried = True
-                continue
-        if isinstance(value, dict):
+        value, repaired = parse_json_object(completion.text)
+        result.repaired = result.repaired or repaired
+        if value is not None:
             result.value = value
             return result
         result.retried = True

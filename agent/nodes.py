@@ -20,11 +20,12 @@ from typing import Any
 from langgraph.types import Send
 
 from sounding.agent.llm_step import StepResult, budgeted_json, charged_completion
+from sounding.agent.reasoning import Reasoner, Reasoning
 from sounding.agent.state import ResearchState
 from sounding.budgets.controllers import Controller, Decision, Features, Plan, RoundReport, round_usage
 from sounding.budgets.cost import Usage
 from sounding.budgets.ledger import BudgetExceeded, Ledger
-from sounding.tools.llm.base import LLM, LLMError, Message
+from sounding.tools.llm.base import LLM, LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchBackend, SearchError
 
 PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
@@ -50,6 +51,13 @@ class AgentDeps:
     #: Let the answer node rewrite the last draft; the harness turns this off so that a depth-d run's
     #: final answer equals the round-d anytime draft of a deeper run.
     improve_final: bool = True
+    #: The run's seed: every call draws with a seed derived from it, the question, the step and the
+    #: round (and the sample), so the same seed repeats a run and another seed varies its sampling.
+    seed: int = 0
+    #: Temperature of reasoning samples (thinking, and answers when several are voted).
+    reasoning_temperature: float = 0.7
+    #: Extra thinking caps to read off each reasoning step (the harness's grid), below the plan's.
+    think_caps: list[int] = field(default_factory=list)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -188,8 +196,47 @@ class ResearchNodes:
         return event
 
     def _json(self, msgs: list[Message], schema: dict[str, Any], **step: Any) -> StepResult:
-        """One budgeted, schema-constrained LLM call of this run (see `budgeted_json`)."""
-        return budgeted_json(self.deps.llm, self.deps.ledger, msgs, schema, **step)
+        """One budgeted, schema-constrained LLM call of this run (see `budgeted_json`), seeded from the
+        run seed, the prompt (which holds the question) and the step."""
+        seed = derive_seed(self.deps.seed, msgs[-1]["content"], step["node"], step["round"])
+        return budgeted_json(self.deps.llm, self.deps.ledger, msgs, schema, seed=seed, **step)
+
+    def _reason(
+        self, question: str, notes: list[dict[str, Any]] | None, plan: Plan, round_: int
+    ) -> tuple[Reasoning, list[dict[str, Any]]]:
+        """The round's reasoning step at the plan's (think, samples), plus the harness's extra caps."""
+        reasoner = Reasoner(
+            self.deps.llm,
+            self.deps.ledger,
+            PROMPTS,
+            seed=self.deps.seed,
+            temperature=self.deps.reasoning_temperature,
+            answer_cap=plan.caps.answer,
+        )
+        reasoning = reasoner.step(
+            question,
+            number_notes(notes) if notes else None,
+            think=plan.think,
+            samples=plan.samples,
+            round=round_,
+            caps=[*self.deps.think_caps, plan.think],
+            verify=plan.verify,
+        )
+        return reasoning, [c.model_dump() for c in reasoner.charges]
+
+    def _reasoning_event(self, reasoning: Reasoning) -> dict[str, Any]:
+        first = reasoning.drawn[0].thinking if reasoning.drawn else ""
+        return self._event(
+            "reasoning",
+            round=reasoning.round,
+            think=reasoning.think,
+            samples=reasoning.samples,
+            thinking=first,
+            votes=reasoning.vote.votes,
+            abstained=reasoning.vote.abstained,
+            verified=reasoning.vote.verified,
+            answer=reasoning.vote.answer,
+        )
 
     def _fail(self, node: str, exc: Exception) -> dict[str, Any]:
         kind = "llm" if isinstance(exc, LLMError) else "search"
@@ -277,15 +324,22 @@ class ResearchNodes:
                 )
                 update["charges"] += charges_of(result)
                 answer = str((result.value or {}).get("answer", "")).strip()
-                update["drafts"] += [
-                    {
-                        "round": 0,
-                        "answer": answer or NO_ANSWER,
-                        "citations": [],
-                        "supported": False,
-                        "spend": spend_snapshot(ledger),
+                draft: dict[str, Any] = {
+                    "round": 0,
+                    "answer": answer or NO_ANSWER,
+                    "citations": [],
+                    "supported": False,
+                }
+                if plan.reasons:  # the closed-book answer reasons too: the "thinking alone" axis
+                    reasoning, charges = self._reason(question, None, plan, 0)
+                    update["charges"] += charges
+                    update["events"] += [self._reasoning_event(reasoning)]
+                    draft |= {
+                        "greedy": draft["answer"],
+                        "answer": reasoning.vote.answer or NO_ANSWER,
+                        "reasoning": reasoning.model_dump(),
                     }
-                ]
+                update["drafts"] += [{**draft, "spend": spend_snapshot(ledger)}]
         except (LLMError, SearchError) as exc:
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
             failed = self._fail("plan", exc)
@@ -508,8 +562,27 @@ class ResearchNodes:
             "citations": cited,
             "supported": bool(value.get("supported")),
             "citations_removed": removed,
-            "spend": spend_snapshot(self.deps.ledger),
         }
+        charges = charges_of(result)
+        events = []
+        if plan.reasons:
+            # the greedy reflection steers the search (next query, support); the round's answer is the
+            # reasoning step's vote, so every (think, samples) setting follows the same search path
+            try:
+                reasoning, reasoning_charges = self._reason(state["question"], notes, plan, round_)
+            except LLMError as exc:
+                return self._fail("reflect", exc)
+            charges += reasoning_charges
+            events.append(self._reasoning_event(reasoning))
+            voted, voted_removed = cite(reasoning.vote.notes, notes)
+            draft |= {
+                "greedy": draft["answer"],
+                "answer": reasoning.vote.answer or NO_ANSWER,
+                "citations": voted,
+                "citations_removed": voted_removed,
+                "reasoning": reasoning.model_dump(),
+            }
+        draft["spend"] = spend_snapshot(self.deps.ledger)
         drafts = [*state.get("drafts", []), draft]
         new_evidence = sum(1 for n in notes if n["round"] == round_)
         report = RoundReport(
@@ -538,8 +611,8 @@ class ResearchNodes:
             "stop_reason": stop_reason,
             "plan": new_plan.model_dump(),
             "next_query": str(value.get("next_query", "")).strip() or None,
-            "charges": charges_of(result),
-            "events": [event],
+            "charges": charges,
+            "events": [*events, event],
         }
 
     def route_after_reflect(self, state: ResearchState) -> str:
@@ -559,7 +632,16 @@ class ResearchNodes:
         removed = 0
         improved = False
         charges: list[dict[str, Any]] = []
-        if not llm_failed and (last is None or (self.deps.improve_final and notes)):
+        reasoning_events: list[dict[str, Any]] = []
+        if not llm_failed and last is None and plan.reasons:
+            try:  # a closed-book plan that reasons: think / sample / vote once, from memory
+                reasoning, charges = self._reason(state["question"], None, plan, state.get("round", 0))
+                reasoning_events.append(self._reasoning_event(reasoning))
+                answer = reasoning.vote.answer or NO_ANSWER
+                improved = reasoning.vote.answer is not None
+            except LLMError as exc:
+                errors = [*errors, {"node": "answer", "kind": "llm", "message": str(exc)}]
+        elif not llm_failed and (last is None or (self.deps.improve_final and notes and not plan.reasons)):
             if notes:
                 msgs = messages(
                     "answer",
@@ -610,7 +692,12 @@ class ResearchNodes:
         }
         event = self._event("answer", answer=answer, citations=kept, degraded=final["degraded"])
         new_errors = errors[len(state.get("errors", [])) :]
-        return {"final": final, "charges": charges, "events": [event], "errors": new_errors}
+        return {
+            "final": final,
+            "charges": charges,
+            "events": [*reasoning_events, event],
+            "errors": new_errors,
+        }
 
 
 def cite(numbers: list[Any], notes: list[dict[str, Any]]) -> tuple[list[str], int]:

@@ -1,4 +1,5 @@
-"""Controllers: how one question spends its budget (search depth, breadth, reading, token caps).
+"""Controllers: how one question spends its budget: search (depth, breadth, reading) and reasoning
+(thinking tokens before each round's answer, parallel answer samples with a vote), and token caps.
 
 Pure and deterministic: given a question's features and a budget, the plan is fixed; no LLM here.
 The probe that produces the features (a closed-book answer sampled twice plus the first retrieval's
@@ -38,7 +39,13 @@ PROMPT_TOKENS = {
     "extract_per_passage": 140,
     "reflect": 420,
     "answer": 420,
+    "think": 460,
+    "vote": 440,
 }
+
+#: Limits on the reasoning dials (the CLI and settings check them with these).
+MAX_THINK = 4096
+MAX_SAMPLES = 64
 
 
 class UsageEstimate(BaseModel):
@@ -80,6 +87,16 @@ class Plan(BaseModel):
     difficulty: str | None = None
     decompose: bool = False
     estimate: UsageEstimate | None = None
+    think: int = Field(
+        default=0, ge=0, le=MAX_THINK, description="thinking tokens before each round's answer"
+    )
+    samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="answer samples per round, voted")
+    verify: bool = Field(default=False, description="weigh the vote by a support check of each candidate")
+
+    @property
+    def reasons(self) -> bool:
+        """Does each round's answer get its own reasoning step (think > 0 or samples > 1)?"""
+        return self.think > 0 or self.samples > 1
 
     @property
     def recursion_limit(self) -> int:
@@ -133,19 +150,55 @@ def step_usage(plan: Plan, step: str) -> Usage:
     return Usage(prompt_tokens=PROMPT_TOKENS[step], completion_tokens=getattr(plan.caps, step))
 
 
+def reasoning_usage(plan: Plan) -> Usage:
+    """Upper bound of one round's reasoning step: the thinking of every sample (prompt prefilled once),
+    then each sample's forced answer (its prompt holds that sample's thinking), or, without thinking,
+    ``samples`` direct answers of one prompt; plus one support check per candidate when voting verified."""
+    if not plan.reasons:
+        return Usage()
+    n, answer = plan.samples, plan.caps.answer
+    if plan.think > 0:
+        usage = Usage(prompt_tokens=PROMPT_TOKENS["think"], completion_tokens=n * plan.think)
+        usage = usage + Usage(
+            prompt_tokens=n * (PROMPT_TOKENS["think"] + plan.think + 30), completion_tokens=n * answer
+        )
+    else:
+        usage = Usage(prompt_tokens=PROMPT_TOKENS["vote"], completion_tokens=n * answer)
+    if plan.verify and n > 1:
+        usage = usage + Usage(prompt_tokens=n * PROMPT_TOKENS["vote"], completion_tokens=n * 8)
+    return usage
+
+
 def round_usage(plan: Plan, round_: int = 1) -> Usage:
-    """Expected usage of search round ``round_``: measured means when the plan has them, else the bound."""
-    searches = Usage(searches=plan.breadth)
+    """Expected usage of search round ``round_``: measured means when the plan has them, else the bound;
+    plus the round's reasoning step."""
+    searches = Usage(searches=plan.breadth) + reasoning_usage(plan)
     if plan.estimate is not None:
         return searches + plan.estimate.round(round_)
     return searches + step_usage(plan, "query") + step_usage(plan, "extract") + step_usage(plan, "reflect")
 
 
 def answer_usage(plan: Plan) -> Usage:
+    """The answer outside the rounds; a closed-book plan (depth 0) reasons there instead."""
+    extra = reasoning_usage(plan) if plan.depth == 0 else Usage()
     if plan.estimate is not None:
         e = plan.estimate
-        return Usage(prompt_tokens=e.overhead_prompt_tokens, completion_tokens=e.overhead_completion_tokens)
-    return step_usage(plan, "answer")
+        return extra + Usage(
+            prompt_tokens=e.overhead_prompt_tokens, completion_tokens=e.overhead_completion_tokens
+        )
+    return extra + step_usage(plan, "answer")
+
+
+def split_usage(plan: Plan, *, probe: bool = False) -> dict[str, Usage]:
+    """A plan's expected usage split between search (searches and the calls that find and read) and
+    reasoning (thinking, samples, votes): what ``sounding budget explain`` shows."""
+    total = plan_usage(plan, probe=probe)
+    reasoning = reasoning_usage(plan)
+    rounds = max(plan.depth, 1)
+    reasoning_total = Usage(
+        prompt_tokens=reasoning.prompt_tokens * rounds, completion_tokens=reasoning.completion_tokens * rounds
+    )
+    return {"search": total - reasoning_total, "reasoning": reasoning_total}
 
 
 def plan_usage(plan: Plan, *, probe: bool = False) -> Usage:
@@ -163,7 +216,9 @@ def plan_usage(plan: Plan, *, probe: bool = False) -> Usage:
 
 
 def fit_depth(plan: Plan, budget: Budget, cost: CostModel, *, probe: bool = False) -> Plan:
-    """Shrink depth (then breadth) until the estimated plan fits every limit of the budget."""
+    """Shrink the plan until its estimate fits every limit of the budget: samples first (halved),
+    then thinking (halved, then off), then depth (and breadth at depth 1), so a small budget keeps the
+    search it can pay for and reasons with what is left."""
 
     def fits(p: Plan) -> bool:
         usage = plan_usage(p, probe=probe)
@@ -173,6 +228,11 @@ def fit_depth(plan: Plan, budget: Budget, cost: CostModel, *, probe: bool = Fals
             return False
         return budget.max_tokens is None or usage.tokens <= budget.max_tokens
 
+    while not fits(plan) and plan.reasons:
+        if plan.samples > 1:
+            plan = plan.model_copy(update={"samples": plan.samples // 2 if plan.samples > 2 else 1})
+        else:
+            plan = plan.model_copy(update={"think": plan.think // 2 if plan.think >= 32 else 0})
     while not fits(plan) and plan.depth > 0:
         if plan.breadth > 1 and plan.depth == 1:
             plan = plan.model_copy(update={"breadth": plan.breadth - 1})
@@ -204,8 +264,19 @@ class FixedController:
     name = "fixed"
     needs_probe = False
 
-    def __init__(self, depth: int, breadth: int, *, k: int = 5, read: int = 3) -> None:
+    def __init__(
+        self,
+        depth: int,
+        breadth: int,
+        *,
+        k: int = 5,
+        read: int = 3,
+        think: int = 0,
+        samples: int = 1,
+        verify: bool = False,
+    ) -> None:
         self.depth, self.breadth, self.k, self.read = depth, breadth, k, read
+        self.think, self.samples, self.verify = think, samples, verify
 
     @property
     def max_depth(self) -> int:
@@ -219,6 +290,9 @@ class FixedController:
             k=self.k,
             read=self.read,
             max_breadth=self.breadth,
+            think=self.think,
+            samples=self.samples,
+            verify=self.verify,
         )
 
     def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
@@ -230,6 +304,8 @@ class BinAllocation(BaseModel):
     breadth: int = Field(ge=1)
     k: int = Field(default=5, ge=1)
     read: int = Field(default=3, ge=1)
+    think: int = Field(default=0, ge=0, le=MAX_THINK)
+    samples: int = Field(default=1, ge=1, le=MAX_SAMPLES)
 
 
 class AllocationPolicy(BaseModel):
@@ -342,6 +418,8 @@ class AdaptiveController:
             difficulty=difficulty,
             decompose=difficulty != "easy",
             estimate=self.policy.estimate,
+            think=alloc.think,
+            samples=alloc.samples,
         )
         # With measured means the probe already spent is counted too; the bound leaves it out
         # (it over-prices the rounds by more), which is how the default controller has always planned.
@@ -359,10 +437,17 @@ class AdaptiveController:
 
 
 def make_controller(
-    kind: str, *, depth: int = 2, breadth: int = 2, policy_file: Path | None = None
+    kind: str,
+    *,
+    depth: int = 2,
+    breadth: int = 2,
+    policy_file: Path | None = None,
+    think: int = 0,
+    samples: int = 1,
+    verify: bool = False,
 ) -> Controller:
     if kind == "fixed":
-        return FixedController(depth, breadth)
+        return FixedController(depth, breadth, think=think, samples=samples, verify=verify)
     if kind == "adaptive":
         return AdaptiveController()
     if kind == "tuned":

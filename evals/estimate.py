@@ -36,7 +36,8 @@ def measure_usage(store: ResultStore, model: str) -> UsageEstimate:
     by_question: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
     for key in runs:
         for row in store.results(key):
-            by_question[(key, row["question_id"])][row["round"]] = row
+            if row["think"] == 0 and row["samples"] == 1:  # the search spend, without reasoning
+                by_question[(key, row["question_id"])][row["round"]] = row
     overhead = [q[0] for q in by_question.values() if 0 in q]
     steps: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for rows in by_question.values():

@@ -69,6 +69,25 @@ class Curve(BaseModel):
     run_keys: list[str]
     points: list[Point]
     fits: list[LawFit]
+    #: The reasoning reading this curve is at (thinking cap, answer samples voted).
+    think: int = 0
+    samples: int = 1
+    #: Hash of every other setting (backend, corpus, k, read, prompts, temperature...): runs that
+    #: differ in any of them are never merged into one curve.
+    setting: str = ""
+    #: Settings that tell this curve apart from others of the same model/suite/controller, for labels.
+    distinct: dict[str, Any] = {}
+    seeds: int = 1
+
+    @property
+    def label(self) -> str:
+        parts = [self.model, self.controller, f"B{self.breadth}"]
+        if self.think or self.samples > 1:
+            parts.append(f"T{self.think} N{self.samples}")
+        if self.budget is not None:
+            parts.append(f"@ {self.budget:g} {self.unit}")
+        parts += [f"{k}={v}" for k, v in sorted(self.distinct.items())]
+        return " ".join(parts)
 
 
 class Exchange(BaseModel):
@@ -288,6 +307,74 @@ def _group_value(row: dict[str, Any], by: str | None) -> str:
     return f"{by}={row.get(by)}"
 
 
+def collapse_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Seeds are repeated measures of one question: their mean is one observation of it (so resampling
+    questions, not rows, gives the CI; three seeds never triple n)."""
+    if len(rows) == 1:
+        return rows[0]
+    out = dict(rows[0])
+    for field in (
+        "em",
+        "f1",
+        "cover_em",
+        "recall",
+        "judge",
+        "searches",
+        "prompt_tokens",
+        "completion_tokens",
+        "llm_calls",
+        "wall_seconds",
+    ):
+        values = [r[field] for r in rows if r.get(field) is not None]
+        out[field] = float(np.mean(values)) if values else None
+    out["cost"] = {
+        u: float(np.mean([r["cost"][u] for r in rows]))
+        for u in set.intersection(*(set(r["cost"]) for r in rows))
+    }
+    events: dict[str, float] = defaultdict(float)
+    for r in rows:
+        for e, v in r["spend_by_event"].items():
+            events[e] += v / len(rows)
+    out["spend_by_event"] = dict(events)
+    out["seeds"] = len(rows)
+    return out
+
+
+def _distinct_settings(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per setting identity, the config fields whose values differ between settings that would
+    otherwise share a label (model, suite, controller): shown in curve labels."""
+    from sounding.evals.sweep import CURVE_FREE_FIELDS, setting_identity
+
+    by_setting: dict[str, dict[str, Any]] = {}
+    for cfg in runs.values():
+        by_setting.setdefault(setting_identity(cfg), cfg)
+    labelled = {
+        "model",
+        "suite",
+        "controller",
+        "breadth",
+        "budget",
+        "unit",
+        "key_version",
+        "sounding_version",
+        "model_id",
+        "prompts",
+        "corpus_fingerprint",
+        "policy",
+    }
+    fields = set().union(*(c.keys() for c in by_setting.values())) - CURVE_FREE_FIELDS - labelled
+    varying = {
+        f for f in fields if len({json.dumps(c.get(f), sort_keys=True) for c in by_setting.values()}) > 1
+    }
+    out = {}
+    for ident, cfg in by_setting.items():
+        out[ident] = {f: cfg.get(f) for f in sorted(varying)}
+        for f in ("prompts", "model_id", "corpus_fingerprint", "sounding_version", "policy"):
+            if len({json.dumps(c.get(f), sort_keys=True) for c in by_setting.values()}) > 1:
+                out[ident][f] = str(cfg.get(f))[:8]
+    return out
+
+
 def analyse(
     rows: list[dict[str, Any]],
     runs: dict[str, dict[str, Any]],
@@ -297,14 +384,21 @@ def analyse(
     by: str | None = None,
     depths: dict[str, list[int]] | None = None,
 ) -> Analysis:
-    """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs)."""
-    # curve key -> question (#seed) -> depth -> row
-    groups: dict[tuple[Any, ...], dict[str, dict[int, dict[str, Any]]]] = defaultdict(
-        lambda: defaultdict(dict)
+    """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs).
+
+    A curve is one setting (every config field but depth, seed and the reasoning grid) at one
+    (think, samples) reading; its points are depths. Seeds of a setting are averaged per question."""
+    from sounding.evals.sweep import setting_identity
+
+    distinct = _distinct_settings(runs)
+    # curve key -> question -> depth -> rows of each seed
+    raw: dict[tuple[Any, ...], dict[str, dict[int, list[dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
     )
     run_keys: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     for row in rows:
         cfg = runs[row["run_key"]]
+        ident = setting_identity(cfg)
         for group in {"all", _group_value(row, by)}:
             key = (
                 cfg["model"],
@@ -314,14 +408,19 @@ def analyse(
                 cfg["budget"],
                 cfg["unit"],
                 group,
+                row.get("think", 0),
+                row.get("samples", 1),
+                ident,
             )
-            # seeds of one config pool as extra samples of the same question
-            qid = f"{row['question_id']}#{cfg['seed']}"
-            groups[key][qid][row["round"]] = row
+            raw[key][row["question_id"]][row["round"]].append(row)
             run_keys[key].add(row["run_key"])
+    groups: dict[tuple[Any, ...], dict[str, dict[int, dict[str, Any]]]] = {
+        key: {q: {d: collapse_seeds(rs) for d, rs in by_depth.items()} for q, by_depth in questions.items()}
+        for key, questions in raw.items()
+    }
     curves = []
     for curve_key, by_question in sorted(groups.items(), key=str):
-        model, suite, controller, breadth, budget, unit, group = curve_key
+        model, suite, controller, breadth, budget, unit, group, think, n_samples, ident = curve_key
         qids = sorted(by_question)
         all_depths = sorted({d for q in by_question.values() for d in q})
         # the depths the sweeps asked for, per controller (rows exist for every round up to the deepest)
@@ -377,6 +476,13 @@ def analyse(
                 group=group,
                 run_keys=sorted(run_keys[curve_key]),
                 points=points,
+                think=think,
+                samples=n_samples,
+                setting=ident,
+                distinct=distinct.get(ident, {}),
+                seeds=max(
+                    (int(r.get("seeds", 1)) for q in by_question.values() for r in q.values()), default=1
+                ),
                 # an adaptive run's rounds are its own choice, not budgets given: no law to fit
                 fits=fit_curve(points, samples, breadth) if controller == "fixed" else [],
             )
@@ -415,7 +521,32 @@ QuestionRows = dict[str, dict[int, dict[str, Any]]]  # question (#seed) -> depth
 
 
 def _key(c: Curve) -> CurveKey:
-    return (c.model, c.suite, c.controller, c.breadth, c.budget, c.unit, c.group)
+    return (
+        c.model,
+        c.suite,
+        c.controller,
+        c.breadth,
+        c.budget,
+        c.unit,
+        c.group,
+        c.think,
+        c.samples,
+        c.setting,
+    )
+
+
+def _comparable(c: Curve) -> tuple[Any, ...]:
+    """What two curves of different models must share to be compared (all but the model's own identity)."""
+    return (
+        c.suite,
+        c.controller,
+        c.breadth,
+        c.budget,
+        c.group,
+        c.think,
+        c.samples,
+        tuple(sorted((k, str(v)) for k, v in c.distinct.items() if k != "model_id")),
+    )
 
 
 def _axis_value(row: dict[str, Any], axis: str) -> float:
@@ -498,12 +629,11 @@ def exchange_rates(
 
 def _model_pairs(curves: list[Curve]) -> list[tuple[Curve, Curve]]:
     """(smaller, larger) model curves of the same suite/controller/breadth/budget/group."""
-    same = lambda c: (c.suite, c.controller, c.breadth, c.budget, c.group)  # noqa: E731
     return [
         (small, large)
         for large in curves
         for small in curves
-        if same(small) == same(large) and _size(small.model) < _size(large.model)
+        if _comparable(small) == _comparable(large) and _size(small.model) < _size(large.model)
     ]
 
 
@@ -605,6 +735,8 @@ def compare_controllers(
                 and c.suite == adaptive.suite
                 and c.group == "all"
                 and c.budget is None
+                and c.think == 0
+                and c.samples == 1
             ),
             None,
         )

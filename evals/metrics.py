@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import string
 import tomllib
 from collections import Counter
 from importlib import resources
@@ -12,18 +11,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from sounding.tools.llm.base import LLM, LLMError
+from sounding.tools.text import normalize_answer as normalize_answer  # re-exported
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCT = set(string.punctuation)
 SPECIAL = ("yes", "no", "noanswer")
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD v1.1 normalisation: lower case, drop punctuation and articles, collapse whitespace."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCT)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
 
 
 def exact_match(prediction: str, gold: str) -> float:

@@ -18,8 +18,7 @@ CLOSED_BOOK_X = 0.5  # where depth 0 (no search) sits on a log axis of search st
 
 
 def _label(c: Curve) -> str:
-    extra = f", {c.budget:g} {c.unit}" if c.budget is not None else ""
-    return f"{c.model} ({c.controller}, breadth {c.breadth}{extra})"
+    return c.label
 
 
 def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:

@@ -100,8 +100,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
         blocks.append(
             (
                 "p",
-                f"**{c.model}**, {c.controller} controller, breadth {c.breadth}"
-                + (f", budget {c.budget:g} {c.unit}" if c.budget is not None else "")
+                f"**{c.label}**"
+                + (f", {c.seeds} seeds averaged per question" if c.seeds > 1 else "")
                 + f" — run {', '.join(c.run_keys)}",
             )
         )
@@ -115,10 +115,7 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
         rows = [["run", "group", *[f"d={d}" for d in depths]]]
         for c in groups:
             at = {p.depth: f"{p.acc:.2f} (n={p.n})" for p in c.points}
-            run = c.model if c.controller == "fixed" else f"{c.model} {c.controller}"
-            if c.budget is not None:
-                run += f" @ {c.budget:g} {c.unit}"
-            rows.append([run, c.group, *[at.get(d, "") for d in depths]])
+            rows.append([c.label, c.group, *[at.get(d, "") for d in depths]])
         blocks.append(("table", rows))
     blocks.append(("h2", "Fitted laws"))
     blocks.append(
@@ -140,7 +137,7 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                 + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
                 for k, v in f.params.items()
             )
-            rows.append([c.model, c.group, f.axis, f.form, params, _fmt(f.r2), _fmt(f.holdout_error)])
+            rows.append([c.label, c.group, f.axis, f.form, params, _fmt(f.r2), _fmt(f.holdout_error)])
     blocks.append(("table", rows))
     if analysis.exchanges:
         blocks.append(("h2", "Exchange rates"))

@@ -1,5 +1,20 @@
-"""Budget sweeps: models x breadths x seeds (x budgets), each run at the deepest depth, the whole
-depth curve read off its anytime answers, one atomic group of rows per question in the store."""
+"""Budget sweeps: models x breadths x seeds (x budgets), each run at the deepest depth, the largest
+thinking cap and the most samples; the whole grid (depth x think x samples) read off one run per
+question; one atomic group of rows (and the question's trace) per question in the store.
+
+Readings, for a run of depth D, thinking caps T_1 < ... < T_max and N_max samples:
+
+* depth d < D: the anytime answer after round d (as before);
+* think T < T_max: each sample's answer forced after the first T tokens of the same reasoning;
+* N < N_max samples: the vote of the first N samples is the answer (what a run asked for N samples
+  draws, since sample i's seed does not depend on N); the scores are the exact mean over every size-N
+  subset of the N_max samples, so a reading is not the luck of one subset;
+* (think 0, samples 1) is the greedy draft of the round, which also steers the search, so every
+  reading of one run shares one search trajectory.
+
+Each reading's spend is what an independent run at that setting would have spent: the run's spend
+minus its reasoning steps plus the reading's own (`Reasoning.usage`), priced in every unit.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sounding import __version__
-from sounding.agent.nodes import AgentDeps
+from sounding.agent.nodes import NO_ANSWER, PROMPTS, AgentDeps
+from sounding.agent.reasoning import Reasoning, vote_subsets
 from sounding.agent.runner import ResearchResult, run_research
 from sounding.budgets.controllers import (
     AdaptiveController,
@@ -24,29 +40,50 @@ from sounding.budgets.controllers import (
     make_controller,
     tuned_policy,
 )
+from sounding.budgets.cost import CostModel, Usage
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
 from sounding.evals.store import ResultStore
-from sounding.research import make_ledger
+from sounding.research import make_deps
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
 
+#: Nodes whose charges belong to a round's reasoning step (not to its search).
+REASONING_NODES = frozenset({"think", "think_answer", "vote", "verify"})
+MAX_DEPTH = 64
+
 
 class RunConfig(BaseModel):
-    """Everything that determines a run's answers; its hash keys the rows in the store."""
+    """Everything that determines a run's answers, and nothing machine-specific (no paths, no
+    endpoint addresses): its hash keys the rows in the store, the same on every machine."""
 
+    key_version: int = 2
     suite: str
     model: str
+    #: What the weights are: the GGUF's sha256 (embedded models: the pinned one) or, for a served
+    #: model, the backend and the name it is served under.
+    model_id: str
+    llm_backend: str
+    temperature: float
+    sample_temperature: float
+    #: sha256 of the prompts (agent/prompts/*.toml): a changed prompt is a different run.
+    prompts: str
     controller: str
     depth: int
     breadth: int
+    think: int = 0
+    think_caps: list[int] = [0]
+    samples: int = 1
+    sample_counts: list[int] = [1]
+    verify: bool = False
     seed: int
     unit: str
     budget: float | None
     max_searches: int | None
     search_backend: str
     corpus: str
+    corpus_fingerprint: str
     k: int = 5
     read: int = 3
     sounding_version: str = __version__
@@ -55,9 +92,18 @@ class RunConfig(BaseModel):
 
     @property
     def key(self) -> str:
-        # Without a policy the field is left out, so runs stored before it existed keep their keys.
-        exclude = {"policy"} if self.policy is None else set()
-        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+#: Config fields that vary *within* one curve (its points) or across repeated measures (seeds): all
+#: other fields must be equal for rows to share a curve.
+CURVE_FREE_FIELDS = frozenset({"depth", "seed", "think", "think_caps", "samples", "sample_counts"})
+
+
+def setting_identity(config: dict[str, Any]) -> str:
+    """What a curve is: the run config without its depth, seed and reasoning grid."""
+    kept = {k: v for k, v in config.items() if k not in CURVE_FREE_FIELDS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 class SweepSpec(BaseModel):
@@ -68,14 +114,44 @@ class SweepSpec(BaseModel):
     models: list[str]
     controller: str = "fixed"
     budgets: list[float | None] = [None]
-    seeds: int = 1
+    thinks: list[int] = [0]
+    samples: list[int] = [1]
+    verify: bool = False
+    seeds: int = Field(default=1, ge=1)
     concurrency: int = 1
     retry_errors: bool = False
     verify_anytime: int = 0
     judge: str | None = None
 
 
-def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunConfig]:
+class RunIdentity(BaseModel):
+    """The parts of a run's identity that come from the machinery, not the sweep spec."""
+
+    suite: str
+    corpus: str
+    corpus_fingerprint: str
+    prompts: str = Field(default_factory=lambda: prompts_hash())
+
+
+def prompts_hash() -> str:
+    return hashlib.sha256(json.dumps(PROMPTS, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def model_identity(model: str, settings: Settings) -> str:
+    """The weights' identity: pinned sha256 of an embedded model, the file's sha256 for a GGUF path,
+    and the served name for an endpoint (a server is identified by what it serves, not where)."""
+    from sounding.tools.llm.registry import EMBEDDED_MODELS, sha256_file
+
+    backend = settings.llm.backend
+    if backend != "llama":
+        return f"{backend}:{model}"
+    if model in EMBEDDED_MODELS:
+        return f"sha256:{EMBEDDED_MODELS[model].sha256}"
+    path = Path(model).expanduser()
+    return f"sha256:{sha256_file(path)}" if path.is_file() else f"file:{path.name}"
+
+
+def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> list[RunConfig]:
     configs = []
     depth = max(spec.depths)
     policy = None
@@ -84,22 +160,34 @@ def run_configs(spec: SweepSpec, settings: Settings, corpus: str) -> list[RunCon
         for model in spec.models:
             check_policy_model(policy, model, settings.budget.policy_file)
     for model in spec.models:
+        model_id = model_identity(model, settings)
         for breadth in spec.breadths:
             for budget in spec.budgets:
                 for seed in range(spec.seeds):
                     configs.append(
                         RunConfig(
-                            suite=spec.suite,
+                            suite=identity.suite,
                             model=model,
+                            model_id=model_id,
+                            llm_backend=settings.llm.backend,
+                            temperature=settings.llm.temperature,
+                            sample_temperature=settings.llm.sample_temperature,
+                            prompts=identity.prompts,
                             controller=spec.controller,
                             depth=depth,
                             breadth=breadth,
+                            think=max(spec.thinks),
+                            think_caps=sorted(set(spec.thinks)),
+                            samples=max(spec.samples),
+                            sample_counts=sorted(set(spec.samples)),
+                            verify=spec.verify,
                             seed=seed,
                             unit=settings.budget.unit,
                             budget=budget,
                             max_searches=settings.budget.max_searches,
                             search_backend=settings.search.backend,
-                            corpus=corpus,
+                            corpus=identity.corpus,
+                            corpus_fingerprint=identity.corpus_fingerprint,
                             policy=policy,
                         )
                     )
@@ -114,87 +202,199 @@ def _titles_read_by_round(result: ResearchResult) -> dict[int, list[str]]:
     return read
 
 
+def _reasonings(draft: dict[str, Any]) -> Reasoning | None:
+    raw = draft.get("reasoning")
+    return Reasoning.model_validate(raw) if raw else None
+
+
+def _reading(draft: dict[str, Any], think: int, n: int, golds: list[str]) -> tuple[str, dict[str, float]]:
+    """The answer at (think, n samples) of one round's draft and its scores (exact subset mean)."""
+    reasoning = _reasonings(draft)
+    if reasoning is None or (think == 0 and n == 1):
+        answer = draft.get("greedy", draft["answer"])
+        return answer, score_answer(answer, golds).model_dump()
+    vote = reasoning.vote_at(think, n)
+    answer = vote.answer or NO_ANSWER
+    subsets = vote_subsets(len(reasoning.drawn), n)
+    totals: dict[str, float] = {}
+    for subset in subsets:
+        voted = reasoning.vote_at(think, n, subset).answer or ""
+        for metric, value in score_answer(voted, golds).model_dump().items():
+            totals[metric] = totals.get(metric, 0.0) + float(value)
+    return answer, {m: v / len(subsets) for m, v in totals.items()}
+
+
+def _reading_spend(
+    drafts: list[dict[str, Any]],
+    upto: dict[str, Any],
+    charges: list[dict[str, Any]],
+    think: int,
+    n: int,
+    models: dict[str, CostModel],
+) -> dict[str, Any]:
+    """The spend at draft ``upto`` of a run at (think, n): the run's own spend then, minus every
+    reasoning step so far, plus what the reading's reasoning would have cost on each of those rounds."""
+    spend = json.loads(json.dumps(upto["spend"]))
+    rounds = [d for d in drafts if d["round"] <= upto["round"] and d.get("reasoning")]
+    if not rounds:
+        return spend
+    done = [c for c in charges if c["node"] in REASONING_NODES and c["round"] <= upto["round"]]
+    own = Usage()
+    for d in rounds:
+        reasoning = _reasonings(d)
+        assert reasoning is not None
+        own = own + reasoning.usage(think, n)
+    ran = Usage()
+    for c in done:
+        ran = ran + Usage.model_validate(c["usage"])
+    spend["prompt_tokens"] += own.prompt_tokens - ran.prompt_tokens
+    spend["completion_tokens"] += own.completion_tokens - ran.completion_tokens
+    spend["tokens"] = spend["prompt_tokens"] + spend["completion_tokens"]
+    for unit in spend["cost"]:
+        paid = sum(c["cost"].get(unit, 0.0) for c in done)
+        spend["cost"][unit] = round(spend["cost"][unit] - paid + models[unit].price(own), 12)
+    return spend
+
+
 def rows_for(
-    config: RunConfig, sample: Sample, result: ResearchResult, judge: LLM | None
+    config: RunConfig,
+    sample: Sample,
+    result: ResearchResult,
+    judge: LLM | None,
+    models: dict[str, CostModel] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per round 0..depth: the anytime answer at that depth and the spend it had cost."""
+    """One row per (round 0..depth, thinking cap, sample count): the anytime answer at that setting
+    and the spend it would have cost."""
     drafts = sorted(result.drafts, key=lambda d: d["round"])
     rounds_done = max((d["round"] for d in drafts), default=0)
     read_by_round = _titles_read_by_round(result)
+    reasoned = any(d.get("reasoning") for d in drafts)
+    settings = [(t, n) for t in config.think_caps for n in config.sample_counts] if reasoned else [(0, 1)]
     rows = []
     for depth in range(config.depth + 1):
         at = [d for d in drafts if d["round"] <= depth]
         if not at:
             continue
         draft = at[-1]
-        scores = score_answer(draft["answer"], sample.answers)
         read_titles = [t for r, titles in read_by_round.items() if r <= depth for t in titles]
         charges = [c for c in result.charges if c["round"] <= max(draft["round"], 0)]
-        by_event: dict[str, float] = {}
-        for c in charges:
-            by_event[c["event"]] = by_event.get(c["event"], 0.0) + c["cost"].get("tokens", 0.0)
-        verdict = (
-            llm_judge(judge, sample.question, draft["answer"], sample.answers) if judge is not None else None
-        )
-        rows.append(
-            {
-                "run_key": config.key,
-                "question_id": sample.id,
-                "round": depth,
-                "rounds_done": rounds_done,
-                "question": sample.question,
-                "qtype": sample.type,
-                "hops": sample.hops,
-                "answer": draft["answer"],
-                "golds": sample.answers,
-                "em": scores.em,
-                "f1": scores.f1,
-                "cover_em": scores.cover_em,
-                "recall": supporting_recall(sample.supporting_titles, read_titles),
-                "judge": None if verdict is None or verdict.correct is None else int(verdict.correct),
-                "judge_model": verdict.judge_model if verdict else None,
-                "searches": draft["spend"]["searches"],
-                "prompt_tokens": draft["spend"]["prompt_tokens"],
-                "completion_tokens": draft["spend"]["completion_tokens"],
-                "cost": draft["spend"]["cost"],
-                "llm_calls": sum(
-                    1 for c in charges if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
-                ),
-                "spend_by_event": by_event,
-                "wall_seconds": result.wall_seconds,
-                "stop_reason": result.stop_reason,
-                "is_final": int(depth == config.depth),
-            }
-        )
+        for think, n in settings:
+            answer, scores = _reading(draft, think, n, sample.answers)
+            spend = (
+                draft["spend"]
+                if not reasoned
+                else _reading_spend(drafts, draft, result.charges, think, n, models or {})
+            )
+            full = think == config.think and n == config.samples
+            by_event: dict[str, float] = {}
+            for c in charges:
+                if c["node"] in REASONING_NODES and not full:
+                    continue  # the reading's own reasoning is in its spend, not in the run's events
+                by_event[c["event"]] = by_event.get(c["event"], 0.0) + c["cost"].get("tokens", 0.0)
+            verdict = llm_judge(judge, sample.question, answer, sample.answers) if judge is not None else None
+            rows.append(
+                {
+                    "run_key": config.key,
+                    "question_id": sample.id,
+                    "round": depth,
+                    "think": think,
+                    "samples": n,
+                    "rounds_done": rounds_done,
+                    "question": sample.question,
+                    "qtype": sample.type,
+                    "hops": sample.hops,
+                    "answer": answer,
+                    "golds": sample.answers,
+                    "em": scores["em"],
+                    "f1": scores["f1"],
+                    "cover_em": scores["cover_em"],
+                    "recall": supporting_recall(sample.supporting_titles, read_titles),
+                    "judge": None if verdict is None or verdict.correct is None else int(verdict.correct),
+                    "judge_model": verdict.judge_model if verdict else None,
+                    "searches": spend["searches"],
+                    "prompt_tokens": spend["prompt_tokens"],
+                    "completion_tokens": spend["completion_tokens"],
+                    "cost": spend["cost"],
+                    "llm_calls": sum(
+                        1
+                        for c in charges
+                        if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
+                        and (full or c["node"] not in REASONING_NODES)
+                    ),
+                    "spend_by_event": by_event,
+                    "wall_seconds": result.wall_seconds,
+                    "stop_reason": result.stop_reason,
+                    "is_final": int(depth == config.depth),
+                }
+            )
     return rows
 
 
+def trace_of(result: ResearchResult) -> dict[str, Any]:
+    """What is kept of a run besides its rows: enough to re-score and re-vote offline."""
+    return {
+        "answer": result.answer,
+        "drafts": result.drafts,
+        "plan": result.plan,
+        "queries": result.queries,
+        "read_doc_ids": result.read_doc_ids,
+        "charges": result.charges,
+        "stop_reason": result.stop_reason,
+    }
+
+
 def make_run_deps(
-    config: RunConfig, settings: Settings, llm: LLM, search: SearchBackend, depth: int | None = None
+    config: RunConfig,
+    settings: Settings,
+    llm: LLM,
+    search: SearchBackend,
+    *,
+    depth: int | None = None,
+    think: int | None = None,
+    samples: int | None = None,
 ) -> AgentDeps:
-    """Deps for one question of a run: a fresh ledger, the run's controller, harness-mode flags."""
+    """Deps for one question of a run: a fresh ledger, the run's controller, seed and reasoning grid,
+    harness-mode flags. ``depth``/``think``/``samples`` make an independent run at a smaller setting."""
     run_settings = settings.model_copy(
         update={
             "budget": settings.budget.model_copy(
                 update={"budget": config.budget, "unit": config.unit, "max_searches": config.max_searches}
-            )
+            ),
+            "llm": settings.llm.model_copy(
+                update={
+                    "seed": config.seed,
+                    "temperature": config.temperature,
+                    "sample_temperature": config.sample_temperature,
+                }
+            ),
         }
     )
+    independent = depth is not None or think is not None or samples is not None
+    think = config.think if think is None else think
+    samples = config.samples if samples is None else samples
+    controller: Any
     if config.controller == "fixed":
-        controller: Any = FixedController(
-            config.depth if depth is None else depth, config.breadth, k=config.k, read=config.read
+        controller = FixedController(
+            config.depth if depth is None else depth,
+            config.breadth,
+            k=config.k,
+            read=config.read,
+            think=think,
+            samples=samples,
+            verify=config.verify,
         )
     elif config.policy is not None:  # the policy stored with the run, not whatever file is there now
         controller = AdaptiveController(config.policy, name=config.controller)
     else:
         controller = make_controller(config.controller, depth=config.depth, breadth=config.breadth)
-    return AgentDeps(
-        llm=llm,
-        search=search,
-        ledger=make_ledger(run_settings, llm),
+    return make_deps(
+        run_settings,
+        llm,
+        search,
         controller=controller,
         closed_book_draft=True,
         improve_final=False,
+        think_caps=[] if independent else config.think_caps,
     )
 
 
@@ -214,7 +414,8 @@ def run_sweep_config(
     judge: LLM | None = None,
     tick: Tick = lambda status, row: None,
 ) -> None:
-    """Run every not-yet-done question of one config; safe to kill and rerun at any point."""
+    """Run every not-yet-done question of one config; safe to kill and rerun at any point, and to run
+    with many threads (the store serialises its writes; a failure is that question's error only)."""
     store.register_run(config.key, json.loads(config.model_dump_json()))
     done = store.done_questions(config.key)
     errored = store.errored_questions(config.key)
@@ -227,10 +428,13 @@ def run_sweep_config(
     lock = threading.Lock()
 
     def one(sample: Sample) -> None:
-        deps = make_run_deps(config, settings, llm, search)
         try:
+            deps = make_run_deps(config, settings, llm, search)
             result = run_research(sample.question, deps)
             error = (result.error or "degraded") if result.degraded else None
+            if error is None:
+                rows = rows_for(config, sample, result, judge, deps.ledger.report_models)
+                store.add_question(rows, trace_of(result))
         except Exception as exc:  # a bug on one question must not end a night's sweep
             # Recorded like any failed question (listed in the report, rerun with --retry-errors).
             error = f"unexpected {type(exc).__name__}: {exc}"
@@ -239,8 +443,6 @@ def run_sweep_config(
             with lock:
                 tick("error", None)
             return
-        rows = rows_for(config, sample, result, judge)
-        store.add_question(rows)
         with lock:
             tick("done", rows[-1] if rows else None)
 
@@ -262,17 +464,26 @@ def verify_anytime(
     search: SearchBackend,
     store: ResultStore,
 ) -> dict[str, Any]:
-    """Re-run a sample of questions independently at smaller depths; compare with the anytime rows."""
-    rows = {(r["question_id"], r["round"]): r for r in store.results(config.key)}
+    """Re-run a sample of questions independently at each smaller depth (at the run's own reasoning)
+    and at each smaller (think, samples) reading (at the run's depth); compare with the stored rows."""
+    rows = {(r["question_id"], r["round"], r["think"], r["samples"]): r for r in store.results(config.key)}
+    settings_grid = [(t, n) for t in config.think_caps for n in config.sample_counts]
+    checks: list[tuple[int, int, int]] = [
+        (d, config.think, config.samples) for d in depths if d < config.depth
+    ]
+    checks += [(config.depth, t, n) for t, n in settings_grid if (t, n) != (config.think, config.samples)]
     checked = agreed = 0
     for sample in samples:
-        for depth in depths:
-            if depth >= config.depth or (sample.id, depth) not in rows:
+        for depth, think, n in checks:
+            row = rows.get((sample.id, depth, think, n))
+            if row is None:
                 continue
-            result = run_research(sample.question, make_run_deps(config, settings, llm, search, depth=depth))
-            anytime = rows[(sample.id, depth)]["answer"]
-            agree = normalize_answer(anytime) == normalize_answer(result.answer)
-            store.add_anytime_check(config.key, sample.id, depth, anytime, result.answer, agree)
+            deps = make_run_deps(config, settings, llm, search, depth=depth, think=think, samples=n)
+            result = run_research(sample.question, deps)
+            agree = normalize_answer(row["answer"]) == normalize_answer(result.answer)
+            store.add_anytime_check(
+                config.key, sample.id, depth, row["answer"], result.answer, agree, think=think, samples=n
+            )
             checked += 1
             agreed += int(agree)
     return {"checked": checked, "agreed": agreed, "rate": agreed / checked if checked else None}

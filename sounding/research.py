@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sounding.agent.nodes import AgentDeps, EventSink
-from sounding.budgets.controllers import AdaptiveController, check_policy_model, make_controller
+from sounding.budgets.controllers import AdaptiveController, Controller, check_policy_model, make_controller
 from sounding.budgets.cost import load_latency_table, make_cost_model, make_cost_models
 from sounding.budgets.ledger import Budget, Ledger
 from sounding.settings import Settings
@@ -30,14 +30,27 @@ def make_deps(
     llm: LLM,
     search: SearchBackend,
     *,
+    controller: Controller | None = None,
     on_event: EventSink | None = None,
     closed_book_draft: bool = False,
     improve_final: bool = True,
+    think_caps: list[int] | None = None,
 ) -> AgentDeps:
+    """The one place the agent is wired: `sounding ask`, the sweep harness and LangGraph Studio all
+    build their dependencies here (the harness passes its run's own controller)."""
     b = settings.budget
-    controller = make_controller(b.controller, depth=b.depth, breadth=b.breadth, policy_file=b.policy_file)
-    if isinstance(controller, AdaptiveController):
-        check_policy_model(controller.policy, settings.llm.model, b.policy_file)
+    if controller is None:
+        controller = make_controller(
+            b.controller,
+            depth=b.depth,
+            breadth=b.breadth,
+            policy_file=b.policy_file,
+            think=b.think,
+            samples=b.samples,
+            verify=b.verify,
+        )
+        if isinstance(controller, AdaptiveController):
+            check_policy_model(controller.policy, settings.llm.model, b.policy_file)
     return AgentDeps(
         llm=llm,
         search=search,
@@ -46,4 +59,7 @@ def make_deps(
         on_event=on_event or (lambda e: None),
         closed_book_draft=closed_book_draft,
         improve_final=improve_final,
+        seed=settings.llm.seed,
+        reasoning_temperature=settings.llm.sample_temperature,
+        think_caps=list(think_caps or []),
     )

@@ -35,12 +35,16 @@ class LLMSettings(BaseModel):
     base_url: str | None = None
     api_key: SecretStr | None = None
     #: How the HTTP backend asks for JSON: OpenAI ``json_schema``, llama.cpp ``json_object`` with a
-    #: schema, or vLLM's ``guided_json`` parameter.
-    structured_output: Literal["json_schema", "json_object", "guided_json"] = "json_schema"
+    #: schema, or vLLM's ``structured_outputs`` extension (vLLM >= 0.12 silently ignores ``guided_json``).
+    structured_output: Literal["json_schema", "json_object", "structured_outputs"] = "json_schema"
+    #: Parameter count for the flops cost model when the model is not an embedded one (a served model).
+    n_params: int | None = Field(default=None, ge=1)
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int = Field(default=2, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    seed: int = 0
+    #: Temperature of reasoning samples (thinking; answers when several are voted).
+    sample_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    seed: int = Field(default=0, ge=0)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
     backoff_base_s: float = Field(default=0.5, ge=0)
@@ -85,6 +89,10 @@ class BudgetSettings(BaseModel):
     controller: Literal["fixed", "adaptive", "tuned"] = "adaptive"
     depth: int = Field(default=2, ge=0, le=64)
     breadth: int = Field(default=2, ge=1, le=16)
+    #: Reasoning: thinking tokens before each round's answer, and answer samples voted per round.
+    think: int = Field(default=0, ge=0, le=4096)
+    samples: int = Field(default=1, ge=1, le=64)
+    verify: bool = False
     policy_file: Path | None = None
 
 

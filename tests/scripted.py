@@ -7,10 +7,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sounding.tools.llm.base import Completion, LLMConnectionError, Message, byte_bound
+from sounding.tools.llm.base import Choice, Completion, LLMConnectionError, Message, byte_bound
 from sounding.tools.search.base import Hit, SearchError
 
 STEP_BY_SYSTEM = {
+    "reason carefully": "think",
+    "answer a question with a short answer": "vote",
+    "check whether the numbered notes support": "verify",
     "final short answer": "answer",
     "from memory": "probe",
     "split a complex question": "decompose",
@@ -22,6 +25,8 @@ STEP_BY_SYSTEM = {
 
 def step_of(messages: list[Message]) -> str:
     system = messages[0]["content"]
+    if len(messages) > 2 and messages[-2]["role"] == "assistant":
+        return "think_answer"  # a reasoning forced to its answer
     for needle, step in STEP_BY_SYSTEM.items():
         if needle in system:
             return step
@@ -36,6 +41,7 @@ class ScriptedLLM:
         self.calls: list[tuple[str, list[Message], int]] = []
         self.fail_on = fail_on
         self.fail_after = fail_after
+        self.seeds: list[tuple[str, int | None, int, float | None]] = []
         self._lock = threading.Lock()
 
     name = "scripted"
@@ -51,21 +57,34 @@ class ScriptedLLM:
         max_tokens: int,
         schema: dict[str, Any] | None = None,
         temperature: float | None = None,
+        n: int = 1,
+        seed: int | None = None,
+        logprobs: bool = False,
     ) -> Completion:
         step = step_of(messages)
         with self._lock:
             self.calls.append((step, messages, max_tokens))
             count = sum(1 for s, _, _ in self.calls if s == step)
+            self.seeds.append((step, seed, n, temperature))
         if self.fail_on == step and count > self.fail_after:
             raise LLMConnectionError("scripted failure: endpoint went away")
-        value = self.script.get(step, {"answer": "x"})
-        if callable(value):
-            value = value(count, messages)
-        text = value if isinstance(value, str) else json.dumps(value)
+        choices = []
+        for i in range(n):
+            value = self.script.get(step, {"answer": "x"})
+            if callable(value):
+                value = value(count + i, messages)
+            text = value if isinstance(value, str) else json.dumps(value)
+            words = text.split(" ")
+            tokens = [w + (" " if j < len(words) - 1 else "") for j, w in enumerate(words)][:max_tokens]
+            choices.append(
+                Choice(
+                    text="".join(tokens) if step == "think" else text,
+                    completion_tokens=min(max_tokens, len(tokens) if step == "think" else 20),
+                    tokens=tokens if logprobs else None,
+                )
+            )
         prompt = sum(len(m["content"].split()) for m in messages)
-        return Completion(
-            text=text, prompt_tokens=prompt, completion_tokens=min(max_tokens, 20), model="scripted"
-        )
+        return Completion.of(choices, prompt_tokens=prompt, model="scripted")
 
 
 class MemorySearch:

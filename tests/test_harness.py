@@ -35,6 +35,9 @@ SAMPLES = [
 ]
 
 
+PINNED_KEY = "3b15e4417a5bbb65"
+
+
 def config(**kw) -> RunConfig:
     base = {
         "suite": "test",
@@ -48,6 +51,12 @@ def config(**kw) -> RunConfig:
         "max_searches": None,
         "search_backend": "memory",
         "corpus": "mem",
+        "corpus_fingerprint": "mem-fp",
+        "model_id": "scripted:1",
+        "llm_backend": "scripted",
+        "temperature": 0.0,
+        "sample_temperature": 0.7,
+        "prompts": "p",
     }
     return RunConfig(**{**base, **kw})
 
@@ -473,24 +482,11 @@ def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
     from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, UsageEstimate
     from sounding.evals.sweep import SweepSpec, make_run_deps, run_configs
 
-    # The key of a run stored before configs could carry a policy (docs/results/first-result).
-    stored = {
-        "suite": "hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz",
-        "model": "qwen2.5-coder-0.5b",
-        "controller": "fixed",
-        "depth": 8,
-        "breadth": 1,
-        "seed": 0,
-        "unit": "tokens",
-        "budget": None,
-        "max_searches": None,
-        "search_backend": "hybrid",
-        "corpus": "hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz",
-        "k": 5,
-        "read": 3,
-        "sounding_version": "0.1.0",
-    }
-    assert RunConfig(**stored).key == "85cf7960cef3e327"
+    from sounding.evals.sweep import RunIdentity
+
+    # A v2 key is pinned: it may only change on purpose (a new key_version), never by accident.
+    assert config().key == PINNED_KEY
+    assert "/" not in config().model_dump_json().replace("https://", "")  # no paths in a key
     estimate = UsageEstimate(
         model="scripted",
         overhead_prompt_tokens=50,
@@ -513,11 +509,12 @@ def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
         update={"budget": settings.budget.model_copy(update={"policy_file": path})}
     )
     spec = SweepSpec(suite="s", limit=None, depths=[3], breadths=[1], models=["scripted"], controller="tuned")
-    (cfg,) = run_configs(spec, settings, "mem")
+    identity = RunIdentity(suite="s", corpus="mem", corpus_fingerprint="fp")
+    (cfg,) = run_configs(spec, settings, identity)
     assert cfg.policy == one
     other = spec.model_copy(update={"models": ["qwen2.5-coder-1.5b"]})
     with pytest.raises(PolicyError, match=r"measured on scripted, not qwen2\.5-coder-1\.5b"):
-        run_configs(other, settings, "mem")
+        run_configs(other, settings, identity)
     # `ask` refuses the same mismatch: the policy was measured on "scripted", settings run the default
     from sounding.research import make_deps
 
@@ -561,6 +558,6 @@ def test_manifest_keeps_each_controllers_depths_and_the_analysis_reads_curves_at
     text = md.read_text()
     assert "| run | group | d=0 | d=1 | d=2 | d=3 | d=4 | d=8 |" in text
     tuned_row = next(
-        line for line in text.splitlines() if line.startswith("| m tuned @ 3000 tokens | qtype=")
+        line for line in text.splitlines() if line.startswith("| m tuned B1 @ 3000 tokens | qtype=")
     )
     assert tuned_row.endswith("|  |  |")  # no depth 4 or 8 for the tuned run

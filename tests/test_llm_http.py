@@ -152,14 +152,117 @@ def test_malformed_body_is_a_response_error(serve, body):
 
 @pytest.mark.parametrize(
     ("mode", "key"),
-    [("json_schema", "response_format"), ("json_object", "response_format"), ("guided_json", "guided_json")],
+    [
+        ("json_schema", "response_format"),
+        ("json_object", "response_format"),
+        ("structured_outputs", "structured_outputs"),
+    ],
 )
 def test_structured_output_payloads(serve, mode, key):
-    script, url = serve([ok()])
+    script, url = serve([body({"a": "x"})])
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     OpenAIHTTPLLM(url, "m", structured_output=mode).complete(MSG, max_tokens=5, schema=schema)
     sent = script.requests[0][key]
-    assert schema in (sent, sent.get("schema"), sent.get("json_schema", {}).get("schema"))
+    assert schema in (sent.get("json"), sent.get("schema"), sent.get("json_schema", {}).get("schema"))
+    assert "guided_json" not in script.requests[0]  # vLLM >= 0.12 ignores it silently
+
+
+def body(content, *, n=1, usage=None) -> tuple[int, dict[str, str], bytes, float]:
+    text = content if isinstance(content, str) else json.dumps(content)
+    payload = {
+        "model": "m",
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            for i in range(n)
+        ],
+        "usage": usage or {"prompt_tokens": 11, "completion_tokens": 2 * n},
+    }
+    return 200, {"Content-Type": "application/json"}, json.dumps(payload).encode(), 0.0
+
+
+def test_a_server_that_ignores_the_schema_is_reported_once(serve, caplog):
+    # what vLLM >= 0.12 does with guided_json: HTTP 200 and free text
+    script, url = serve([body("The answer is Danube.")])
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    llm = OpenAIHTTPLLM(url, "m")
+    with caplog.at_level("WARNING", logger="sounding.llm"):
+        for _ in range(3):
+            llm.complete(MSG, max_tokens=20, schema=schema)
+    assert llm.constraint_violations == 3
+    warnings = [r for r in caplog.records if "ignored the JSON-schema constraint" in r.message]
+    assert len(warnings) == 1 and "not JSON" in warnings[0].message
+
+
+def test_a_schema_mismatch_is_a_violation_but_a_matching_answer_is_not(serve):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    _, url = serve([body({"answer": "Danube"})])
+    llm = OpenAIHTTPLLM(url, "m")
+    llm.complete(MSG, max_tokens=20, schema=schema)
+    assert llm.constraint_violations == 0
+    _, url2 = serve([body({"other": 1})])
+    llm2 = OpenAIHTTPLLM(url2, "m")
+    llm2.complete(MSG, max_tokens=20, schema=schema)
+    assert llm2.constraint_violations == 1
+
+
+def test_n_samples_go_out_as_one_request_with_the_seed(serve):
+    script, url = serve([body("a", n=3, usage={"prompt_tokens": 10, "completion_tokens": 9})])
+    completion = OpenAIHTTPLLM(url, "m").complete(MSG, max_tokens=5, n=3, seed=42, temperature=0.7)
+    assert len(script.requests) == 1
+    assert script.requests[0]["n"] == 3 and script.requests[0]["seed"] == 42
+    assert [c.text for c in completion.choices] == ["a", "a", "a"]
+    assert completion.prompt_tokens == 10 and completion.completion_tokens == 9  # the server's totals
+
+
+def test_a_server_without_n_gets_one_seeded_request_per_missing_sample(serve):
+    from sounding.tools.llm.base import sample_seed
+
+    script, url = serve([body("a"), body("b"), body("c")])  # each answer holds one choice
+    completion = OpenAIHTTPLLM(url, "m").complete(MSG, max_tokens=5, n=3, seed=7, temperature=0.7)
+    assert [c.text for c in completion.choices] == ["a", "b", "c"]
+    assert [r["seed"] for r in script.requests] == [7, sample_seed(7, 1), sample_seed(7, 2)]
+
+
+def test_negative_usage_is_a_response_error(serve):
+    _, url = serve([body("a", usage={"prompt_tokens": -5, "completion_tokens": 2})])
+    with pytest.raises(LLMResponseError, match="negative"):
+        OpenAIHTTPLLM(url, "m", max_retries=0).complete(MSG, max_tokens=5)
+
+
+def test_a_reset_connection_is_a_typed_error_after_retries():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def reset_everything() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            conn.close()  # RST instead of an answer
+
+    threading.Thread(target=reset_everything, daemon=True).start()
+    try:
+        llm = OpenAIHTTPLLM(f"http://127.0.0.1:{port}", "m", max_retries=2, sleep=lambda s: None)
+        with pytest.raises(LLMConnectionError, match="gave up after 3 tries"):
+            llm.complete(MSG, max_tokens=5)
+    finally:
+        stop.set()
+        listener.close()
+
+
+def test_an_unsupported_scheme_is_unavailable_not_a_traceback():
+    from sounding.tools.llm.base import LLMUnavailableError
+
+    with pytest.raises(LLMUnavailableError, match="ftp://"):
+        OpenAIHTTPLLM("ftp://127.0.0.1:1", "m").complete(MSG, max_tokens=5)
 
 
 def test_parse_retry_after_forms():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -24,13 +26,13 @@ if TYPE_CHECKING:
     from sounding.evals.fit import Analysis
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _ints(text: str, what: str, *, low: int = 0, high: int = 64) -> list[int]:
     try:
         values = sorted({int(v) for v in text.split(",") if v.strip()})
     except ValueError:
         fail(f"{what} must be a comma-separated list of integers, got {text!r}")
-    if not values or values[0] < 0:
-        fail(f"{what} must list non-negative integers, got {text!r}")
+    if not values or values[0] < low or values[-1] > high:
+        fail(f"{what} must list integers from {low} to {high}, got {text!r}")
     return values
 
 
@@ -43,7 +45,9 @@ def bench(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Run directory (holds results.sqlite).")],
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, max=1_000_000, help="First N questions.")
+    ] = None,
     depths: Annotated[str, typer.Option("--depths", help="Search depths; 0 = closed book.")] = "0,1,2,4",
     breadths: Annotated[str, typer.Option("--breadths", help="Queries per round.")] = "1",
     model: Annotated[list[str] | None, typer.Option("--model", help="Model (repeat for several).")] = None,
@@ -55,7 +59,39 @@ def bench(
         str | None, typer.Option("--budgets", help="Budgets in --unit to sweep (adaptive/tuned).")
     ] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, max=100)] = 1,
+    think: Annotated[
+        str,
+        typer.Option(
+            "--think",
+            help="Thinking caps (tokens) to read, e.g. 0,64,256: one run thinks to the largest, smaller "
+            "caps are read off the same reasoning.",
+        ),
+    ] = "0",
+    samples: Annotated[
+        str,
+        typer.Option("--samples", help="Answer sample counts to read, e.g. 1,3,5 (one run draws the most)."),
+    ] = "1",
+    verify_vote: Annotated[
+        bool, typer.Option("--verify-vote", help="Weigh the vote by a support check per candidate.")
+    ] = False,
+    temperature: Annotated[
+        float | None,
+        typer.Option("--temperature", min=0.0, max=2.0, help="Temperature of the search steps' calls."),
+    ] = None,
+    sample_temperature: Annotated[
+        float | None,
+        typer.Option("--sample-temperature", min=0.0, max=2.0, help="Temperature of reasoning samples."),
+    ] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds",
+            min=1,
+            max=100,
+            help="Repeated measures of each question with seeds 0..N-1 (they vary sampling: use with "
+            "--temperature > 0, or with --samples/--think, which sample).",
+        ),
+    ] = 1,
     concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
     backend: Annotated[str | None, typer.Option("--backend", help="Search backend (default hybrid).")] = None,
     corpus: Annotated[
@@ -84,10 +120,17 @@ def bench(
     ] = None,
 ) -> None:
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
-    from sounding.budgets.controllers import PolicyError
+    from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK, PolicyError
     from sounding.evals.datasets import DatasetError, load_suite
-    from sounding.evals.store import ResultStore
-    from sounding.evals.sweep import SweepSpec, run_configs, run_sweep_config, sweep_manifest
+    from sounding.evals.store import ResultStore, StoreError
+    from sounding.evals.sweep import (
+        MAX_DEPTH,
+        RunIdentity,
+        SweepSpec,
+        run_configs,
+        run_sweep_config,
+        sweep_manifest,
+    )
     from sounding.evals.sweep import verify_anytime as verify
     from sounding.tools.corpus import CorpusError
     from sounding.tools.llm import make_llm
@@ -111,8 +154,11 @@ def bench(
     spec = SweepSpec(
         suite=suite,
         limit=limit,
-        depths=_ints(depths, "--depths"),
-        breadths=_ints(breadths, "--breadths"),
+        depths=_ints(depths, "--depths", high=MAX_DEPTH),
+        breadths=_ints(breadths, "--breadths", low=1, high=16),
+        thinks=_ints(think, "--think", high=MAX_THINK),
+        samples=_ints(samples, "--samples", low=1, high=MAX_SAMPLES),
+        verify=verify_vote,
         models=model or ["qwen2.5-coder-0.5b"],
         controller=controller,
         budgets=budget_values,
@@ -124,8 +170,13 @@ def bench(
     )
     if controller not in ("fixed", "adaptive", "tuned"):
         fail(f"unknown controller {controller!r}: use fixed, adaptive or tuned")
-    if 0 in spec.breadths:
-        fail("--breadths must be >= 1")
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a run directory")
+    if seeds > 1 and not (temperature or max(spec.samples) > 1 or max(spec.thinks) > 0):
+        fail(
+            f"--seeds {seeds} at temperature 0 with no sampling would repeat identical runs: "
+            "add --temperature > 0, or sample with --samples/--think"
+        )
     settings = settings_from(
         ctx,
         search__corpus=corpus_spec,
@@ -134,14 +185,16 @@ def bench(
         budget__policy_file=policy,
         llm__base_url=llm_url,
         llm__backend="http" if llm_url else None,
+        llm__temperature=temperature,
+        llm__sample_temperature=sample_temperature,
     )
-    try:  # a bad policy file fails here, before anything is loaded or written
-        configs = run_configs(spec, settings, corpus_spec or "web")
-    except PolicyError as exc:
-        fail(str(exc))
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_manifest(out / "sweep.json", spec, ["sounding", *sys.argv[1:]], loaded)
-    store = ResultStore(out / "results.sqlite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        store = ResultStore(out / "results.sqlite")
+    except StoreError as exc:
+        fail(f"{exc}; the sweep will not append to it")
+    except OSError as exc:
+        fail(f"cannot write the run directory {out}: {exc.strerror or exc}")
     try:
         with rich_progress() as progress:
             search = make_search(
@@ -150,8 +203,21 @@ def bench(
                 cassette=cassette,
                 cassette_mode="replay-only" if replay_only else "replay",
             )
+        identity = RunIdentity(
+            suite=loaded.name,
+            corpus=corpus_identity(settings, corpus_spec),
+            corpus_fingerprint=corpus_fingerprint(settings, corpus_spec),
+        )
     except (CorpusError, SearchError) as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
+    try:  # a bad policy file fails here, before anything is run or written
+        configs = run_configs(spec, settings, identity)
+    except PolicyError as exc:
+        fail(str(exc))
+    try:
+        sweep_manifest(out / "sweep.json", spec, ["sounding", *sys.argv[1:]], loaded)
+    except OSError as exc:
+        fail(f"cannot write {out / 'sweep.json'}: {exc.strerror or exc}")
     judge_llm = None
     if judge:
         try:
@@ -171,6 +237,8 @@ def bench(
         for config in [c for c in configs if c.model == model_name]:
             stats = {"done": 0, "correct": 0.0, "errors": 0}
             label = f"{model_name} {config.controller} D{config.depth} B{config.breadth} s{config.seed}"
+            if config.think or config.samples > 1:
+                label += f" T{config.think} N{config.samples}"
             if config.budget is not None:
                 label += f" {config.budget:g}{config.unit}"
             with Progress(
@@ -224,6 +292,32 @@ def bench(
     )
 
 
+def corpus_identity(settings: Any, corpus_spec: str | None) -> str:
+    """The corpus by name (kind and file name), never by absolute path."""
+    if corpus_spec is None or settings.search.backend == "web":
+        return "web"
+    from sounding.tools.corpus import parse_corpus_spec
+
+    return parse_corpus_spec(corpus_spec).name
+
+
+def corpus_fingerprint(settings: Any, corpus_spec: str | None) -> str:
+    """The content fingerprint of the passages searched (from the index manifest `make_search` built)."""
+    if corpus_spec is None or settings.search.backend == "web":
+        return "web"
+    from sounding.tools.corpus import parse_corpus_spec
+    from sounding.tools.search.store import IndexStore, read_manifest
+
+    spec = parse_corpus_spec(corpus_spec)
+    manifest = read_manifest(IndexStore(settings).folder(spec, "passages"))
+    if manifest is None:
+        from sounding.tools.search.store import source_fingerprint
+
+        return source_fingerprint(spec)
+    params = json.dumps(settings.search.model_dump(include={"passage_words", "passage_overlap", "rrf_k"}))
+    return f"{manifest.passages_fingerprint}:{hashlib.sha256(params.encode()).hexdigest()[:8]}"
+
+
 def fit(
     run_dir: Annotated[Path, typer.Argument(help="A bench run directory.")],
     metric: Annotated[str, typer.Option("--metric", help="em | f1 | cover_em")] = "cover_em",
@@ -247,10 +341,14 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
     if metric not in ("em", "f1", "cover_em", "judge"):
         fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
     from sounding.evals.fit import load_manifest, unanswered_failures
+    from sounding.evals.store import StoreError
     from sounding.evals.sweep import manifest_depths
 
-    store = ResultStore(store_path)
-    rows = store.results()
+    try:  # read-only: a report never creates, migrates or writes the store it reads
+        store = ResultStore.open_read_only(store_path)
+        rows = store.results()
+    except StoreError as exc:
+        fail(str(exc))
     if not rows:
         fail(f"{run_dir} has no results yet")
     runs = store.runs()

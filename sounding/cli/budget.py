@@ -255,7 +255,7 @@ def estimate(
     policy that plans with it (use with --controller tuned --policy OUT)."""
     from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, load_policy
     from sounding.evals.estimate import EstimateError, measure_usage
-    from sounding.evals.store import ResultStore
+    from sounding.evals.store import ResultStore, StoreError
 
     if out.suffix != ".json":
         fail(f"--out must be a .json file, got {out}")
@@ -264,10 +264,13 @@ def estimate(
         base = load_policy(policy) if policy else DEFAULT_POLICY
     except PolicyError as exc:
         fail(str(exc))
-    store = ResultStore(store_path)
+    try:
+        store = ResultStore.open_read_only(store_path)
+    except StoreError as exc:
+        fail(str(exc))
     try:
         measured = measure_usage(store, model)
-    except EstimateError as exc:
+    except (EstimateError, StoreError) as exc:
         fail(str(exc))
     finally:
         store.close()

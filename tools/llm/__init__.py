@@ -75,19 +75,25 @@ def make_llm(settings: Settings) -> LLM:
             backoff_max_s=cfg.backoff_max_s,
             temperature=cfg.temperature,
             seed=cfg.seed,
-            n_params=spec.n_params if spec else None,
+            n_params=cfg.n_params or (spec.n_params if spec else None),
         )
     if cfg.backend == "vllm":
         from sounding.tools.llm.vllm_inprocess import VLLMInProcessLLM
 
-        return VLLMInProcessLLM(cfg.model, temperature=cfg.temperature, seed=cfg.seed)
+        spec = EMBEDDED_MODELS.get(cfg.model)
+        return VLLMInProcessLLM(
+            cfg.model,
+            temperature=cfg.temperature,
+            seed=cfg.seed,
+            n_params=cfg.n_params or (spec.n_params if spec else None),
+        )
     from sounding.tools.llm.llama_cpp import LlamaCppLLM
 
     path, name, n_params = resolve_model_file(cfg.model, settings)
     return LlamaCppLLM(
         path,
         name=name,
-        n_params=n_params,
+        n_params=cfg.n_params or n_params,
         n_ctx=cfg.n_ctx,
         n_threads=cfg.n_threads,
         temperature=cfg.temperature,

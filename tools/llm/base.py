@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
@@ -13,14 +14,49 @@ class Message(TypedDict):
     content: str
 
 
+class Choice(BaseModel):
+    """One of the ``n`` samples of a completion."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+    #: The output as token pieces and their log-probabilities, when the call asked for ``logprobs``.
+    tokens: list[str] | None = None
+    logprobs: list[float] | None = None
+
+    @property
+    def mean_logprob(self) -> float | None:
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else None
+
+
 class Completion(BaseModel):
-    """One completion with the token counts *reported by the backend* (never estimated)."""
+    """``n`` completions of one prompt with the token counts *reported by the backend* (never
+    estimated): the prompt counted once (its prefill is shared), completion tokens summed over samples.
+    ``text`` is the first sample's text; ``choices`` holds all of them."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     model: str
     finish_reason: str | None = None
+    choices: list[Choice] = []
+
+    @classmethod
+    def of(cls, choices: list[Choice], *, prompt_tokens: int, model: str) -> Completion:
+        return cls(
+            text=choices[0].text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=sum(c.completion_tokens for c in choices),
+            model=model,
+            finish_reason=choices[0].finish_reason,
+            choices=choices,
+        )
+
+    def samples(self) -> list[Choice]:
+        """Every sample; a completion built from one text has that one."""
+        return self.choices or [
+            Choice(text=self.text, completion_tokens=self.completion_tokens, finish_reason=self.finish_reason)
+        ]
 
     def json_value(self) -> Any:
         """Parse the text as JSON; raises `LLMOutputError` when the model did not produce JSON."""
@@ -51,7 +87,14 @@ class LLM(Protocol):
         max_tokens: int,
         schema: dict[str, Any] | None = None,
         temperature: float | None = None,
-    ) -> Completion: ...
+        n: int = 1,
+        seed: int | None = None,
+        logprobs: bool = False,
+    ) -> Completion:
+        """``n`` samples of one prompt, prefilled once. Sample ``i`` draws with ``sample_seed(seed, i)``
+        (the backend's own default seed when ``seed`` is None): the same seed gives the same samples.
+        ``max_tokens`` caps each sample."""
+        ...
 
     def prompt_token_bound(self, messages: list[Message]) -> int:
         """An upper bound on the prompt tokens these messages cost, so the ledger can reserve them."""
@@ -88,6 +131,19 @@ class LLMResponseError(LLMError):
 
 class LLMOutputError(LLMError):
     """The model's text does not have the requested form (e.g. not JSON)."""
+
+
+def derive_seed(*parts: object) -> int:
+    """A stable 31-bit seed from any parts (run seed, question, step, sample index): the same parts give
+    the same seed on every machine and Python process (unlike ``hash``)."""
+    digest = hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index`` of a call seeded ``seed``; sample 0 keeps the call's own seed, so
+    ``n=1`` draws exactly what a plain call with that seed draws."""
+    return seed if index == 0 else derive_seed(seed, index)
 
 
 def byte_bound(messages: list[Message]) -> int:

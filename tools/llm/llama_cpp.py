@@ -1,4 +1,12 @@
-"""Embedded llama.cpp (llama-cpp-python): the CPU default. JSON-schema output through llama.cpp's grammar."""
+"""Embedded llama.cpp (llama-cpp-python): the CPU default. JSON-schema output through llama.cpp's grammar.
+
+``n`` samples of one prompt are decoded one after another under one lock, so the prompt is prefilled
+once: llama-cpp-python keeps the evaluated prompt in its KV cache and a call whose prompt is already
+cached re-evaluates one token, not the prompt (``prefill_tokens`` counts what was really evaluated;
+``benchmarks/bench_samples.py`` measures it). The samples are not decoded as one multi-sequence batch:
+the high-level API samples one sequence per context, and a hand-written batched sampler with grammar
+support would duplicate llama.cpp's; on 2 CPU cores decode is compute-bound, so a batch would save little.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sounding.tools.llm.base import Completion, LLMOutputError, LLMUnavailableError, Message
+from sounding.tools.llm.base import (
+    Choice,
+    Completion,
+    LLMOutputError,
+    LLMUnavailableError,
+    Message,
+    sample_seed,
+)
 
 
 class LlamaCppLLM:
@@ -48,6 +63,24 @@ class LlamaCppLLM:
         except (ValueError, RuntimeError) as exc:
             raise LLMUnavailableError(f"llama.cpp cannot load {model_path}: {exc}") from exc
         self._formatter = self._chat_formatter()
+        self._evaluated = 0
+        evaluate = self._llama.eval
+
+        def counting_eval(tokens: Any) -> None:  # every token llama.cpp really evaluates
+            self._evaluated += len(tokens)
+            evaluate(tokens)
+
+        self._llama.eval = counting_eval  # type: ignore[method-assign]
+
+    @property
+    def evaluated_tokens(self) -> int:
+        """Tokens llama.cpp has evaluated so far (prompt tokens not found in its cache + generated ones)."""
+        return self._evaluated
+
+    def reset_cache(self) -> None:
+        """Forget the evaluated prompt (benchmarks use it for the no-reuse baseline)."""
+        with self._lock:
+            self._llama.reset()
 
     def _chat_formatter(self) -> Any:
         """The model's own chat template, to count prompt tokens exactly as llama.cpp will see them."""
@@ -93,26 +126,53 @@ class LlamaCppLLM:
         max_tokens: int,
         schema: dict[str, Any] | None = None,
         temperature: float | None = None,
+        n: int = 1,
+        seed: int | None = None,
+        logprobs: bool = False,
     ) -> Completion:
+        base_seed = self._seed if seed is None else seed
         kwargs: dict[str, Any] = {
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": self._temperature if temperature is None else temperature,
-            "seed": self._seed,
         }
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
-        with self._lock:
+        choices: list[Choice] = []
+        prompt_tokens = 0
+        with self._lock:  # the n samples back to back: the prompt stays in the KV cache between them
+            for i in range(n):
+                try:
+                    result: Any = self._llama.create_chat_completion(**kwargs, seed=sample_seed(base_seed, i))
+                except ValueError as exc:  # e.g. the prompt exceeds the context window
+                    raise LLMOutputError(f"llama.cpp refused the request: {exc}") from exc
+                choice = result["choices"][0]
+                usage = result["usage"]
+                produced = int(usage["completion_tokens"])
+                prompt_tokens = int(usage["prompt_tokens"])
+                text = choice["message"]["content"] or ""
+                choices.append(
+                    Choice(
+                        text=text,
+                        completion_tokens=produced,
+                        finish_reason=choice.get("finish_reason"),
+                        tokens=self._pieces(text) if logprobs else None,
+                    )
+                )
+        return Completion.of(choices, prompt_tokens=prompt_tokens, model=self._name)
+
+    def _pieces(self, text: str) -> list[str]:
+        """The text as token pieces (joined they give the text back, up to byte-split characters)."""
+        ids = self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        raw = [self._llama.detokenize([t]) for t in ids]
+        pieces, pending = [], b""
+        for chunk in raw:  # a multi-byte character may span tokens: keep its bytes with the first
+            pending += chunk
             try:
-                result: Any = self._llama.create_chat_completion(**kwargs)
-            except ValueError as exc:  # e.g. the prompt exceeds the context window
-                raise LLMOutputError(f"llama.cpp refused the request: {exc}") from exc
-        choice = result["choices"][0]
-        usage = result["usage"]
-        return Completion(
-            text=choice["message"]["content"] or "",
-            prompt_tokens=int(usage["prompt_tokens"]),
-            completion_tokens=int(usage["completion_tokens"]),
-            model=self._name,
-            finish_reason=choice.get("finish_reason"),
-        )
+                pieces.append(pending.decode("utf-8"))
+                pending = b""
+            except UnicodeDecodeError:
+                pieces.append("")
+        if pending:
+            pieces[-1] = pending.decode("utf-8", "replace")
+        return pieces

@@ -3,12 +3,23 @@
 Retries with exponential backoff and full jitter on connect errors, 429 (honouring ``Retry-After``)
 and 5xx; no retry on other 4xx; a read timeout ends the call at once (re-sending a slow generation
 would only double the wait). Every failure ends in a typed `LLMError`.
+
+Structured output, by what the server understands: ``json_schema`` (OpenAI ``response_format``; vLLM
+>= 0.12, llama.cpp's server), ``json_object`` with a schema (llama-cpp-python's server) or
+``structured_outputs`` (vLLM's extension). vLLM >= 0.12 answers the old ``guided_json`` with HTTP 200
+and unconstrained text, so every constrained answer is checked against its schema: a server that
+ignored the constraint is reported once, loudly, and counted in ``constraint_violations``.
+
+``n`` samples go out as one request (the server shares the prompt's prefill); the client pools its
+connections and is safe to share between threads, so concurrent questions are concurrent requests.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -16,16 +27,21 @@ from typing import Any, Literal
 import httpx
 
 from sounding.tools.llm.base import (
+    Choice,
     Completion,
     LLMConnectionError,
     LLMHTTPError,
     LLMResponseError,
     LLMTimeoutError,
+    LLMUnavailableError,
     Message,
     byte_bound,
+    sample_seed,
 )
+from sounding.tools.llm.schema_check import schema_problem
 
-StructuredOutput = Literal["json_schema", "json_object", "guided_json"]
+StructuredOutput = Literal["json_schema", "json_object", "structured_outputs"]
+log = logging.getLogger("sounding.llm")
 
 
 class OpenAIHTTPLLM:
@@ -62,7 +78,17 @@ class OpenAIHTTPLLM:
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
             headers=headers,
             transport=transport,
+            # one pooled connection per concurrent question (bench --concurrency up to 64)
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
+        self.base_url = root
+        self._violations = 0
+        self._violations_lock = threading.Lock()
+
+    @property
+    def constraint_violations(self) -> int:
+        """Constrained answers that did not match their schema (the server ignored the constraint)."""
+        return self._violations
 
     @property
     def name(self) -> str:
@@ -84,6 +110,9 @@ class OpenAIHTTPLLM:
         max_tokens: int,
         schema: dict[str, Any] | None,
         temperature: float | None,
+        n: int = 1,
+        seed: int | None = None,
+        logprobs: bool = False,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self._model,
@@ -91,8 +120,13 @@ class OpenAIHTTPLLM:
             "max_tokens": max_tokens,
             "temperature": self._temperature if temperature is None else temperature,
         }
-        if self._seed is not None:
-            payload["seed"] = self._seed
+        if n > 1:
+            payload["n"] = n
+        seed = self._seed if seed is None else seed
+        if seed is not None:
+            payload["seed"] = seed
+        if logprobs:
+            payload["logprobs"] = True
         if schema is not None:
             if self._structured_output == "json_schema":
                 payload["response_format"] = {
@@ -101,8 +135,8 @@ class OpenAIHTTPLLM:
                 }
             elif self._structured_output == "json_object":
                 payload["response_format"] = {"type": "json_object", "schema": schema}
-            else:  # vLLM's guided decoding extension
-                payload["guided_json"] = schema
+            else:  # vLLM's extension (replaces guided_json, which vLLM >= 0.12 silently ignores)
+                payload["structured_outputs"] = {"json": schema}
         return payload
 
     def _retry_delay(self, attempt: int, response: httpx.Response | None) -> float:
@@ -120,17 +154,66 @@ class OpenAIHTTPLLM:
         max_tokens: int,
         schema: dict[str, Any] | None = None,
         temperature: float | None = None,
+        n: int = 1,
+        seed: int | None = None,
+        logprobs: bool = False,
     ) -> Completion:
-        payload = self._payload(messages, max_tokens, schema, temperature)
+        completion = self._request(
+            self._payload(messages, max_tokens, schema, temperature, n, seed, logprobs)
+        )
+        if len(completion.choices) < n:
+            # a server without ``n`` (llama.cpp's) answers once: ask for the rest one seeded call each
+            base = self._seed if seed is None else seed
+            extra = [
+                self._request(
+                    self._payload(
+                        messages, max_tokens, schema, temperature, 1, sample_seed(base or 0, i), logprobs
+                    )
+                )
+                for i in range(len(completion.choices), n)
+            ]
+            choices = completion.choices + [c for e in extra for c in e.choices]
+            completion = Completion.of(
+                choices, prompt_tokens=completion.prompt_tokens, model=completion.model
+            )
+        if schema is not None:
+            self._check_constraint(completion, schema)
+        return completion
+
+    def _check_constraint(self, completion: Completion, schema: dict[str, Any]) -> None:
+        for choice in completion.choices:
+            if choice.finish_reason == "length":
+                continue  # cut at the cap: not the server's fault
+            problem = schema_problem(choice.text, schema)
+            if problem is None:
+                continue
+            with self._violations_lock:
+                self._violations += 1
+                first = self._violations == 1
+            if first:
+                log.warning(
+                    "%s ignored the JSON-schema constraint (structured output %r): %s. Answers from this "
+                    "endpoint are unconstrained; choose the mode it supports with "
+                    "SOUNDING_LLM__STRUCTURED_OUTPUT=json_schema|json_object|structured_outputs",
+                    self._url,
+                    self._structured_output,
+                    problem,
+                )
+
+    def _request(self, payload: dict[str, Any]) -> Completion:
         last_problem = ""
         for attempt in range(self._max_retries + 1):
             response: httpx.Response | None = None
             try:
                 response = self._client.post(self._url, json=payload)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                raise LLMUnavailableError(f"cannot use the endpoint {self._url}: {exc}") from exc
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 last_problem = f"cannot connect to {self._url}: {exc}"
             except httpx.TimeoutException as exc:
                 raise LLMTimeoutError(f"{self._url} did not answer within the timeout ({exc})") from exc
+            except (httpx.TransportError, httpx.DecodingError) as exc:  # reset, protocol, proxy errors
+                last_problem = f"the connection to {self._url} failed: {type(exc).__name__}: {exc}"
             else:
                 status = response.status_code
                 if status < 300:
@@ -149,19 +232,44 @@ class OpenAIHTTPLLM:
     def _parse(self, response: httpx.Response) -> Completion:
         try:
             body = response.json()
-            choice = body["choices"][0]
             usage = body["usage"]
-            return Completion(
-                text=choice["message"]["content"] or "",
-                prompt_tokens=int(usage["prompt_tokens"]),
-                completion_tokens=int(usage["completion_tokens"]),
-                model=str(body.get("model", self._model)),
-                finish_reason=choice.get("finish_reason"),
+            raw = sorted(body["choices"], key=lambda c: int(c.get("index", 0)))
+            if not raw:
+                raise IndexError("no choices")
+            choices = [_choice(c) for c in raw]
+            total = int(usage["completion_tokens"])
+            prompt_tokens = int(usage["prompt_tokens"])
+            if total < 0 or prompt_tokens < 0:
+                raise ValueError(f"negative token usage {usage}")
+            if len(choices) == 1:
+                choices[0].completion_tokens = total
+            elif sum(c.completion_tokens for c in choices) == 0:  # no per-choice counts: split evenly
+                for i, c in enumerate(choices):
+                    c.completion_tokens = total // len(choices) + (1 if i < total % len(choices) else 0)
+            completion = Completion.of(
+                choices, prompt_tokens=prompt_tokens, model=str(body.get("model", self._model))
             )
+            completion.completion_tokens = total  # the server's own total is what was spent
+            return completion
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LLMResponseError(
-                f"{self._url} returned a body that is not a chat completion: {response.text[:200]!r}"
+                f"{self._url} returned a body that is not a valid chat completion ({exc}): "
+                f"{response.text[:200]!r}"
             ) from exc
+
+
+def _choice(raw: dict[str, Any]) -> Choice:
+    content = raw.get("logprobs", {}) or {}
+    items = content.get("content") or []
+    tokens = [str(t["token"]) for t in items] or None
+    logprobs = [float(t["logprob"]) for t in items] or None
+    return Choice(
+        text=raw["message"]["content"] or "",
+        completion_tokens=len(items),
+        finish_reason=raw.get("finish_reason"),
+        tokens=tokens,
+        logprobs=logprobs,
+    )
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -71,17 +71,25 @@ class IndexMismatchError(SearchError):
 
 
 def source_fingerprint(spec: CorpusSpec) -> str:
-    """Cheap identity of a corpus source (no parsing): file sizes and mtimes, or the data package version."""
-    digest = hashlib.sha256(str(spec).encode())
+    """Content identity of a corpus source: its kind and every file's name (relative to the corpus
+    path) and bytes, or the data package's version and size. Nothing machine-specific (no absolute
+    path, no mtime), so an index built on one machine is recognised on another."""
+    digest = hashlib.sha256(spec.kind.encode())
     if spec.kind == "wiki-vital":
         path = wiki_vital_path()
         digest.update(f"{metadata.version(WIKI_VITAL_DIST)}:{path.stat().st_size}".encode())
     elif spec.path is not None:
+        root = spec.path if spec.path.is_dir() else spec.path.parent
         files = sorted(spec.path.rglob("*")) if spec.path.is_dir() else [spec.path]
         for f in files:
             if f.is_file():
-                st = f.stat()
-                digest.update(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode())
+                digest.update(f"\x1e{f.relative_to(root).as_posix()}\x1f".encode())
+                try:
+                    with f.open("rb") as handle:
+                        for block in iter(lambda: handle.read(1 << 20), b""):
+                            digest.update(block)
+                except OSError as exc:  # unreadable files are skipped by the loader, and reported there
+                    digest.update(f"unreadable {exc.errno}".encode())
     return digest.hexdigest()[:20]
 
 
