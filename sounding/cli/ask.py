@@ -15,7 +15,15 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from sounding.cli.common import EXIT_DEGRADED, EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.common import (
+    EXIT_DEGRADED,
+    EXIT_UNAVAILABLE,
+    check_writable,
+    console,
+    err_console,
+    fail,
+    settings_from,
+)
 from sounding.cli.progress import rich_progress
 
 
@@ -34,10 +42,27 @@ class LiveView:
         if kind == "plan":
             plan = event["plan"]
             extra = f", difficulty {event['difficulty']}" if event.get("difficulty") else ""
+            if plan.get("think") or plan.get("samples", 1) > 1:
+                extra += f", think {plan['think']}, samples {plan['samples']}"
             self.lines.append(
                 Text(
                     f"plan: {plan['controller']} depth {plan['depth']}, breadth {plan['breadth']}{extra}",
                     "bold",
+                )
+            )
+        elif kind == "reasoning":
+            if event.get("thinking"):
+                thought = " ".join(event["thinking"].split())
+                self.lines.append(
+                    Text(f"  thinking (sample 1 of {event['samples']}): {thought[:300]}", "dim")
+                )
+            votes = ", ".join(f"{answer} x{n}" for answer, n in event.get("votes", {}).items())
+            abstained = f", {event['abstained']} abstained" if event.get("abstained") else ""
+            checked = event.get("verified") or {}
+            verified = (", supported: " + ", ".join(a for a, ok in checked.items() if ok)) if checked else ""
+            self.lines.append(
+                Text(
+                    f"  vote: {votes or 'no answer'}{abstained}{verified} -> {event.get('answer')}", "magenta"
                 )
             )
         elif kind == "queries":
@@ -137,6 +162,19 @@ def ask(
         int | None, typer.Option("--max-searches", min=0, help="Cap on search calls.")
     ] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0, help="Cap on LLM tokens.")] = None,
+    think: Annotated[
+        int | None,
+        typer.Option("--think", min=0, max=4096, help="Thinking tokens before each round's answer."),
+    ] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option("--samples", min=1, max=64, help="Answer samples per round, majority-voted."),
+    ] = None,
+    verify_vote: Annotated[
+        bool | None,
+        typer.Option("--verify-vote", help="Check each voted candidate against its notes (charged)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of every sampled call.")] = None,
     searxng_url: Annotated[
         str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")
     ] = None,
@@ -170,8 +208,10 @@ def ask(
         question = check_question(question)
     except QuestionError as exc:
         fail(str(exc))
-    if controller is None and (depth is not None or breadth is not None):
-        controller = "fixed"  # --depth/--breadth mean a fixed plan
+    if controller is None and any(v is not None for v in (depth, breadth, think, samples)):
+        controller = "fixed"  # --depth/--breadth/--think/--samples mean a fixed plan
+    if trace is not None:
+        check_writable(trace, "--trace")
     settings = settings_from(
         ctx,
         search__corpus=corpus,
@@ -188,6 +228,10 @@ def ask(
         budget__unit=unit,
         budget__max_searches=max_searches,
         budget__max_tokens=max_tokens,
+        budget__think=think,
+        budget__samples=samples,
+        budget__verify=verify_vote,
+        llm__seed=seed,
     )
     if settings.search.backend != "web":
         try:
@@ -214,15 +258,18 @@ def ask(
         result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
     err_console.print()
     payload = result.model_dump(mode="json")
-    if trace is not None:
-        trace.parent.mkdir(parents=True, exist_ok=True)
-        trace.write_text(json.dumps(payload, indent=2))
+    # the paid answer is printed first; optional files come after and cannot lose it
     if as_json:
         print(json.dumps(payload, indent=2))
     else:
         console.print(Markdown(render_result(result)))
         if checkpoint:
             console.print(f"thread id: {escape(result.thread_id)}")
+    if trace is not None:
+        try:
+            trace.write_text(json.dumps(payload, indent=2))
+        except OSError as exc:
+            err_console.print(f"[yellow]warning:[/] could not write the trace {trace}: {exc.strerror or exc}")
     if result.degraded:
         raise typer.Exit(EXIT_DEGRADED)
 

@@ -31,6 +31,12 @@ def explain(
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0)] = None,
     depth: Annotated[int, typer.Option("--depth", min=0, help="Depth for the fixed controller.")] = 2,
     breadth: Annotated[int, typer.Option("--breadth", min=1, help="Breadth for the fixed controller.")] = 2,
+    think: Annotated[
+        int, typer.Option("--think", min=0, max=4096, help="Thinking tokens per round (fixed controller).")
+    ] = 0,
+    samples: Annotated[
+        int, typer.Option("--samples", min=1, max=64, help="Answer samples per round (fixed controller).")
+    ] = 1,
     margin: Annotated[
         float | None, typer.Option("--margin", help="Assumed first-retrieval score margin (0-1).")
     ] = None,
@@ -58,7 +64,9 @@ def explain(
         check_policy_model,
         load_policy,
         plan_usage,
+        reasoning_usage,
         round_usage,
+        split_usage,
         step_usage,
     )
     from sounding.budgets.cost import make_cost_model
@@ -77,7 +85,10 @@ def explain(
         cost = make_cost_model(
             settings.budget.unit, settings.budget, n_params=spec.n_params if spec else None
         )
-        controllers: list[Controller] = [FixedController(depth, breadth), AdaptiveController()]
+        controllers: list[Controller] = [
+            FixedController(depth, breadth, think=think, samples=samples),
+            AdaptiveController(),
+        ]
         if policy:
             tuned = load_policy(Path(policy))
             check_policy_model(tuned, settings.llm.model, policy)
@@ -143,8 +154,16 @@ def explain(
                     ("search", f"per round, x{searches}", _times(step_usage(plan, "search"), searches)),
                     ("extract", f"per round, x{d}", _times(step_usage(plan, "extract"), d)),
                     ("reflect", f"per round, x{d}", _times(step_usage(plan, "reflect"), d)),
-                    ("answer", "once", answer_usage(plan)),
                 ]
+                if plan.reasons and d > 0:
+                    rows.append(
+                        (
+                            f"reason (think {plan.think}, {plan.samples} samples)",
+                            f"per round, x{d}",
+                            _times(reasoning_usage(plan), d),
+                        )
+                    )
+                rows.append(("answer", "once", answer_usage(plan)))
             for label, when, usage in rows:
                 table.add_row(
                     label, when, f"{usage.tokens:,}", str(usage.searches), f"{cost.price(usage):,.6g}"
@@ -157,6 +176,13 @@ def explain(
                 f"[bold]{cost.price(total):,.6g}[/]",
             )
             console.print(table)
+            split = split_usage(plan, probe=controller.needs_probe)
+            search_cost, reasoning_cost = cost.price(split["search"]), cost.price(split["reasoning"])
+            share = reasoning_cost / (search_cost + reasoning_cost) if search_cost + reasoning_cost else 0.0
+            console.print(
+                f"split: search {search_cost:,.6g} {cost.unit}, reasoning {reasoning_cost:,.6g} {cost.unit} "
+                f"({share:.0%} on reasoning: think {plan.think}, samples {plan.samples})"
+            )
 
 
 def _times(usage: Usage, n: int) -> Usage:

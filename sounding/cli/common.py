@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -23,6 +24,19 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake."""
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """Fail before anything is spent when an output file cannot be written (a bad path must never
+    throw away a finished, paid run): its folder must exist or be creatable, and it must not be a folder."""
+    if path.is_dir():
+        fail(f"{flag} {path} is a directory, not a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{flag} {path}: cannot create its folder ({exc.strerror or exc})")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        fail(f"{flag} {path} is not writable")
 
 
 def existing_store(run_dir: Path) -> Path:

@@ -253,8 +253,7 @@ class OpenAIHTTPLLM:
             return completion
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LLMResponseError(
-                f"{self._url} returned a body that is not a valid chat completion ({exc}): "
-                f"{response.text[:200]!r}"
+                f"{self._url} returned a body that is not a chat completion ({exc}): {response.text[:200]!r}"
             ) from exc
 
 
