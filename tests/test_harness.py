@@ -20,6 +20,7 @@ from sounding.evals.report import write_report
 from sounding.evals.store import ResultStore
 from sounding.evals.sweep import RunConfig, run_sweep_config, verify_anytime
 from sounding.settings import load_settings
+from tests.conftest import REPO
 from tests.scripted import MemorySearch, ScriptedLLM
 from tests.test_agent_nodes import DOCS, script
 
@@ -561,3 +562,144 @@ def test_manifest_keeps_each_controllers_depths_and_the_analysis_reads_curves_at
         line for line in text.splitlines() if line.startswith("| m tuned B1 @ 3000 tokens | qtype=")
     )
     assert tuned_row.endswith("|  |  |")  # no depth 4 or 8 for the tuned run
+
+
+# --- issue 12: correct under concurrency, complete keys, seeds, settings never merged -----------
+
+
+def test_sixteen_threads_share_one_store_without_lost_or_duplicated_rows(tmp_path):
+    import threading
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.register_run("k", config().model_dump())
+    errors: list[BaseException] = []
+
+    def write(i: int) -> None:
+        rows = [
+            {**synthetic_rows("m", "k", {0: 0.5, 1: 0.5}, 500, n=1)[0], "question_id": f"q{i}", "round": r}
+            for r in (0, 1)
+        ]
+        try:
+            for _ in range(3):  # every question written three times: the rows land once
+                store.add_question(rows, {"answer": f"a{i}"})
+            store.add_error("k", f"e{i}", "boom") if i % 4 == 0 else None
+        except BaseException as exc:  # pragma: no cover - the failure this test exists for
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(64)]
+    for t in threads[:16]:
+        t.start()
+    for t in threads[16:]:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.count() == 64 * 2
+    assert len(store.done_questions("k")) == 64 and len(store.traces("k")) == 64
+    assert len(store.errors()) == 16
+
+
+def test_a_sweep_at_concurrency_16_stores_every_question_once(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    samples = [
+        Sample(id=f"q{i}", question=f"Which river flows through Budapest {i}?", answers=["Danube"])
+        for i in range(40)
+    ]
+    cfg = config(depth=1)
+    run_sweep_config(
+        cfg, samples, load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS), store,
+        concurrency=16,
+    )
+    rows = store.results(cfg.key)
+    assert len(rows) == 40 * 2 and len({(r["question_id"], r["round"]) for r in rows}) == 80
+    assert store.errors() == []
+
+
+def test_a_failing_store_write_is_that_questions_error_not_the_end_of_the_sweep(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "r.sqlite")
+    real = store.add_question
+
+    def flaky(rows, trace=None):
+        if rows and rows[0]["question_id"] == "q1":
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(rows, trace)
+
+    monkeypatch.setattr(store, "add_question", flaky)
+    cfg = config(depth=1)
+    run_sweep_config(cfg, SAMPLES[:3], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS), store)
+    assert store.done_questions(cfg.key) == {"q0", "q2"}
+    assert [e["question_id"] for e in store.errors()] == ["q1"] and "disk I/O" in store.errors()[0]["error"]
+
+
+def test_seeds_are_repeated_measures_not_extra_questions():
+    runs = {f"s{seed}": config(model="m", depth=2, seed=seed, temperature=0.7).model_dump() for seed in range(3)}
+    rows = []
+    for seed in range(3):
+        rows += synthetic_rows("m", f"s{seed}", {0: 0.2, 1: 0.4, 2: 0.5}, 500, n=40)
+    analysis = analyse(rows, runs, n_boot=200)
+    (curve,) = analysis.curves
+    assert all(p.n == 40 for p in curve.points) and curve.seeds == 3
+
+
+def test_runs_that_differ_in_any_setting_are_never_one_curve():
+    runs = {
+        "bm25": config(model="m", depth=1, search_backend="bm25").model_dump(),
+        "hybrid": config(model="m", depth=1, search_backend="hybrid").model_dump(),
+    }
+    rows = synthetic_rows("m", "bm25", {0: 0.0, 1: 0.0}, 500, n=10)
+    rows += synthetic_rows("m", "hybrid", {0: 1.0, 1: 1.0}, 500, n=10)
+    analysis = analyse(rows, runs, n_boot=10)
+    assert len(analysis.curves) == 2
+    by = {c.distinct["search_backend"]: [p.acc for p in c.points] for c in analysis.curves}
+    assert by == {"bm25": [0.0, 0.0], "hybrid": [1.0, 1.0]}
+    assert all(p.n == 10 for c in analysis.curves for p in c.points)
+
+
+def test_run_keys_change_with_everything_that_changes_answers():
+    base = config()
+    for change in (
+        {"llm_backend": "http"},
+        {"model_id": "sha256:other"},
+        {"temperature": 0.7},
+        {"prompts": "other"},
+        {"corpus_fingerprint": "other"},
+        {"k": 10},
+        {"read": 2},
+        {"think": 64, "think_caps": [0, 64]},
+        {"samples": 5, "sample_counts": [1, 5]},
+        {"seed": 1},
+    ):
+        assert config(**change).key != base.key, change
+
+
+def test_an_old_store_is_read_and_migrated_without_losing_a_row(tmp_path):
+    import shutil
+
+    old = REPO / "docs" / "results" / "first-result" / "hotpotqa" / "results.sqlite"
+    copy = tmp_path / "old.sqlite"
+    shutil.copy(old, copy)
+    before = sqlite3.connect(copy).execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    read_only = ResultStore.open_read_only(copy)
+    rows = read_only.results()
+    assert len(rows) == before and {(r["think"], r["samples"]) for r in rows} == {(0, 1)}
+    read_only.close()
+    assert "think" not in [c[1] for c in sqlite3.connect(copy).execute("PRAGMA table_info(results)")]
+    writable = ResultStore(copy)  # a sweep appending to it migrates it, all rows kept
+    assert writable.count() == before
+    assert "think" in [c[1] for c in sqlite3.connect(copy).execute("PRAGMA table_info(results)")]
+
+
+def test_read_only_store_errors_name_the_file(tmp_path):
+    from sounding.evals.store import StoreError
+
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(StoreError, match="empty.sqlite"):
+        ResultStore.open_read_only(empty)
+    assert empty.stat().st_size == 0  # never created or migrated
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError, match="junk.sqlite"):
+        ResultStore.open_read_only(junk)
+    with pytest.raises(StoreError, match="junk.sqlite"):
+        ResultStore(junk)  # the sweep refuses to append to it

@@ -1,0 +1,294 @@
+"""The reasoning half of the budget: thinking, samples, votes, their charges and their grid readings.
+
+Scripted LLM (a test double) for the graph logic; the real SmolLM2 for seeds, samples and prefill."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sounding.agent.nodes import NO_ANSWER
+from sounding.agent.reasoning import Reading, Reasoning, ReasoningSample, majority, vote_subsets
+from sounding.agent.runner import run_research
+from sounding.budgets.controllers import FixedController, Plan, fit_depth, plan_usage
+from sounding.budgets.cost import Usage, make_cost_model
+from sounding.budgets.ledger import Budget, Ledger
+from sounding.evals.datasets import Sample
+from sounding.evals.store import ResultStore
+from sounding.evals.sweep import rows_for, run_sweep_config, verify_anytime
+from sounding.settings import BudgetSettings, load_settings
+from tests.scripted import MemorySearch, ScriptedLLM
+from tests.test_agent_nodes import DOCS, Q, deps, script
+from tests.test_harness import config
+
+
+def reading(answer: str | None) -> Reading:
+    return Reading(answer=answer)
+
+
+def test_majority_vote_ignores_abstentions_and_breaks_ties_by_the_earliest_sample():
+    vote = majority([reading(None), reading("Vienna"), reading("the Danube"), reading("Danube"), reading(None)])
+    assert vote.answer == "the Danube" and vote.votes == {"Vienna": 1, "the Danube": 2}
+    assert vote.abstained == 2
+    assert majority([reading("Vienna"), reading("Danube")]).answer == "Vienna"  # tie: first wins
+    nobody = majority([reading(None), reading(None)])
+    assert nobody.answer is None and nobody.abstained == 2
+
+
+def test_vote_subsets_are_every_combination_when_few():
+    assert vote_subsets(5, 3) == [
+        (0, 1, 2), (0, 1, 3), (0, 1, 4), (0, 2, 3), (0, 2, 4), (0, 3, 4), (1, 2, 3), (1, 2, 4), (1, 3, 4), (2, 3, 4)
+    ]  # fmt: skip
+    assert len(vote_subsets(64, 32)) == 512
+
+
+def thinking_script(answers: list[str | None], thought: str = "step one then step two then done"):
+    """Scripted thinking (each sample says which answer it reached) and forced answers that follow it."""
+
+    def think(n, messages):
+        return f"{thought} sample{(n - 1) % len(answers)}"
+
+    def forced(n, messages):
+        reasoning = messages[-2]["content"]
+        index = int(reasoning.rsplit("sample", 1)[1]) if "sample" in reasoning else 0
+        answer = answers[index]
+        return "not json {" if answer is None else {"answer": answer, "notes": [1]}
+
+    def vote(n, messages):
+        answer = answers[(n - 1) % len(answers)]
+        return "garbage" if answer is None else {"answer": answer, "notes": [2]}
+
+    return script(think=think, think_answer=forced, vote=vote)
+
+
+def test_samples_vote_and_the_round_answer_is_the_vote():
+    llm = ScriptedLLM(thinking_script(["Vienna", "Danube", "Danube"]))
+    result = run_research(Q, deps(llm, controller=FixedController(1, 1, think=16, samples=3)))
+    draft = result.drafts[-1]
+    assert draft["answer"] == "Danube" and draft["greedy"] == "Danube"
+    votes = draft["reasoning"]["vote"]["votes"]
+    assert votes == {"Vienna": 1, "Danube": 2}
+    assert result.answer == "Danube"  # no rewrite of a voted answer
+    # one thinking call for all three samples (one prefill), then one forced answer per sample
+    steps = [s for s, _, _ in llm.calls]
+    assert steps.count("think") == 1 and steps.count("think_answer") == 3
+    think_calls = [(n, t) for step, _, n, t in llm.seeds if step == "think"]
+    assert think_calls == [(3, 0.7)]
+    assert any(e["kind"] == "reasoning" for e in result.events)
+
+
+def test_every_sample_abstaining_is_the_no_answer_result_not_a_crash():
+    llm = ScriptedLLM(thinking_script([None, None]))
+    result = run_research(Q, deps(llm, controller=FixedController(1, 1, think=8, samples=2)))
+    assert result.drafts[-1]["answer"] == NO_ANSWER
+    assert result.drafts[-1]["reasoning"]["vote"]["abstained"] == 2
+    assert not result.degraded
+
+
+def test_thinking_is_cut_at_the_cap_and_charged():
+    long_thought = " ".join(f"w{i}" for i in range(100))
+    llm = ScriptedLLM(thinking_script(["Danube"], thought=long_thought))
+    d = deps(llm, controller=FixedController(1, 1, think=10, samples=1))
+    result = run_research(Q, d)
+    sample = result.drafts[-1]["reasoning"]["drawn"][0]
+    assert sample["thinking_tokens"] == 10 and len(sample["thinking"].split()) == 10
+    think_charges = [c for c in result.charges if c["node"] == "think"]
+    assert len(think_charges) == 1 and think_charges[0]["usage"]["completion_tokens"] == 10
+    # the forced answer was asked for after the reasoning, as the assistant's own turn
+    forced = next(m for s, m, _ in llm.calls if s == "think_answer")
+    assert forced[-2] == {"role": "assistant", "content": sample["thinking"].strip()}
+
+
+def test_no_thinking_several_samples_is_one_call_with_n():
+    llm = ScriptedLLM(thinking_script(["Danube", "Vienna", "Danube", "Danube", "Vienna"]))
+    result = run_research(Q, deps(llm, controller=FixedController(1, 1, samples=5)))
+    assert result.drafts[-1]["answer"] == "Danube"
+    assert [(s, n) for s, _, n, _ in llm.seeds if s == "vote"] == [("vote", 5)]
+
+
+def test_verified_vote_prefers_a_supported_candidate_over_a_larger_unsupported_one():
+    base = thinking_script(["Vienna", "Vienna", "Danube"])
+    base["verify"] = lambda n, m: {"supported": "Danube" in m[-1]["content"].split("Proposed answer:")[1]}
+    llm = ScriptedLLM(base)
+    plan_controller = FixedController(1, 1, think=8, samples=3, verify=True)
+    result = run_research(Q, deps(llm, controller=plan_controller))
+    vote = result.drafts[-1]["reasoning"]["vote"]
+    assert vote["answer"] == "Danube" and vote["verified"] == {"Vienna": False, "Danube": True}
+    assert sum(1 for c in result.charges if c["node"] == "verify") == 2  # one per distinct candidate
+
+
+def test_a_small_budget_shrinks_samples_then_thinking_before_depth():
+    cost = make_cost_model("tokens", BudgetSettings(), n_params=None)
+    plan = Plan(controller="fixed", depth=2, breadth=1, think=256, samples=8)
+    big = plan_usage(plan)
+    fitted = fit_depth(plan, Budget(limit=cost.price(big) * 0.5), cost)
+    assert fitted.depth == 2 and fitted.samples < 8
+    tiny = fit_depth(plan, Budget(limit=cost.price(plan_usage(plan.model_copy(update={"think": 0, "samples": 1})))), cost)
+    assert tiny.samples == 1 and tiny.think == 0 and tiny.depth == 2
+
+
+def test_a_budget_too_small_for_all_samples_draws_fewer_in_one_reservation():
+    llm = ScriptedLLM(thinking_script(["Danube"] * 8))
+    d = deps(llm, controller=FixedController(0, 1, samples=8), budget=Budget(limit=400, unit="tokens"))
+    result = run_research(Q, d)
+    vote_calls = [n for s, _, n, _ in llm.seeds if s == "vote"]
+    assert vote_calls and vote_calls[0] < 8
+    assert d.ledger.spent_cost <= 400
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    limit=st.integers(min_value=50, max_value=4000),
+    requests=st.lists(st.tuples(st.integers(1, 64), st.integers(1, 60)), min_size=1, max_size=12),
+)
+def test_ledger_never_overspends_with_concurrent_sample_reservations(limit, requests):
+    from sounding.agent.llm_step import charged_completion
+
+    ledger = Ledger(Budget(limit=limit, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None))
+    llm = ScriptedLLM({"vote": {"answer": "x", "notes": []}})
+    msgs = [{"role": "system", "content": "You answer a question with a short answer"}, {"role": "user", "content": "q"}]
+
+    def call(n: int, cap: int) -> None:
+        charged_completion(llm, ledger, msgs, cap=cap, node="vote", round=1, min_tokens=1, n=n)
+
+    threads = [threading.Thread(target=call, args=r) for r in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert ledger.spent_cost <= limit + 1e-9
+
+
+# --- the harness reads the grid off one run ---------------------------------------------------
+
+SAMPLES = [
+    Sample(id=f"q{i}", question=f"Which river flows through Budapest {i}?", answers=["Danube"]) for i in range(3)
+]
+
+
+def grid_config(**kw):
+    return config(depth=2, think=8, think_caps=[0, 4, 8], samples=3, sample_counts=[1, 3], **kw)
+
+
+def test_one_run_stores_every_reading_of_the_grid_and_its_trace(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    cfg = grid_config()
+    llm = ScriptedLLM(thinking_script(["Danube", "Vienna", "Danube"]))
+    run_sweep_config(cfg, SAMPLES, load_settings(home=tmp_path), llm, MemorySearch(DOCS), store)
+    rows = store.results(cfg.key)
+    settings_seen = {(r["round"], r["think"], r["samples"]) for r in rows}
+    assert settings_seen == {(d, t, n) for d in range(3) for t in (0, 4, 8) for n in (1, 3)}
+    by = {(r["question_id"], r["round"], r["think"], r["samples"]): r for r in rows}
+    # samples 1 at think 8 is sample 0 ("Danube"); 3 samples vote Danube 2:1
+    assert by[("q0", 2, 8, 1)]["answer"] == "Danube" and by[("q0", 2, 8, 3)]["answer"] == "Danube"
+    # the reading's spend is what it costs: more thinking, more samples, more tokens; (0, 1) has none
+    spend = {(t, n): by[("q0", 2, t, n)]["completion_tokens"] for t in (0, 4, 8) for n in (1, 3)}
+    assert spend[(0, 1)] < spend[(0, 3)] and spend[(4, 1)] < spend[(8, 1)] < spend[(8, 3)]
+    assert spend[(4, 3)] < spend[(8, 3)]
+    traces = store.traces(cfg.key)
+    assert len(traces) == 3
+    stored = traces[(cfg.key, "q0")]["drafts"][-1]["reasoning"]
+    assert len(stored["drawn"]) == 3 and set(stored["drawn"][0]["readings"]) == {"0", "4", "8"}
+
+
+def test_subset_mean_scores_a_sample_count_exactly():
+    reasoning = Reasoning(
+        round=1,
+        think=0,
+        samples=3,
+        caps=[0],
+        temperature=0.7,
+        drawn=[
+            ReasoningSample(index=i, seed=i, readings={0: Reading(answer=a)})
+            for i, a in enumerate(["Danube", "Vienna", "Vienna"])
+        ],
+    )
+    draft = {"round": 1, "answer": "x", "greedy": "x", "reasoning": reasoning.model_dump(), "spend": {}}
+    from sounding.evals.sweep import _reading
+
+    answer, scores = _reading(draft, 0, 2, ["Danube"])
+    # first two samples tie 1:1 -> Danube (earliest); over all three pairs: {D,V} D, {D,V} D, {V,V} V
+    assert answer == "Danube" and scores["em"] == pytest.approx(2 / 3)
+
+
+def test_readings_agree_with_independent_runs_at_each_setting(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    cfg = grid_config()
+    search = MemorySearch(DOCS)
+    settings_ = load_settings(home=tmp_path)
+
+    def fresh():
+        return ScriptedLLM(thinking_script(["Danube", "Vienna", "Vienna"]))
+
+    run_sweep_config(cfg, SAMPLES[:1], settings_, fresh(), search, store)
+    report = verify_anytime(cfg, SAMPLES[:1], [0, 1, 2], settings_, fresh(), search, store)
+    assert report["checked"] == 2 + 5 and report["agreed"] == report["checked"]
+
+
+def test_seeds_reach_every_call_and_differ_between_runs(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    llm = ScriptedLLM(script())
+    for seed in (0, 1):
+        run_sweep_config(config(depth=1, seed=seed), SAMPLES[:1], load_settings(home=tmp_path), llm, MemorySearch(DOCS), store)
+    seeds = [s for _, s, _, _ in llm.seeds]
+    assert None not in seeds
+    half = len(seeds) // 2
+    assert seeds[:half] != seeds[half:]  # another run seed, other call seeds
+    again = ScriptedLLM(script())
+    run_sweep_config(config(depth=1, seed=0), SAMPLES[:1], load_settings(home=tmp_path), again, MemorySearch(DOCS), ResultStore(tmp_path / "b.sqlite"))
+    assert [s for _, s, _, _ in again.seeds] == seeds[:half]  # the same seed, the same calls
+
+
+def test_rows_for_without_reasoning_are_one_per_round():
+    llm = ScriptedLLM(script())
+    from sounding.evals.sweep import make_run_deps
+
+    cfg = config(depth=2)
+    d = make_run_deps(cfg, load_settings(), llm, MemorySearch(DOCS))
+    result = run_research(SAMPLES[0].question, d)
+    rows = rows_for(cfg, SAMPLES[0], result, None, d.ledger.report_models)
+    assert [(r["round"], r["think"], r["samples"]) for r in rows] == [(0, 0, 1), (1, 0, 1), (2, 0, 1)]
+    assert Usage(prompt_tokens=rows[-1]["prompt_tokens"]).prompt_tokens == d.ledger.spent.prompt_tokens
+
+
+# --- the real model --------------------------------------------------------------------------
+
+
+@pytest.mark.model
+def test_real_model_seeds_samples_and_one_prefill(smollm2):
+    msgs = [{"role": "user", "content": "Name a river in Europe and say one thing about it. " * 8}]
+    before = smollm2.evaluated_tokens
+    five = smollm2.complete(msgs, max_tokens=16, n=5, seed=11, temperature=0.9, logprobs=True)
+    evaluated = smollm2.evaluated_tokens - before
+    assert len(five.choices) == 5
+    assert len({c.text for c in five.choices}) >= 3  # different seeds, different samples
+    # the prompt is evaluated once: far fewer tokens than five prompts
+    assert evaluated < 2 * five.prompt_tokens + five.completion_tokens
+    assert five.completion_tokens == sum(c.completion_tokens for c in five.choices)
+    assert "".join(five.choices[0].tokens or []) == five.choices[0].text
+    one = smollm2.complete(msgs, max_tokens=16, seed=11, temperature=0.9)
+    assert one.text == five.choices[0].text  # the same seed gives the same sample
+    other = smollm2.complete(msgs, max_tokens=16, seed=12, temperature=0.9)
+    assert other.text != one.text
+
+
+@pytest.mark.model
+def test_real_model_thinks_votes_and_stays_in_budget(smollm2):
+    ledger = Ledger(Budget(limit=6000, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None))
+    from sounding.agent.nodes import AgentDeps
+
+    d = AgentDeps(
+        llm=smollm2,
+        search=MemorySearch(DOCS),
+        ledger=ledger,
+        controller=FixedController(1, 1, think=24, samples=3),
+    )
+    result = run_research(Q, d)
+    reasoning = result.drafts[-1]["reasoning"]
+    assert len(reasoning["drawn"]) == 3
+    assert all(0 < s["thinking_tokens"] <= 24 for s in reasoning["drawn"])
+    assert ledger.spent_cost <= 6000
+    assert result.answer == (reasoning["vote"]["answer"] or NO_ANSWER)
