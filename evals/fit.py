@@ -161,6 +161,8 @@ class Analysis(BaseModel):
     anytime: dict[str, Any] | None = None
     manifest: dict[str, Any] | None = None
     failures: list[Failures] = []
+    #: Search against reasoning, per family of grid runs (evals/frontier.py); empty without reasoning.
+    frontiers: list[Any] = []
 
 
 def unanswered_failures(

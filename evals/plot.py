@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sounding.evals.fit import LAWS, Analysis, Curve
+from sounding.evals.frontier import AXES, Frontier, Setting
 
 CLOSED_BOOK_X = 0.5  # where depth 0 (no search) sits on a log axis of search steps
 
@@ -34,7 +35,8 @@ def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
 def _curves_by_suite(analysis: Analysis) -> dict[str, list[Curve]]:
     out: dict[str, list[Curve]] = {}
     for c in analysis.curves:
-        if c.group == "all":
+        # the search axis; reasoning readings are drawn in the frontier figures
+        if c.group == "all" and c.think == 0 and c.samples == 1:
             out.setdefault(
                 c.suite.split(":")[0] + "-" + Path(c.suite.split(":", 1)[-1]).name.split(".")[0], []
             ).append(c)
@@ -167,4 +169,92 @@ def make_figures(analysis: Analysis, out: Path) -> list[Path]:
             out,
             f"{suite}-spend-per-round",
         )
+    return paths
+
+
+AXIS_STYLE = {"search": ("tab:blue", "o"), "think": ("tab:orange", "s"), "samples": ("tab:green", "^")}
+
+
+def _plot_frontier(f: Frontier, unit: str) -> plt.Figure:
+    """Each axis alone and the iso-compute frontier on one compute axis."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+
+    def x(s: Setting) -> float:
+        return float(s.tokens if unit == "tokens" else (s.flops or 0.0))
+
+    for s in f.settings:
+        ax.scatter(x(s), s.acc, color="0.75", s=12, zorder=1)
+    for axis in AXES:
+        on = sorted((s for s in f.settings if axis in s.axes()), key=x)
+        if len(on) < 2:
+            continue
+        color, marker = AXIS_STYLE[axis]
+        ax.errorbar(
+            [x(s) for s in on],
+            [s.acc for s in on],
+            yerr=[[s.acc - s.ci[0] for s in on], [s.ci[1] - s.acc for s in on]],
+            color=color,
+            marker=marker,
+            capsize=2,
+            label=f"{axis} alone",
+            zorder=3,
+        )
+    envelope = f.envelope if unit == "tokens" else f.envelope_flops
+    front = sorted((s for s in f.settings if s.label in envelope), key=x)
+    ax.step([x(s) for s in front], [s.acc for s in front], where="post", color="black", lw=1.2,
+            label="iso-compute frontier", zorder=2)  # fmt: skip
+    for s in front:
+        ax.annotate(s.label, (x(s), s.acc), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean token-equivalents spent (log)" if unit == "tokens" else "mean FLOPs spent (log)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{f.model}, {f.suite}: search vs reasoning (n={f.questions})")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _plot_grid(f: Frontier, second: str) -> plt.Figure | None:
+    """Accuracy over depth x think (1 sample) or depth x samples (no thinking), spend in each cell."""
+    other = "samples" if second == "think" else "think"
+    fixed = 1 if other == "samples" else 0
+    cells = [s for s in f.settings if getattr(s, other) == fixed]
+    depths = sorted({s.depth for s in cells})
+    values = sorted({getattr(s, second) for s in cells})
+    if len(values) < 2:
+        return None
+    grid = np.full((len(values), len(depths)), np.nan)
+    spend = np.full_like(grid, np.nan)
+    for s in cells:
+        i, j = values.index(getattr(s, second)), depths.index(s.depth)
+        grid[i, j], spend[i, j] = s.acc, s.tokens
+    fig, ax = plt.subplots(figsize=(1.3 * len(depths) + 2, 0.8 * len(values) + 1.5))
+    image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    for i in range(len(values)):
+        for j in range(len(depths)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}\n{spend[i, j]:,.0f}", ha="center", va="center",
+                        fontsize=7, color="white" if grid[i, j] < np.nanmax(grid) * 0.7 else "black")  # fmt: skip
+    ax.set_xticks(range(len(depths)), [str(d) for d in depths])
+    ax.set_yticks(range(len(values)), [str(v) for v in values])
+    ax.set_xlabel("search depth")
+    ax.set_ylabel("thinking tokens" if second == "think" else "answer samples")
+    ax.set_title(f"{f.model}: accuracy (and token-eq. spent) by depth x {second}", fontsize=9)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    return fig
+
+
+def make_frontier_figures(frontiers: list[Frontier], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for f in frontiers:
+        stem = f"{f.model}-{f.suite.split(':')[0]}-{f.family[:6]}"
+        for unit in ("tokens", "flops"):
+            if unit == "flops" and not f.envelope_flops:
+                continue
+            paths += _save(_plot_frontier(f, unit), out, f"{stem}-frontier-{unit}")
+        for second in ("think", "samples"):
+            fig = _plot_grid(f, second)
+            if fig is not None:
+                paths += _save(fig, out, f"{stem}-grid-depth-x-{second}")
     return paths

@@ -117,6 +117,7 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
             at = {p.depth: f"{p.acc:.2f} (n={p.n})" for p in c.points}
             rows.append([c.label, c.group, *[at.get(d, "") for d in depths]])
         blocks.append(("table", rows))
+    blocks += frontier_blocks(analysis)
     blocks.append(("h2", "Fitted laws"))
     blocks.append(
         (
@@ -294,6 +295,65 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
         blocks.append(("h2", "Figures"))
         for fig in figures:
             blocks.append(("img", fig))
+    return blocks
+
+
+def frontier_blocks(analysis: Analysis) -> list[Block]:
+    """Search against reasoning: each axis alone (slope per e-fold of compute, with its CI) and the
+    iso-compute frontier, per family of grid runs."""
+    from sounding.evals.frontier import Frontier
+
+    blocks: list[Block] = []
+    for f in analysis.frontiers:
+        assert isinstance(f, Frontier)
+        blocks.append(("h2", f"Search against reasoning: {f.model}, {f.suite.split(':')[0]}"))
+        blocks.append(
+            (
+                "p",
+                f"{f.questions} questions with every reading of the grid (depth x think x samples, read "
+                "off one run per question). Each axis alone: search = depth at think 0 and 1 sample; "
+                "thinking = thinking caps at depth 0 and 1 sample; samples = voted answer samples at "
+                "depth 0, think 0. Slope = accuracy gained per e-fold of mean compute (linear in log), "
+                "95% bootstrap CI over questions.",
+            )
+        )
+        rows = [["axis", "compute", "points", "slope per e-fold (95% CI)", "R²", "peaks at", "peak acc."]]
+        for fit in f.fits:
+            ci = f" [{fit.slope_ci[0]:+.3f}, {fit.slope_ci[1]:+.3f}]" if fit.slope_ci else ""
+            slope = "-" if fit.slope is None else f"{fit.slope:+.3f}{ci}"
+            rows.append(
+                [fit.axis, fit.unit, str(fit.points), slope, _fmt(fit.r2), fit.best, f"{fit.best_acc:.3f}"]
+            )
+        blocks.append(("table", rows))
+        front = {s.label: s for s in f.settings}
+        rows = [["setting (depth, think, samples)", "token-eq.", "FLOPs", "searches", "accuracy (95% CI)"]]
+        for label in f.envelope:
+            s = front[label]
+            rows.append(
+                [
+                    label,
+                    _fmt(s.tokens),
+                    _fmt(s.flops),
+                    f"{s.searches:.2f}",
+                    f"{s.acc:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]",
+                ]
+            )
+        blocks.append(
+            ("p", "The iso-compute frontier (token-equivalents): the settings no cheaper setting matches.")
+        )
+        blocks.append(("table", rows))
+        rows = [["setting", "token-eq.", "accuracy (95% CI)", "on frontier"]]
+        for s in sorted(f.settings, key=lambda s: s.tokens):
+            rows.append(
+                [
+                    s.label,
+                    _fmt(s.tokens),
+                    f"{s.acc:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]",
+                    "yes" if s.label in f.envelope else "",
+                ]
+            )
+        blocks.append(("p", "Every setting of the grid, cheapest first."))
+        blocks.append(("table", rows))
     return blocks
 
 

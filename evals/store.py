@@ -300,7 +300,7 @@ class ResultStore:
         with self._lock:
             have = set(self._columns("results"))
         # a read-only store from before the reasoning axis: its rows are (think 0, samples 1)
-        select = [c if c in have else f"{ {'think': 0, 'samples': 1}[c]} AS {c}" for c in RESULT_COLUMNS]
+        select = [c if c in have else f"{ {'think': 0, 'samples': 1}[c] } AS {c}" for c in RESULT_COLUMNS]
         query = f"SELECT {', '.join(select)} FROM results"
         args: tuple[Any, ...] = ()
         if run_key is not None:

@@ -481,9 +481,7 @@ def test_budget_estimate_command_writes_a_policy_the_tuned_controller_reads(tmp_
 
 def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
     from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, UsageEstimate
-    from sounding.evals.sweep import SweepSpec, make_run_deps, run_configs
-
-    from sounding.evals.sweep import RunIdentity
+    from sounding.evals.sweep import RunIdentity, SweepSpec, make_run_deps, run_configs
 
     # A v2 key is pinned: it may only change on purpose (a new key_version), never by accident.
     assert config().key == PINNED_KEY
@@ -607,7 +605,12 @@ def test_a_sweep_at_concurrency_16_stores_every_question_once(tmp_path):
     ]
     cfg = config(depth=1)
     run_sweep_config(
-        cfg, samples, load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS), store,
+        cfg,
+        samples,
+        load_settings(home=tmp_path),
+        ScriptedLLM(script()),
+        MemorySearch(DOCS),
+        store,
         concurrency=16,
     )
     rows = store.results(cfg.key)
@@ -626,13 +629,17 @@ def test_a_failing_store_write_is_that_questions_error_not_the_end_of_the_sweep(
 
     monkeypatch.setattr(store, "add_question", flaky)
     cfg = config(depth=1)
-    run_sweep_config(cfg, SAMPLES[:3], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS), store)
+    run_sweep_config(
+        cfg, SAMPLES[:3], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS), store
+    )
     assert store.done_questions(cfg.key) == {"q0", "q2"}
     assert [e["question_id"] for e in store.errors()] == ["q1"] and "disk I/O" in store.errors()[0]["error"]
 
 
 def test_seeds_are_repeated_measures_not_extra_questions():
-    runs = {f"s{seed}": config(model="m", depth=2, seed=seed, temperature=0.7).model_dump() for seed in range(3)}
+    runs = {
+        f"s{seed}": config(model="m", depth=2, seed=seed, temperature=0.7).model_dump() for seed in range(3)
+    }
     rows = []
     for seed in range(3):
         rows += synthetic_rows("m", f"s{seed}", {0: 0.2, 1: 0.4, 2: 0.5}, 500, n=40)
@@ -694,12 +701,12 @@ def test_read_only_store_errors_name_the_file(tmp_path):
 
     empty = tmp_path / "empty.sqlite"
     empty.write_bytes(b"")
-    with pytest.raises(StoreError, match="empty.sqlite"):
+    with pytest.raises(StoreError, match=r"empty\.sqlite"):
         ResultStore.open_read_only(empty)
     assert empty.stat().st_size == 0  # never created or migrated
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all" * 100)
-    with pytest.raises(StoreError, match="junk.sqlite"):
+    with pytest.raises(StoreError, match=r"junk\.sqlite"):
         ResultStore.open_read_only(junk)
-    with pytest.raises(StoreError, match="junk.sqlite"):
+    with pytest.raises(StoreError, match=r"junk\.sqlite"):
         ResultStore(junk)  # the sweep refuses to append to it

@@ -182,7 +182,7 @@ def body(content, *, n=1, usage=None) -> tuple[int, dict[str, str], bytes, float
 
 def test_a_server_that_ignores_the_schema_is_reported_once(serve, caplog):
     # what vLLM >= 0.12 does with guided_json: HTTP 200 and free text
-    script, url = serve([body("The answer is Danube.")])
+    _, url = serve([body("The answer is Danube.")])
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
     llm = OpenAIHTTPLLM(url, "m")
     with caplog.at_level("WARNING", logger="sounding.llm"):

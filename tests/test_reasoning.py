@@ -30,7 +30,9 @@ def reading(answer: str | None) -> Reading:
 
 
 def test_majority_vote_ignores_abstentions_and_breaks_ties_by_the_earliest_sample():
-    vote = majority([reading(None), reading("Vienna"), reading("the Danube"), reading("Danube"), reading(None)])
+    vote = majority(
+        [reading(None), reading("Vienna"), reading("the Danube"), reading("Danube"), reading(None)]
+    )
     assert vote.answer == "the Danube" and vote.votes == {"Vienna": 1, "the Danube": 2}
     assert vote.abstained == 2
     assert majority([reading("Vienna"), reading("Danube")]).answer == "Vienna"  # tie: first wins
@@ -126,14 +128,16 @@ def test_a_small_budget_shrinks_samples_then_thinking_before_depth():
     big = plan_usage(plan)
     fitted = fit_depth(plan, Budget(limit=cost.price(big) * 0.5), cost)
     assert fitted.depth == 2 and fitted.samples < 8
-    tiny = fit_depth(plan, Budget(limit=cost.price(plan_usage(plan.model_copy(update={"think": 0, "samples": 1})))), cost)
+    tiny = fit_depth(
+        plan, Budget(limit=cost.price(plan_usage(plan.model_copy(update={"think": 0, "samples": 1})))), cost
+    )
     assert tiny.samples == 1 and tiny.think == 0 and tiny.depth == 2
 
 
 def test_a_budget_too_small_for_all_samples_draws_fewer_in_one_reservation():
     llm = ScriptedLLM(thinking_script(["Danube"] * 8))
     d = deps(llm, controller=FixedController(0, 1, samples=8), budget=Budget(limit=400, unit="tokens"))
-    result = run_research(Q, d)
+    run_research(Q, d)
     vote_calls = [n for s, _, n, _ in llm.seeds if s == "vote"]
     assert vote_calls and vote_calls[0] < 8
     assert d.ledger.spent_cost <= 400
@@ -147,9 +151,14 @@ def test_a_budget_too_small_for_all_samples_draws_fewer_in_one_reservation():
 def test_ledger_never_overspends_with_concurrent_sample_reservations(limit, requests):
     from sounding.agent.llm_step import charged_completion
 
-    ledger = Ledger(Budget(limit=limit, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None))
+    ledger = Ledger(
+        Budget(limit=limit, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+    )
     llm = ScriptedLLM({"vote": {"answer": "x", "notes": []}})
-    msgs = [{"role": "system", "content": "You answer a question with a short answer"}, {"role": "user", "content": "q"}]
+    msgs = [
+        {"role": "system", "content": "You answer a question with a short answer"},
+        {"role": "user", "content": "q"},
+    ]
 
     def call(n: int, cap: int) -> None:
         charged_completion(llm, ledger, msgs, cap=cap, node="vote", round=1, min_tokens=1, n=n)
@@ -165,7 +174,8 @@ def test_ledger_never_overspends_with_concurrent_sample_reservations(limit, requ
 # --- the harness reads the grid off one run ---------------------------------------------------
 
 SAMPLES = [
-    Sample(id=f"q{i}", question=f"Which river flows through Budapest {i}?", answers=["Danube"]) for i in range(3)
+    Sample(id=f"q{i}", question=f"Which river flows through Budapest {i}?", answers=["Danube"])
+    for i in range(3)
 ]
 
 
@@ -232,13 +242,27 @@ def test_seeds_reach_every_call_and_differ_between_runs(tmp_path):
     store = ResultStore(tmp_path / "r.sqlite")
     llm = ScriptedLLM(script())
     for seed in (0, 1):
-        run_sweep_config(config(depth=1, seed=seed), SAMPLES[:1], load_settings(home=tmp_path), llm, MemorySearch(DOCS), store)
+        run_sweep_config(
+            config(depth=1, seed=seed),
+            SAMPLES[:1],
+            load_settings(home=tmp_path),
+            llm,
+            MemorySearch(DOCS),
+            store,
+        )
     seeds = [s for _, s, _, _ in llm.seeds]
     assert None not in seeds
     half = len(seeds) // 2
     assert seeds[:half] != seeds[half:]  # another run seed, other call seeds
     again = ScriptedLLM(script())
-    run_sweep_config(config(depth=1, seed=0), SAMPLES[:1], load_settings(home=tmp_path), again, MemorySearch(DOCS), ResultStore(tmp_path / "b.sqlite"))
+    run_sweep_config(
+        config(depth=1, seed=0),
+        SAMPLES[:1],
+        load_settings(home=tmp_path),
+        again,
+        MemorySearch(DOCS),
+        ResultStore(tmp_path / "b.sqlite"),
+    )
     assert [s for _, s, _, _ in again.seeds] == seeds[:half]  # the same seed, the same calls
 
 
@@ -277,7 +301,9 @@ def test_real_model_seeds_samples_and_one_prefill(smollm2):
 
 @pytest.mark.model
 def test_real_model_thinks_votes_and_stays_in_budget(smollm2):
-    ledger = Ledger(Budget(limit=6000, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None))
+    ledger = Ledger(
+        Budget(limit=6000, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+    )
     from sounding.agent.nodes import AgentDeps
 
     d = AgentDeps(
@@ -292,3 +318,42 @@ def test_real_model_thinks_votes_and_stays_in_budget(smollm2):
     assert all(0 < s["thinking_tokens"] <= 24 for s in reasoning["drawn"])
     assert ledger.spent_cost <= 6000
     assert result.answer == (reasoning["vote"]["answer"] or NO_ANSWER)
+
+
+def test_frontier_report_and_figures_from_a_grid_store(tmp_path):
+    from sounding.evals.fit import analyse
+    from sounding.evals.frontier import frontiers
+    from sounding.evals.plot import make_frontier_figures
+    from sounding.evals.report import write_report
+
+    store = ResultStore(tmp_path / "r.sqlite")
+    cfg = grid_config()
+    samples = [
+        Sample(id=f"q{i}", question=f"Which river flows through Budapest {i}?", answers=["Danube"])
+        for i in range(6)
+    ]
+    llm = ScriptedLLM(thinking_script(["Danube", "Vienna", "Danube"]))
+    run_sweep_config(cfg, samples, load_settings(home=tmp_path), llm, MemorySearch(DOCS), store)
+    rows, runs = store.results(), store.runs()
+    (front,) = frontiers(rows, runs, n_boot=50)
+    assert front.questions == 6 and len(front.settings) == 3 * 3 * 2
+    labels = {s.label for s in front.settings}
+    assert "d0 T0 N1" in labels and "d2 T8 N3" in labels
+    # the envelope is cheapest first and never falls
+    by = {s.label: s for s in front.settings}
+    accs = [by[label].acc for label in front.envelope]
+    costs = [by[label].tokens for label in front.envelope]
+    assert (
+        accs == sorted(accs)
+        and costs == sorted(costs)
+        and front.envelope[0] == min(by, key=lambda k: by[k].tokens)
+    )
+    assert {f.axis for f in front.fits} == {"search", "think", "samples"}
+    analysis = analyse(rows, runs, n_boot=20)
+    analysis.frontiers = [front]
+    md, _ = write_report(analysis, tmp_path)
+    text = md.read_text()
+    assert "Search against reasoning" in text and "iso-compute frontier" in text
+    paths = make_frontier_figures([front], tmp_path / "figures")
+    assert any("frontier-tokens.png" in p.name for p in paths)
+    assert any("grid-depth-x-think.png" in p.name for p in paths)

@@ -354,7 +354,10 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
     runs = store.runs()
     manifest = load_manifest(run_dir)
     depths = manifest_depths(manifest) if manifest else None
+    from sounding.evals.frontier import frontiers
+
     analysis = analyse(rows, runs, metric=metric, n_boot=bootstrap, by=by, depths=depths)
+    analysis.frontiers = frontiers(rows, runs, metric=metric, n_boot=bootstrap)
     checks = store.anytime_checks()
     analysis.manifest = manifest
     analysis.failures = unanswered_failures(store.errors(), rows, runs)
@@ -369,10 +372,12 @@ def plot(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
 ) -> None:
     """PNG and SVG figures: accuracy vs search steps and vs compute (with CI bands and fits), spend per round."""
-    from sounding.evals.plot import make_figures
+    from sounding.evals.plot import make_figures, make_frontier_figures
 
     analysis = _analysis(run_dir, metric, bootstrap)
-    for path in make_figures(analysis, run_dir / "figures"):
+    for path in make_figures(analysis, run_dir / "figures") + make_frontier_figures(
+        analysis.frontiers, run_dir / "figures"
+    ):
         console.print(f"wrote {path}")
 
 
@@ -383,11 +388,12 @@ def report(
 ) -> None:
     """A Markdown (and HTML) report and fits.json: tables, figures, fitted laws with uncertainty,
     exchange rates, controller comparison, commands and versions."""
-    from sounding.evals.plot import make_figures
+    from sounding.evals.plot import make_figures, make_frontier_figures
     from sounding.evals.report import write_report
 
     analysis = _analysis(run_dir, metric, bootstrap, by="qtype")
     make_figures(analysis, run_dir / "figures")
+    make_frontier_figures(analysis.frontiers, run_dir / "figures")
     md, html = write_report(analysis, run_dir)
     # the full analysis (every axis, every group) beside the report, so the two never disagree
     (run_dir / "fits.json").write_text(analysis.model_dump_json(indent=2))
