@@ -32,6 +32,7 @@ PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
     resources.files("sounding.agent").joinpath("prompts/research.toml").read_text(encoding="utf-8")
 )
 NO_ANSWER = "No answer could be found within the budget."
+NO_ANSWER_MALFORMED = "No answer: the model's output did not parse on any try."
 PASSAGE_WORDS = 110  # words of each passage shown to the extractor: keeps prompts small for 0.5B-1.5B models
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -633,12 +634,14 @@ class ResearchNodes:
         improved = False
         charges: list[dict[str, Any]] = []
         reasoning_events: list[dict[str, Any]] = []
+        malformed = state.get("stop_reason") == "malformed output"
         if not llm_failed and last is None and plan.reasons:
             try:  # a closed-book plan that reasons: think / sample / vote once, from memory
                 reasoning, charges = self._reason(state["question"], None, plan, state.get("round", 0))
                 reasoning_events.append(self._reasoning_event(reasoning))
                 answer = reasoning.vote.answer or NO_ANSWER
                 improved = reasoning.vote.answer is not None
+                malformed = malformed or (reasoning.vote.answer is None and reasoning.failure is None)
             except LLMError as exc:
                 errors = [*errors, {"node": "answer", "kind": "llm", "message": str(exc)}]
         elif not llm_failed and (last is None or (self.deps.improve_final and notes and not plan.reasons)):
@@ -661,6 +664,7 @@ class ResearchNodes:
                     round=state.get("round", 0),
                 )
                 charges = charges_of(result)
+                malformed = malformed or result.failure == "malformed"
                 if result.value and str(result.value.get("answer", "")).strip():
                     answer = str(result.value["answer"]).strip()
                     if notes:
@@ -678,8 +682,14 @@ class ResearchNodes:
             sources.append(
                 {"doc_id": doc_id, "title": hit["title"], "url": hit.get("url"), "passage": hit["text"]}
             )
+        no_answer_reason = None
+        if answer == NO_ANSWER:
+            no_answer_reason = "backend" if errors else "malformed" if malformed else "budget"
+            if no_answer_reason == "malformed":
+                answer = NO_ANSWER_MALFORMED
         final = {
             "answer": answer,
+            "no_answer_reason": no_answer_reason,
             "citations": kept,
             "sources": sources,
             "citations_removed": removed,

@@ -38,6 +38,8 @@ class ResearchResult(BaseModel):
     ledger: dict[str, Any]
     degraded: bool
     error: str | None
+    #: Why the answer is the no-answer text: "budget", "malformed" (output never parsed) or "backend".
+    no_answer_reason: str | None = None
     stop_reason: str | None
     citations_removed: int
     queries: list[str]
@@ -54,6 +56,10 @@ class QuestionError(ValueError):
 
 
 def check_question(question: str) -> str:
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:  # bytes that were not UTF-8 reach Python as lone surrogates
+        raise QuestionError(f"the question is not valid UTF-8 text (character {exc.start})") from exc
     question = question.strip()
     if not question:
         raise QuestionError("the question is empty")
@@ -64,14 +70,24 @@ def check_question(question: str) -> str:
     return question
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that is not an SQLite database (or cannot be created)."""
+
+
 def sqlite_checkpointer(path: Path) -> Any:
-    """LangGraph's SQLite checkpointer on a file, so a run can be resumed by its thread id."""
+    """LangGraph's SQLite checkpointer on a file, so a run can be resumed by its thread id. Checked
+    before the run spends anything: a file that is not SQLite is refused, never overwritten."""
     import sqlite3
 
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(str(path), check_same_thread=False)
+        connection.execute("PRAGMA schema_version").fetchone()
+    except (OSError, sqlite3.Error) as exc:
+        raise CheckpointError(f"checkpoint file {path} is not a usable SQLite database: {exc}") from exc
+    return SqliteSaver(connection)
 
 
 def run_research(
@@ -134,6 +150,7 @@ def result_from_state(
         spend=spend_snapshot(deps.ledger),
         ledger=deps.ledger.summary(),
         degraded=bool(errors),
+        no_answer_reason=final.get("no_answer_reason"),
         error=final.get("error") or ("; ".join(e["message"] for e in errors) or None),
         stop_reason=final.get("stop_reason") or state.get("stop_reason"),
         citations_removed=final.get("citations_removed", 0)

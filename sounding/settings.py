@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,7 +73,7 @@ class FetchSettings(BaseModel):
 
 class BudgetSettings(BaseModel):
     unit: Literal["tokens", "flops", "usd", "latency"] = "tokens"
-    budget: float | None = Field(default=30_000, gt=0)
+    budget: float | None = Field(default=30_000, gt=0, allow_inf_nan=False)
     max_searches: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
     #: Price of one search call in token-equivalents (see budgets/cost.py for the rationale).
@@ -167,9 +167,44 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     configured = type("ConfiguredSettings", (Settings,), {"_toml_file": path})
     try:
         loaded = configured(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_invalid(exc, path)) from exc
     except ValueError as exc:
         raise ConfigError(f"invalid settings (config file {path or 'none'}): {exc}") from exc
     return Settings.model_construct(**dict(loaded))
+
+
+#: Setting paths a user sets with a CLI flag, to name the flag in an error rather than the field.
+FLAGS = {
+    "budget.budget": "--budget",
+    "budget.unit": "--unit",
+    "budget.depth": "--depth",
+    "budget.breadth": "--breadth",
+    "budget.think": "--think",
+    "budget.samples": "--samples",
+    "budget.max_searches": "--max-searches",
+    "budget.max_tokens": "--max-tokens",
+    "budget.controller": "--controller",
+    "llm.model": "--model",
+    "llm.seed": "--seed",
+    "llm.temperature": "--temperature",
+    "llm.sample_temperature": "--sample-temperature",
+    "search.backend": "--backend",
+    "search.corpus": "--corpus",
+}
+
+
+def describe_invalid(exc: ValidationError, path: Path | None) -> str:
+    """One line per invalid value, naming the flag (or setting) and the value given, no pydantic dump."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"])
+        name = FLAGS.get(where, f"setting {where}")
+        given = error.get("input")
+        shown = f" (got {given!r})" if not isinstance(given, dict) else ""
+        parts.append(f"{name}: {error['msg'][0].lower()}{error['msg'][1:]}{shown}")
+    source = f" (config file {path})" if path else ""
+    return "invalid settings" + source + ": " + "; ".join(parts)
 
 
 def deep_overrides(**flat: Any) -> dict[str, Any]:

@@ -112,38 +112,54 @@ def load_wiki_vital() -> list[Document]:
     return docs
 
 
+def _binary_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The lines of a (possibly gzipped) file as bytes, numbered from 1; an unreadable file is a
+    `CorpusError` naming it."""
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            yield from enumerate(handle, 1)
+    except (OSError, EOFError) as exc:  # missing, a directory, a truncated gzip, a read error mid-file
+        raise CorpusError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+
+
 def load_jsonl(path: Path, *, strict: bool = False, report: LoadReport | None = None) -> list[Document]:
-    """``{"title", "text", "url"?, "id"?}`` per line; bad lines are skipped and reported (or raise if strict)."""
+    """``{"title", "text", "url"?, "id"?}`` per line; bad lines (bad JSON, bad UTF-8, no text) are
+    skipped and reported with their line number (or raise if strict)."""
     docs = []
-    with open_text(path) as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                if not isinstance(record, dict):
-                    raise ValueError("a line must be a JSON object")
-                text = record.get("text") or record.get("contents")
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError("missing a non-empty 'text' field")
-                title = str(record.get("title") or "")
-                source = f"jsonl:{path.name}"
-                doc_id = (
-                    str(record["id"])
-                    if record.get("id") is not None
-                    else "j-" + stable_id(source, title, text)
-                )
-                docs.append(
-                    Document(
-                        doc_id=doc_id, title=title, text=text.strip(), url=record.get("url"), source=source
-                    )
-                )
-            except ValueError as exc:
-                problem = f"{path}:{lineno}: {exc}"
-                if strict:
-                    raise CorpusError(problem) from exc
-                if report is not None:
-                    report.problems.append(problem)
+    for lineno, raw in _binary_lines(path):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = f"{path}:{lineno}: not UTF-8 text (byte {exc.start})"
+            if strict:
+                raise CorpusError(problem) from exc
+            if report is not None:
+                report.problems.append(problem)
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("a line must be a JSON object")
+            text = record.get("text") or record.get("contents")
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError("missing a non-empty 'text' field")
+            title = str(record.get("title") or "")
+            source = f"jsonl:{path.name}"
+            doc_id = (
+                str(record["id"]) if record.get("id") is not None else "j-" + stable_id(source, title, text)
+            )
+            docs.append(
+                Document(doc_id=doc_id, title=title, text=text.strip(), url=record.get("url"), source=source)
+            )
+        except ValueError as exc:
+            problem = f"{path}:{lineno}: {exc}"
+            if strict:
+                raise CorpusError(problem) from exc
+            if report is not None:
+                report.problems.append(problem)
     return docs
 
 

@@ -1,13 +1,16 @@
 """The `sounding` command line (typer + rich). Each command group lives in its own module.
 
-Exit codes: 0 success; 1 a run finished degraded (answer produced after a backend failure);
-2 bad input (usage, unknown corpus/model, invalid config); 3 a backend or model is unavailable.
+Exit codes, for every command: 0 success; 1 a run finished degraded (an answer produced after a
+backend failure, or no answer because the model's output never parsed); 2 bad input (usage, unknown
+corpus/model, invalid config, unreadable or corrupt files); 3 a backend or model is unavailable;
+4 an internal error (a bug: one line, and ``--debug`` for the traceback); 130 interrupted.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -38,6 +41,9 @@ def root(
         Path | None,
         typer.Option("--config", help="TOML config file (else SOUNDING_CONFIG, else XDG config)."),
     ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an unexpected error.")
+    ] = False,
 ) -> None:
     """sounding: research agent, joint budgets, and scaling evals."""
     ctx.obj = {"config": config}
@@ -54,5 +60,53 @@ def _register() -> None:
 _register()
 
 
-def main() -> None:
-    app()
+EXIT_INTERNAL = 4
+
+
+def _exit_for(exc: BaseException) -> tuple[int, str]:
+    """The documented exit code and one line for a failure that escaped a command."""
+    from sounding.agent.runner import CheckpointError, QuestionError
+    from sounding.budgets.controllers import PolicyError
+    from sounding.evals.datasets import DatasetError
+    from sounding.evals.store import StoreError
+    from sounding.settings import ConfigError
+    from sounding.tools.corpus import CorpusError
+    from sounding.tools.llm.base import LLMError, UnknownModelError
+    from sounding.tools.search.base import SearchError
+
+    bad_input = (
+        ConfigError, QuestionError, PolicyError, CheckpointError, DatasetError, StoreError,
+        UnknownModelError, CorpusError,
+    )  # fmt: skip
+    if isinstance(exc, bad_input):
+        return 2, str(exc)
+    if isinstance(exc, (LLMError, SearchError)):
+        return 3, str(exc).splitlines()[0]
+    if isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        return 2, f"cannot use{where}: {exc.strerror or exc}"
+    return EXIT_INTERNAL, (
+        f"internal error: {type(exc).__name__}: {exc} (a bug in sounding; rerun with --debug for the traceback)"
+    )
+
+
+def main() -> NoReturn:
+    """Run the CLI; every failure ends in one line on stderr and its documented exit code."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if "--debug" in sys.argv[1:]:
+            raise
+        code, message = _exit_for(exc)
+        from rich.markup import escape
+
+        from sounding.cli.common import err_console
+
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        raise SystemExit(code) from None
+    raise SystemExit(0)

@@ -133,7 +133,7 @@ def render_result(result: Any) -> str:
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[str, typer.Argument(help="The research question.")],
+    question: Annotated[str, typer.Argument(help="The research question.", metavar="QUESTION")],
     corpus: Annotated[
         str | None, typer.Option("--corpus", help="wiki-vital | hotpotqa:PATH | jsonl:PATH | dir:PATH ...")
     ] = None,
@@ -196,11 +196,17 @@ def ask(
     Exit codes: 0 answered; 1 answered degraded (a backend failed mid-run); 2 bad input;
     3 a backend or model is unavailable.
     """
-    from sounding.agent.runner import QuestionError, check_question, run_research, sqlite_checkpointer
+    from sounding.agent.runner import (
+        CheckpointError,
+        QuestionError,
+        check_question,
+        run_research,
+        sqlite_checkpointer,
+    )
     from sounding.budgets.controllers import PolicyError
     from sounding.research import make_deps
     from sounding.tools.corpus import CorpusError, parse_corpus_spec
-    from sounding.tools.llm.base import LLMError
+    from sounding.tools.llm.base import LLMError, UnknownModelError
     from sounding.tools.search.base import SearchError
     from sounding.tools.search.factory import make_search
 
@@ -241,6 +247,10 @@ def ask(
     from sounding.tools.llm import make_llm
 
     try:
+        saver = sqlite_checkpointer(checkpoint) if checkpoint else None
+    except CheckpointError as exc:
+        fail(str(exc))
+    try:
         llm = make_llm(settings)
         if llm_url:  # fail fast, with one line, when the endpoint is unreachable
             llm.complete([{"role": "user", "content": "ping"}], max_tokens=1)
@@ -248,11 +258,11 @@ def ask(
             search = make_search(settings, progress=progress)
         view = LiveView(settings.budget.model_dump() | {"limit": settings.budget.budget})
         deps = make_deps(settings, llm, search, on_event=view.on_event)
-    except (CorpusError, PolicyError, ValueError) as exc:
+    except (CorpusError, PolicyError, UnknownModelError, ValueError) as exc:
         fail(str(exc))
     except (LLMError, SearchError) as exc:
         fail(str(exc).splitlines()[0] if "\n" in str(exc) else str(exc), EXIT_UNAVAILABLE)
-    saver = sqlite_checkpointer(checkpoint) if checkpoint else None
+    report_skipped(settings)
     with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
         view.live = live
         result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
@@ -272,6 +282,30 @@ def ask(
             err_console.print(f"[yellow]warning:[/] could not write the trace {trace}: {exc.strerror or exc}")
     if result.degraded:
         raise typer.Exit(EXIT_DEGRADED)
+    if result.no_answer_reason == "malformed":
+        err_console.print(
+            "[yellow]no answer:[/] the model's output did not parse on any try (not the budget)"
+        )
+        raise typer.Exit(EXIT_DEGRADED)
+
+
+def report_skipped(settings: Any) -> None:
+    """Lines or files of the corpus that were skipped when its passages were built: say so every time."""
+    if settings.search.backend == "web":
+        return
+    from sounding.tools.corpus import parse_corpus_spec
+    from sounding.tools.search.store import IndexStore, read_manifest
+
+    manifest = read_manifest(
+        IndexStore(settings).folder(parse_corpus_spec(settings.search.corpus), "passages")
+    )
+    if manifest is not None and manifest.skipped:
+        first = "; ".join(manifest.skipped_examples[:3])
+        err_console.print(
+            f"[yellow]corpus {escape(manifest.corpus)}:[/] {manifest.skipped} lines or files were skipped "
+            f"(first: {escape(first)})",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:

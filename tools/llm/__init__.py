@@ -16,6 +16,7 @@ from sounding.tools.llm.base import (
     LLMTimeoutError,
     LLMUnavailableError,
     Message,
+    UnknownModelError,
 )
 from sounding.tools.llm.registry import EMBEDDED_MODELS, ModelError, assemble
 
@@ -31,6 +32,7 @@ __all__ = [
     "LLMTimeoutError",
     "LLMUnavailableError",
     "Message",
+    "UnknownModelError",
     "make_llm",
     "resolve_model_file",
 ]
@@ -47,10 +49,10 @@ def resolve_model_file(model: str, settings: Settings) -> tuple[Path, str, int |
     path = Path(model).expanduser()
     if path.suffix.lower() == ".gguf" or path.exists():
         if not path.is_file():
-            raise LLMUnavailableError(f"model file not found: {path}")
+            raise UnknownModelError(f"model file not found: {path}")
         return path, path.stem, None
     known = ", ".join(EMBEDDED_MODELS)
-    raise LLMUnavailableError(f"unknown model {model!r}: use one of {known}, or a path to a .gguf file")
+    raise UnknownModelError(f"unknown model {model!r}: use one of {known}, or a path to a .gguf file")
 
 
 def make_llm(settings: Settings) -> LLM:

@@ -109,6 +109,10 @@ class LLMUnavailableError(LLMError):
     """The backend cannot run here (missing extra, missing model file, nothing listening)."""
 
 
+class UnknownModelError(LLMError):
+    """The model named is neither an embedded one nor a file: the user's input, not the machine."""
+
+
 class LLMConnectionError(LLMError):
     """Could not connect to the endpoint, even after retries."""
 

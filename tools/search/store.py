@@ -64,6 +64,9 @@ class IndexManifest(BaseModel):
     sounding_version: str = __version__
     built_at: str
     build_seconds: float
+    #: Lines or files of the source that were skipped when the passages were built (count, first few).
+    skipped: int = 0
+    skipped_examples: list[str] = []
 
 
 class IndexMismatchError(SearchError):
@@ -176,6 +179,7 @@ class IndexStore:
             with (folder / "passages.jsonl").open(encoding="utf-8") as handle:
                 return [Document.model_validate_json(line) for line in handle], manifest
         start = time.perf_counter()
+        report = report if report is not None else LoadReport()
         docs = load_documents(spec, report=report)
         if not docs:
             raise SearchError(f"corpus {spec} has no documents")
@@ -190,6 +194,8 @@ class IndexStore:
             params=params,
             built_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
             build_seconds=time.perf_counter() - start,
+            skipped=len(report.problems),
+            skipped_examples=report.problems[:5],
         )
 
         def write(tmp: Path) -> None:
