@@ -15,6 +15,7 @@ ask: setup
 	$(BIN)/sounding ask "$(Q)" $(ARGS)
 
 test: setup
+	@VENV=$(VENV) scripts/build_llama_server.sh
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: setup

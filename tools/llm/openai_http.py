@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class OpenAIHTTPLLM:
         self.base_url = root
         self._violations = 0
         self._violations_lock = threading.Lock()
+        self._max_n = 64  # lowered when the server says it takes fewer samples per request
 
     @property
     def constraint_violations(self) -> int:
@@ -158,24 +160,29 @@ class OpenAIHTTPLLM:
         seed: int | None = None,
         logprobs: bool = False,
     ) -> Completion:
-        completion = self._request(
-            self._payload(messages, max_tokens, schema, temperature, n, seed, logprobs)
-        )
-        if len(completion.choices) < n:
-            # a server without ``n`` (llama.cpp's) answers once: ask for the rest one seeded call each
-            base = self._seed if seed is None else seed
-            extra = [
-                self._request(
-                    self._payload(
-                        messages, max_tokens, schema, temperature, 1, sample_seed(base or 0, i), logprobs
-                    )
-                )
-                for i in range(len(completion.choices), n)
-            ]
-            choices = completion.choices + [c for e in extra for c in e.choices]
-            completion = Completion.of(
-                choices, prompt_tokens=completion.prompt_tokens, model=completion.model
-            )
+        base = self._seed if seed is None else seed
+        choices: list[Choice] = []
+        prompt_tokens, model = 0, self._model
+        while len(choices) < n:
+            # as many samples per request as the server takes (llama.cpp's: its number of slots; a
+            # server that ignores n answers one), each request seeded apart
+            size = min(n - len(choices), self._max_n)
+            offset_seed = base if not choices or base is None else sample_seed(base, len(choices))
+            payload = self._payload(messages, max_tokens, schema, temperature, size, offset_seed, logprobs)
+            try:
+                part = self._request(payload)
+            except LLMHTTPError as exc:
+                cap = re.search(r"'n'.*?<=\s*value\s*<=\s*(\d+)", str(exc))
+                if exc.status != 400 or size == 1 or not cap:
+                    raise
+                self._max_n = max(1, int(cap.group(1)))  # "Value must be between 1 <= value <= 2"
+                continue
+            if not choices:
+                prompt_tokens, model = part.prompt_tokens, part.model
+            if size > 1 and len(part.choices) < size:
+                self._max_n = max(1, len(part.choices))
+            choices += part.samples()
+        completion = Completion.of(choices[:n], prompt_tokens=prompt_tokens, model=model)
         if schema is not None:
             self._check_constraint(completion, schema)
         return completion
