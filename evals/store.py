@@ -242,12 +242,12 @@ class ResultStore:
         """Write every row of one question, and its trace, atomically; returns how many rows were new."""
         now = time.time()
         with self._tx() as db:
-            before = db.total_changes
             if trace is not None and rows:
                 db.execute(
                     "INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?)",
                     (rows[0]["run_key"], rows[0]["question_id"], json.dumps(trace), now),
                 )
+            before = db.total_changes
             for row in rows:
                 values = {"think": 0, "samples": 1, **row, "created": now}
                 for key in ("golds", "cost", "spend_by_event"):
@@ -258,7 +258,7 @@ class ResultStore:
                     f"VALUES ({', '.join('?' for _ in RESULT_COLUMNS)})",
                     tuple(values[c] for c in RESULT_COLUMNS),
                 )
-            return db.total_changes - before - (1 if trace is not None and rows else 0)
+            return db.total_changes - before
 
     def traces(self, run_key: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
         """(run key, question id) -> the stored research trace (drafts with every reasoning sample)."""

@@ -120,3 +120,33 @@ class MemorySearch:
                 scored.append(Hit(doc_id=doc_id, title=title, text=text, score=float(score)))
         scored.sort(key=lambda h: (-h.score, h.doc_id))
         return scored[:k]
+
+
+class ScriptedBackends:
+    """Backends for a Ray worker (built there, so it must pickle): a scripted LLM and `MemorySearch`.
+    With ``die_on``, the worker process exits the first time it is asked that question (a killed
+    worker); ``marker`` records that it did."""
+
+    def __init__(self, die_on: str | None = None, marker: str | None = None) -> None:
+        self.die_on, self.marker = die_on, marker
+
+    def llm(self, settings: Any, model: str) -> ScriptedLLM:
+        import os
+        from pathlib import Path
+
+        from tests.test_agent_nodes import script
+
+        die_on, marker = self.die_on, self.marker
+
+        def reflect(n: int, messages: list[Message]) -> dict[str, Any]:
+            if die_on and marker and die_on in messages[-1]["content"] and not Path(marker).exists():
+                Path(marker).write_text("killed")
+                os._exit(1)  # the worker process dies mid-question
+            return {"answer": "Danube", "notes": [1, 2], "supported": True, "next_query": f"Danube {n}"}
+
+        return ScriptedLLM(script(reflect=reflect))
+
+    def search(self, settings: Any) -> MemorySearch:
+        from tests.test_agent_nodes import DOCS
+
+        return MemorySearch(DOCS)

@@ -92,7 +92,21 @@ def bench(
             "--temperature > 0, or with --samples/--think, which sample).",
         ),
     ] = 1,
-    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=64)] = 1,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=64,
+            help="Questions in flight at once (threads; with --ray: Ray workers).",
+        ),
+    ] = 1,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Run questions as Ray work on a cluster (a local one by default).")
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster to join (implies --ray), e.g. auto.")
+    ] = None,
     backend: Annotated[str | None, typer.Option("--backend", help="Search backend (default hybrid).")] = None,
     corpus: Annotated[
         str | None, typer.Option("--corpus", help="Corpus (default: the suite's pooled paragraphs).")
@@ -226,12 +240,17 @@ def bench(
             )
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
+    use_ray = use_ray or ray_address is not None
+    if use_ray and (judge or verify_anytime):
+        fail("--judge and --verify-anytime run on this machine: use them without --ray")
     start = time.perf_counter()
     for model_name in spec.models:
+        llm: Any = None
         try:
-            llm = make_llm(
-                settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})})
-            )
+            if not use_ray:  # on Ray every worker builds its own backends, on its own node
+                llm = make_llm(
+                    settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})})
+                )
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
         for config in [c for c in configs if c.model == model_name]:
@@ -267,18 +286,32 @@ def bench(
                     acc = f"cover-EM {stats['correct'] / stats['done']:.2f}" if stats["done"] else ""
                     bar.update(task, advance=1, acc=f"{acc} errors {stats['errors']}")
 
-                run_sweep_config(
-                    config,
-                    loaded.samples,
-                    settings,
-                    llm,
-                    search,
-                    store,
-                    concurrency=concurrency,
-                    retry_errors=retry_errors,
-                    judge=judge_llm,
-                    tick=tick,
-                )
+                if use_ray:
+                    from sounding.evals.distributed import run_sweep_on_ray
+
+                    run_sweep_on_ray(
+                        config,
+                        loaded.samples,
+                        settings,
+                        store,
+                        address=ray_address,
+                        workers=concurrency,
+                        retry_errors=retry_errors,
+                        tick=tick,
+                    )
+                else:
+                    run_sweep_config(
+                        config,
+                        loaded.samples,
+                        settings,
+                        llm,
+                        search,
+                        store,
+                        concurrency=concurrency,
+                        retry_errors=retry_errors,
+                        judge=judge_llm,
+                        tick=tick,
+                    )
             if verify_anytime and config.controller == "fixed":
                 report = verify(
                     config, loaded.samples[:verify_anytime], spec.depths, settings, llm, search, store
@@ -289,6 +322,34 @@ def bench(
                 )
     console.print(
         f"sweep done in {time.perf_counter() - start:.0f} s; {store.count()} rows in {out / 'results.sqlite'}"
+    )
+
+
+def merge(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories (shards) to combine.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory to merge into (created if needed).")],
+) -> None:
+    """Combine the result stores of sweep shards (run on machines without Ray) into one run directory;
+    rows already there are kept once, never duplicated, and the shards are only read."""
+    from sounding.evals.distributed import merge_stores
+    from sounding.evals.store import StoreError
+
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file, not a run directory")
+    sources = [existing_store(r) for r in runs]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        report = merge_stores(sources, out / "results.sqlite")
+    except StoreError as exc:
+        fail(str(exc))
+    for r in runs:  # the first shard's manifest describes the merged sweep (commands of every shard)
+        manifest = r / "sweep.json"
+        if manifest.is_file() and not (out / "sweep.json").is_file():
+            (out / "sweep.json").write_text(manifest.read_text())
+    console.print(
+        f"merged {len(runs)} stores into {out / 'results.sqlite'}: {report.runs} run configs, "
+        f"{report.rows_added} rows added, {report.rows_already_there} already there, "
+        f"{report.errors_added} errors added"
     )
 
 
@@ -405,3 +466,4 @@ def register(app: typer.Typer) -> None:
     app.command("fit")(fit)
     app.command("plot")(plot)
     app.command("report")(report)
+    app.command("merge")(merge)

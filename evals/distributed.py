@@ -1,0 +1,172 @@
+"""Sweeps beyond one machine: questions run on a Ray cluster, the driver is the store's one writer.
+
+Each worker is a Ray actor that builds its backends once, where it runs: the LLM from the settings
+(an endpoint such as ``http://127.0.0.1:8000`` is therefore the server *of the worker's own node*;
+the embedded backend loads the model on that node) and the search backend from the shared index
+cache (the driver builds every index first, so each content fingerprint is built once). A question
+is solved in an actor and its rows come back to the driver, which writes them, one atomic group per
+question, to the one store: rows land exactly once. An actor whose process dies (a killed worker,
+a lost node) is restarted by Ray and its question retried (``max_restarts``/``max_task_retries``).
+
+Without Ray, shards of a sweep run anywhere can be combined with `merge_stores` (``sounding merge``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from sounding.agent.runner import run_research
+from sounding.evals.datasets import Sample
+from sounding.evals.store import ResultStore, StoreError
+from sounding.evals.sweep import RunConfig, make_run_deps, rows_for, trace_of
+from sounding.settings import Settings
+from sounding.tools.llm.base import LLM
+from sounding.tools.search.base import SearchBackend
+
+RAY_MISSING = "distributed sweeps need Ray: pip install 'sounding[ray]'"
+
+
+class Backends(Protocol):
+    """Builds a worker's LLM and search backend, on the worker (must be picklable)."""
+
+    def llm(self, settings: Settings, model: str) -> LLM: ...
+
+    def search(self, settings: Settings) -> SearchBackend: ...
+
+
+class SettingsBackends:
+    """The backends the settings name, as `sounding bench` builds them (the default)."""
+
+    def llm(self, settings: Settings, model: str) -> LLM:
+        from sounding.tools.llm import make_llm
+
+        return make_llm(settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model})}))
+
+    def search(self, settings: Settings) -> SearchBackend:
+        from sounding.tools.search.factory import make_search
+
+        return make_search(settings, on_mismatch="rebuild")
+
+
+class Outcome(BaseModel):
+    question_id: str
+    rows: list[dict[str, Any]] = []
+    trace: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class QuestionSolver:
+    """Solves questions of one run config with backends built once (the body of a Ray actor)."""
+
+    def __init__(self, config: RunConfig, settings: Settings, backends: Backends) -> None:
+        self.config, self.settings = config, settings
+        self.llm = backends.llm(settings, config.model)
+        self.search = backends.search(settings)
+
+    def solve(self, sample: Sample) -> Outcome:
+        try:
+            deps = make_run_deps(self.config, self.settings, self.llm, self.search)
+            result = run_research(sample.question, deps)
+            if result.degraded:
+                return Outcome(question_id=sample.id, error=result.error or "degraded")
+            rows = rows_for(self.config, sample, result, None, deps.ledger.report_models)
+            return Outcome(question_id=sample.id, rows=rows, trace=trace_of(result))
+        except Exception as exc:  # one question's bug is that question's error, as in local sweeps
+            return Outcome(question_id=sample.id, error=f"unexpected {type(exc).__name__}: {exc}")
+
+
+def run_sweep_on_ray(
+    config: RunConfig,
+    samples: list[Sample],
+    settings: Settings,
+    store: ResultStore,
+    *,
+    address: str | None = None,
+    workers: int = 2,
+    backends: Backends | None = None,
+    retry_errors: bool = False,
+    tick: Callable[[str, dict[str, Any] | None], None] = lambda status, row: None,
+    max_retries: int = 3,
+) -> None:
+    """Run every not-yet-done question of one config as Ray work; the driver writes every row."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError as exc:
+        raise RuntimeError(RAY_MISSING) from exc
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    store.register_run(config.key, json.loads(config.model_dump_json()))
+    done = store.done_questions(config.key)
+    errored = store.errored_questions(config.key)
+    todo = [s for s in samples if s.id not in done and (retry_errors or s.id not in errored)]
+    for s in samples:
+        if s.id in done:
+            tick("skipped", None)
+        elif s.id in errored and not retry_errors:
+            tick("error", None)
+    if not todo:
+        return
+    actor = ray.remote(max_restarts=max_retries, max_task_retries=max_retries, num_cpus=1)(QuestionSolver)
+    pool = ActorPool(
+        [
+            actor.remote(config, settings, backends or SettingsBackends())
+            for _ in range(min(workers, len(todo)))
+        ]
+    )
+    for outcome in pool.map_unordered(lambda a, s: a.solve.remote(s), todo):
+        if outcome.error is not None:
+            store.add_error(config.key, outcome.question_id, outcome.error)
+            tick("error", None)
+            continue
+        store.add_question(outcome.rows, outcome.trace)
+        tick("done", outcome.rows[-1] if outcome.rows else None)
+
+
+class MergeReport(BaseModel):
+    runs: int
+    rows_added: int
+    rows_already_there: int
+    errors_added: int
+
+
+def merge_stores(sources: list[Path], target: Path) -> MergeReport:
+    """Combine result stores of shards into one: runs, rows (each question's group at once, so a
+    question is in the target whole or not at all) and errors; rows already in the target (the same
+    run key, question and setting) are kept, never duplicated. Sources are only read."""
+    out = ResultStore(target)
+    report = MergeReport(runs=0, rows_added=0, rows_already_there=0, errors_added=0)
+    for source in sources:
+        if source.resolve() == target.resolve():
+            raise StoreError(f"{source} is the merge target itself")
+        shard = ResultStore.open_read_only(source)
+        runs = shard.runs()
+        for key, cfg in runs.items():
+            out.register_run(key, cfg)
+        report.runs += len(runs)
+        traces = shard.traces()
+        by_question: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in shard.results():
+            by_question.setdefault((row["run_key"], row["question_id"]), []).append(row)
+        for (key, qid), rows in by_question.items():
+            added = out.add_question(rows, traces.get((key, qid)))
+            report.rows_added += added
+            report.rows_already_there += len(rows) - added
+        answered = {(r["run_key"], r["question_id"]) for r in out.results()}
+        seen = {(e["run_key"], e["question_id"], e["error"]) for e in out.errors()}
+        for e in shard.errors():
+            if (e["run_key"], e["question_id"]) not in answered and (
+                e["run_key"],
+                e["question_id"],
+                e["error"],
+            ) not in seen:
+                out.add_error(e["run_key"], e["question_id"], e["error"])
+                report.errors_added += 1
+        shard.close()
+    out.close()
+    return report
