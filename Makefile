@@ -16,6 +16,7 @@ ask: setup
 
 test: setup
 	@VENV=$(VENV) scripts/build_llama_server.sh
+	@VENV=$(VENV) scripts/vllm_env.sh
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: setup

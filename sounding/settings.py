@@ -64,6 +64,8 @@ class SearchSettings(BaseModel):
 
 class FetchSettings(BaseModel):
     timeout_s: float = Field(default=15.0, gt=0)
+    #: The whole page, redirects included, must arrive within this (a slow drip cannot hold a run).
+    total_timeout_s: float = Field(default=30.0, gt=0)
     max_bytes: int = Field(default=2_000_000, ge=1024)
     max_redirects: int = Field(default=5, ge=0)
     content_types: list[str] = ["text/html", "application/xhtml+xml", "text/plain"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -60,6 +61,19 @@ class Site(BaseHTTPRequestHandler):
             return self._send(200, "text/html; charset=utf-8", ARTICLE.encode())
         if url.path == "/big":
             return self._send(200, "text/html", b"<p>" + b"x" * 50_000 + b"</p>")
+        if url.path == "/drip":  # one byte every 0.3 s, for a minute: each read is quick, the page is not
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "200")
+            self.end_headers()
+            try:
+                for _ in range(200):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return None
         if url.path == "/pdf":
             return self._send(200, "application/pdf", b"%PDF-1.4")
         if url.path.startswith("/loop"):
@@ -190,3 +204,54 @@ def test_cassette_survives_a_torn_last_line(tmp_path):
     with path.open("a") as f:
         f.write('{"key": "abc", "value": [')  # a run killed mid-write
     assert len(Cassette(path, "replay")) == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("100.64.0.1", "non-global"),  # shared address space (carrier-grade NAT)
+        ("100.100.100.200", "non-global"),  # a cloud metadata address inside it
+        ("2002:7f00:1::1", "loopback"),  # 127.0.0.1 wrapped in 6to4
+        ("::ffff:10.0.0.1", "private"),  # IPv4-mapped private
+        ("64:ff9b::7f00:1", "reserved"),  # 127.0.0.1 behind NAT64
+        ("2001:0:4136:e378:8000:63bf:80ff:fffe", "private"),  # Teredo whose client is 127.0.0.1
+        ("169.254.169.254", "private"),  # link-local metadata (Python counts it private too)
+        ("93.184.216.34", None),
+        ("2606:4700:4700::1111", None),
+    ],
+)
+def test_address_guard_refuses_everything_not_global(address, reason):
+    assert refused_address(address) == reason
+
+
+def test_the_connection_goes_to_the_address_that_was_checked():
+    import httpx
+
+    answers = iter([["93.184.216.34"], ["127.0.0.1"]])  # a rebinding DNS: public first, loopback next
+    calls: list[str] = []
+
+    def resolver(host: str) -> list[str]:
+        calls.append(host)
+        return next(answers)
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, headers={"Content-Type": "text/plain"}, text="The Danube flows east.")
+
+    fetcher = HttpPageFetcher(FetchSettings(), resolver=resolver, transport=httpx.MockTransport(handler))
+    page = fetcher.fetch("http://rebind.example:8080/page")
+    assert page.text == "The Danube flows east."
+    assert calls == ["rebind.example"]  # resolved once: no second lookup that could answer loopback
+    assert seen[0].url.host == "93.184.216.34" and seen[0].url.port == 8080
+    assert seen[0].headers["Host"] == "rebind.example:8080"
+    assert seen[0].extensions.get("sni_hostname") == "rebind.example"
+
+
+def test_a_dripping_page_is_cut_at_the_total_deadline(site):
+    fetcher = allowed(timeout_s=2, total_timeout_s=1.5)
+    start = time.monotonic()
+    with pytest.raises(FetchError, match="deadline"):
+        fetcher.fetch(f"{site}/drip")
+    assert time.monotonic() - start < 6

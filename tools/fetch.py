@@ -1,16 +1,22 @@
 """Fetch a web page safely and extract its main text (trafilatura).
 
-Guards: http(s) only, a timeout, a byte cap (streamed, aborted past the cap), a content-type
-allow-list, a redirect limit with every hop re-checked, and an SSRF guard that resolves the host and
-refuses loopback, private, link-local, reserved, multicast and unspecified addresses unless the host
-is explicitly allowed in settings. Page text is untrusted data: `Page.quoted` renders it as a quote
-so nothing in it can pass for an instruction to the model.
+Guards: http(s) only, a read timeout and a total deadline per page (a server dripping one byte at a
+time cannot hold a run), a byte cap (streamed, aborted past the cap), a content-type allow-list, a
+redirect limit with every hop re-checked, and an SSRF guard: the host is resolved once, every
+address must be globally routable (``ip.is_global``, after unwrapping IPv4 carried in IPv4-mapped,
+6to4, Teredo and NAT64 addresses, so ``2002:7f00:1::1`` is loopback and 100.64.0.0/10 is refused),
+and the connection goes to the address that was checked (the URL's host is kept for the Host header
+and TLS SNI/verification), so a name whose answer changes between check and connect (DNS
+rebinding) cannot reach a private address. Hosts in ``fetch.allow_hosts`` skip the address check.
+Page text is untrusted data: `Page.quoted` renders it as a quote so nothing in it can pass for an
+instruction to the model.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+import time
 from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urljoin, urlsplit
@@ -50,21 +56,45 @@ def resolve_host(host: str) -> list[str]:
         raise FetchError(f"cannot resolve host {host!r}: {exc}") from exc
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (IPv4-mapped, 6to4, Teredo client, NAT64), if any."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def refused_address(address: str) -> str | None:
-    """Why an address is off-limits, or None when it is a public address."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    for attribute in (
-        "is_loopback",
-        "is_private",
-        "is_link_local",
-        "is_reserved",
-        "is_multicast",
-        "is_unspecified",
-    ):
-        if getattr(ip, attribute):
-            return attribute.removeprefix("is_").replace("_", "-")
+    """Why an address is off-limits, or None when it is globally routable (checked on the IPv4
+    address it wraps too, so no tunnelled form of loopback or private space gets through)."""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%")[0])
+    candidates = [ip]
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        candidates.append(inner)
+    for candidate in candidates:
+        for attribute in (
+            "is_loopback",
+            "is_private",
+            "is_link_local",
+            "is_reserved",
+            "is_multicast",
+            "is_unspecified",
+        ):
+            if getattr(candidate, attribute):
+                return attribute.removeprefix("is_").replace("_", "-")
+        if not candidate.is_global:  # e.g. 100.64.0.0/10 (shared space, cloud metadata at .200)
+            return "non-global"
     return None
 
 
@@ -86,8 +116,9 @@ class HttpPageFetcher:
             headers={"User-Agent": "sounding/0.1 (research agent)"},
         )
 
-    def check_url(self, url: str) -> None:
-        """Raise `FetchError` unless the URL is http(s) and its host resolves only to allowed addresses."""
+    def check_url(self, url: str) -> str | None:
+        """Raise `FetchError` unless the URL is http(s) and its host resolves only to allowed addresses;
+        returns the checked address to connect to (None for an allowed host, resolved as usual)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise FetchError(f"refused {url}: only http and https URLs are fetched")
@@ -95,21 +126,40 @@ class HttpPageFetcher:
         if not host:
             raise FetchError(f"refused {url}: no host")
         if host in self._allowed:
-            return
-        for address in self._resolver(host):
+            return None
+        addresses = self._resolver(host)
+        if not addresses:
+            raise FetchError(f"refused {url}: {host} resolves to no address")
+        for address in addresses:
             reason = refused_address(address)
             if reason is not None:
                 raise FetchError(
                     f"refused {url}: {host} resolves to {reason} address {address} "
                     "(allow it with fetch.allow_hosts if this is intended)"
                 )
+        return addresses[0]
+
+    def _request(self, url: str, address: str | None) -> httpx.Request:
+        """A GET that connects to ``address`` (the one checked) while naming the URL's host."""
+        if address is None:
+            return self._client.build_request("GET", url)
+        parts = urlsplit(url)
+        literal = f"[{address}]" if ":" in address else address
+        netloc = literal + (f":{parts.port}" if parts.port else "")
+        pinned = parts._replace(netloc=netloc).geturl()
+        host_header = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else netloc
+        return self._client.build_request(
+            "GET", pinned, headers={"Host": host_header}, extensions={"sni_hostname": parts.hostname}
+        )
 
     def fetch(self, url: str) -> Page:
         current = url
+        deadline = time.monotonic() + self.settings.total_timeout_s
         for _ in range(self.settings.max_redirects + 1):
-            self.check_url(current)
+            address = self.check_url(current)
             try:
-                with self._client.stream("GET", current) as response:
+                response = self._client.send(self._request(current, address), stream=True)
+                try:
                     if response.is_redirect:
                         location = response.headers.get("Location")
                         if not location:
@@ -130,7 +180,13 @@ class HttpPageFetcher:
                             raise FetchError(
                                 f"refused {current}: larger than the {self.settings.max_bytes}-byte cap"
                             )
+                        if time.monotonic() > deadline:
+                            raise FetchError(
+                                f"{current} took longer than the {self.settings.total_timeout_s} s page deadline"
+                            )
                     text = body.decode(response.encoding or "utf-8", errors="replace")
+                finally:
+                    response.close()
             except httpx.TimeoutException as exc:
                 raise FetchError(f"{current} timed out after {self.settings.timeout_s} s") from exc
             except httpx.HTTPError as exc:
