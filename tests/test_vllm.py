@@ -105,7 +105,10 @@ def test_vllm_seeds_repeat_samples(vllm_server):
     assert a.text == b.text
 
 
-@pytest.mark.skipif(not os.environ.get("SOUNDING_VLLM_INPROCESS"), reason="timed out (>20 min) when the CPU was shared; opt in")
+@pytest.mark.skipif(
+    not os.environ.get("SOUNDING_VLLM_INPROCESS"),
+    reason="timed out (>20 min) when the CPU was shared; opt in",
+)
 def test_in_process_vllm_backend_on_the_current_api(tmp_path):
     """`VLLMInProcessLLM` (vllm.LLM, StructuredOutputsParams, n samples) run inside the vLLM env."""
     python, model = VLLM_ENV / "bin" / "python", VLLM_ENV / "models" / "smollm2-135m"
