@@ -19,11 +19,13 @@ from typing import Any
 
 from langgraph.types import Send
 
-from sounding.agent.llm_step import StepResult, budgeted_json, charged_completion
+from sounding.agent.llm_step import StepResult, budgeted_json
+from sounding.agent.probe import DECOMPOSE_SCHEMA, charged_search, run_probe
 from sounding.agent.reasoning import Reasoner, Reasoning
 from sounding.agent.state import ResearchState
-from sounding.budgets.controllers import Controller, Decision, Features, Plan, RoundReport, round_usage
+from sounding.budgets.controllers import Controller, Decision, Plan, RoundReport, round_usage
 from sounding.budgets.cost import Usage
+from sounding.budgets.features import Features
 from sounding.budgets.ledger import BudgetExceeded, Ledger
 from sounding.tools.llm.base import LLM, LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchBackend, SearchError
@@ -165,18 +167,6 @@ ANSWER_SCHEMA = {
     },
     "required": ["answer", "notes"],
 }
-DECOMPOSE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "subquestions": {
-            "type": "array",
-            "items": {"type": "string", "maxLength": 120},
-            "minItems": 1,
-            "maxItems": 3,
-        }
-    },
-    "required": ["subquestions"],
-}
 SHORT_ANSWER_SCHEMA = {
     "type": "object",
     "properties": {"answer": {"type": "string", "maxLength": 80}},
@@ -249,16 +239,7 @@ class ResearchNodes:
         self, query: str, k: int, node: str, round: int
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """One charged search; returns (hit records, charges). Raises BudgetExceeded / SearchError."""
-        reservation = self.deps.ledger.reserve(Usage(searches=1), event="search", node=node, round=round)
-        try:
-            hits = self.deps.search.search(query, k)
-        except Exception:
-            self.deps.ledger.release(reservation)
-            raise
-        charge = self.deps.ledger.settle(reservation, Usage(searches=1))
-        records = [
-            {"round": round, "query": query, "rank": rank, **h.model_dump()} for rank, h in enumerate(hits, 1)
-        ]
+        records, charge = charged_search(self.deps.search, self.deps.ledger, query, k, node=node, round=round)
         return records, [charge.model_dump()]
 
     # plan: probe (if the controller wants one), then the controller's plan -------------------------
@@ -277,30 +258,20 @@ class ResearchNodes:
         }
         try:
             if controller.needs_probe:
-                try:
-                    records, charges = self._search(question, 5, "plan", 1)
-                    update["hits"] += records
-                    update["issued"] += [question]
-                    update["charges"] += charges
-                    features.retrieval_scores = [r["score"] for r in records]
-                except BudgetExceeded:
-                    pass
-                for temperature in (None, 0.8):  # greedy + one sample: do they agree?
-                    completion, charge = charged_completion(
-                        self.deps.llm,
-                        ledger,
-                        messages("probe", question=question),
-                        cap=24,
-                        node="probe",
-                        round=0,
-                        min_tokens=4,
-                        temperature=temperature,
-                    )
-                    if completion is None or charge is None:
-                        break
-                    update["charges"] += [charge.model_dump()]
-                    text = completion.text.strip()
-                    features.probe_answers.append(text.splitlines()[0] if text else "")
+                probe = run_probe(
+                    question,
+                    self.deps.llm,
+                    self.deps.search,
+                    ledger,
+                    PROMPTS,
+                    groups=controller.probe_groups,
+                    seed=self.deps.seed,
+                    samples=controller.probe_samples,
+                )
+                features = probe.features
+                update["hits"] += probe.hits
+                update["issued"] += [question] if probe.hits else []
+                update["charges"] += [c.model_dump() for c in probe.charges]
             plan = controller.plan(features, ledger.budget, ledger.cost_model)
             if plan.decompose and plan.depth > 0:
                 result = self._json(

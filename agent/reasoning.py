@@ -112,6 +112,12 @@ class Reasoning(BaseModel):
                 )
         return usage
 
+    def calls(self, cap: int, n: int) -> int:
+        """How many LLM calls an independent run at (think ``cap``, ``n`` samples) makes on this step."""
+        if cap == 0:
+            return 0 if n == 1 else 1  # one n-sample request; the greedy answer is the round's draft
+        return 1 + sum(1 for s in self.drawn[:n] if cap in s.readings)  # the thinking, then each answer
+
 
 def majority(readings: list[Reading]) -> Vote:
     """Majority over normalised answers; abstentions do not vote; a tie goes to the earliest sample."""

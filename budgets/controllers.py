@@ -12,11 +12,12 @@ import json
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field, ValidationError
 
 from sounding.budgets.cost import CostModel, Usage
+from sounding.budgets.features import Features
 from sounding.budgets.ledger import Budget
 
 
@@ -82,7 +83,9 @@ class Plan(BaseModel):
     k: int = Field(default=5, ge=1, description="hits retrieved per query")
     read: int = Field(default=3, ge=1, description="passages read per round after reranking")
     caps: StepCaps = StepCaps()
-    stop_rule: Literal["depth", "stable"] = "depth"
+    #: depth: run every round; stable: stop when the draft repeats and is supported (adaptive);
+    #: agree: stop when two consecutive rounds give the same answer (a tuned early-stop setting)
+    stop_rule: Literal["depth", "stable", "agree"] = "depth"
     max_breadth: int = 3
     difficulty: str | None = None
     decompose: bool = False
@@ -92,6 +95,7 @@ class Plan(BaseModel):
     )
     samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="answer samples per round, voted")
     verify: bool = Field(default=False, description="weigh the vote by a support check of each candidate")
+    why: str | None = Field(default=None, description="why the controller chose this plan")
 
     @property
     def reasons(self) -> bool:
@@ -102,27 +106,6 @@ class Plan(BaseModel):
     def recursion_limit(self) -> int:
         """LangGraph supersteps: plan + 4 per round (queries, search, read, reflect) + answer, with slack."""
         return 8 + 5 * (self.depth + 1)
-
-
-class Features(BaseModel):
-    question: str
-    probe_answers: list[str] = []
-    retrieval_scores: list[float] = []
-
-    @property
-    def agreement(self) -> bool | None:
-        if len(self.probe_answers) < 2:
-            return None
-        normal = {" ".join(a.lower().split()).strip(" .") for a in self.probe_answers}
-        return len(normal) == 1
-
-    @property
-    def margin(self) -> float | None:
-        """Relative gap between the best and second-best first-round retrieval scores."""
-        s = sorted(self.retrieval_scores, reverse=True)
-        if len(s) < 2 or s[0] <= 0:
-            return None
-        return (s[0] - s[1]) / s[0]
 
 
 class RoundReport(BaseModel):
@@ -249,6 +232,16 @@ class Controller(Protocol):
     def needs_probe(self) -> bool: ...
 
     @property
+    def probe_groups(self) -> list[str]:
+        """The feature groups its probe measures (``budgets/features.py``)."""
+        ...
+
+    @property
+    def probe_samples(self) -> int:
+        """Closed-book samples of the probe (agreement needs two or more)."""
+        ...
+
+    @property
     def max_depth(self) -> int:
         """The deepest plan this controller can make (bounds the graph's recursion limit)."""
         ...
@@ -263,6 +256,8 @@ class FixedController:
 
     name = "fixed"
     needs_probe = False
+    probe_groups: ClassVar[list[str]] = []
+    probe_samples = 1
 
     def __init__(
         self,
@@ -309,7 +304,8 @@ class BinAllocation(BaseModel):
 
 
 class AllocationPolicy(BaseModel):
-    """Per-difficulty-bin allocation. The file format of ``--controller tuned`` (TOML or JSON)::
+    """Per-difficulty-bin allocation with hand-set bins. The file format of ``--controller calibrated``
+    (TOML or JSON; ``sounding budget estimate`` writes one with a model's measured spend)::
 
     target_mean_budget = 12000      # the mean spend per question it was fitted for
     unit = "tokens"
@@ -373,10 +369,10 @@ def load_policy(path: Path) -> AllocationPolicy:
     return policy
 
 
-def tuned_policy(policy_file: Path | None) -> AllocationPolicy:
-    """The tuned controller's policy: it has no built-in one."""
+def calibrated_policy(policy_file: Path | None) -> AllocationPolicy:
+    """The calibrated controller's policy: it has no built-in one."""
     if policy_file is None:
-        raise PolicyError("the tuned controller needs an allocation policy file: --policy FILE")
+        raise PolicyError("the calibrated controller needs an allocation policy file: --policy FILE")
     return load_policy(policy_file)
 
 
@@ -395,6 +391,8 @@ class AdaptiveController:
     rounds and supported by evidence; widen breadth when a round found no new evidence."""
 
     needs_probe = True
+    probe_groups: ClassVar[list[str]] = ["form", "retrieval", "closed_book"]
+    probe_samples = 2  # the greedy answer and one sample: do they agree?
 
     def __init__(self, policy: AllocationPolicy = DEFAULT_POLICY, *, name: str = "adaptive") -> None:
         self.policy = policy
@@ -450,6 +448,15 @@ def make_controller(
         return FixedController(depth, breadth, think=think, samples=samples, verify=verify)
     if kind == "adaptive":
         return AdaptiveController()
+    if kind == "calibrated":
+        return AdaptiveController(calibrated_policy(policy_file), name="calibrated")
     if kind == "tuned":
-        return AdaptiveController(tuned_policy(policy_file), name="tuned")
-    raise PolicyError(f"unknown controller {kind!r}: use fixed, adaptive or tuned")
+        from sounding.budgets.tuned import TunedController, load_tuned_policy
+
+        if policy_file is None:
+            raise PolicyError("the tuned controller needs a policy written by `sounding tune`: --policy FILE")
+        return TunedController(load_tuned_policy(policy_file))
+    raise PolicyError(f"unknown controller {kind!r}: use {', '.join(CONTROLLERS)}")
+
+
+CONTROLLERS = ("fixed", "adaptive", "calibrated", "tuned")

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from sounding.agent.runner import run_research
 from sounding.evals.datasets import Sample
 from sounding.evals.store import ResultStore, StoreError
-from sounding.evals.sweep import RunConfig, make_run_deps, rows_for, trace_of
+from sounding.evals.sweep import RunConfig, make_run_deps, question_features, rows_for, trace_of
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
@@ -57,6 +57,7 @@ class Outcome(BaseModel):
     question_id: str
     rows: list[dict[str, Any]] = []
     trace: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -75,7 +76,8 @@ class QuestionSolver:
             if result.degraded:
                 return Outcome(question_id=sample.id, error=result.error or "degraded")
             rows = rows_for(self.config, sample, result, None, deps.ledger.report_models)
-            return Outcome(question_id=sample.id, rows=rows, trace=trace_of(result))
+            features = question_features(self.config, sample.question, self.settings, self.llm, self.search)
+            return Outcome(question_id=sample.id, rows=rows, trace=trace_of(result), features=features)
         except Exception as exc:  # one question's bug is that question's error, as in local sweeps
             return Outcome(question_id=sample.id, error=f"unexpected {type(exc).__name__}: {exc}")
 
@@ -124,7 +126,7 @@ def run_sweep_on_ray(
             store.add_error(config.key, outcome.question_id, outcome.error)
             tick("error", None)
             continue
-        store.add_question(outcome.rows, outcome.trace)
+        store.add_question(outcome.rows, outcome.trace, outcome.features)
         tick("done", outcome.rows[-1] if outcome.rows else None)
 
 
@@ -149,12 +151,12 @@ def merge_stores(sources: list[Path], target: Path) -> MergeReport:
         for key, cfg in runs.items():
             out.register_run(key, cfg)
         report.runs += len(runs)
-        traces = shard.traces()
+        traces, features = shard.traces(), shard.features()
         by_question: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in shard.results():
             by_question.setdefault((row["run_key"], row["question_id"]), []).append(row)
         for (key, qid), rows in by_question.items():
-            added = out.add_question(rows, traces.get((key, qid)))
+            added = out.add_question(rows, traces.get((key, qid)), features.get((key, qid)))
             report.rows_added += added
             report.rows_already_there += len(rows) - added
         answered = {(r["run_key"], r["question_id"]) for r in out.results()}

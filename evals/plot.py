@@ -37,10 +37,16 @@ def _curves_by_suite(analysis: Analysis) -> dict[str, list[Curve]]:
     for c in analysis.curves:
         # the search axis; reasoning readings are drawn in the frontier figures
         if c.group == "all" and c.think == 0 and c.samples == 1:
-            out.setdefault(
-                c.suite.split(":")[0] + "-" + Path(c.suite.split(":", 1)[-1]).name.split(".")[0], []
-            ).append(c)
+            out.setdefault(_suite_slug(c.suite), []).append(c)
     return out
+
+
+def _suite_slug(suite: str) -> str:
+    """A file-name stem for a suite: its name (run keys v2), or kind-file for a v1 ``kind:path``."""
+    if ":" not in suite:
+        return suite
+    kind, path = suite.split(":", 1)
+    return f"{kind}-{Path(path).name.split('.')[0]}"
 
 
 def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, xlabel: str) -> plt.Figure:

@@ -70,6 +70,13 @@ CREATE TABLE IF NOT EXISTS traces (
     created REAL NOT NULL,
     PRIMARY KEY (run_key, question_id)
 );
+CREATE TABLE IF NOT EXISTS features (
+    run_key TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    features TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_key, question_id)
+);
 CREATE TABLE IF NOT EXISTS errors (
     run_key TEXT NOT NULL,
     question_id TEXT NOT NULL,
@@ -238,14 +245,25 @@ class ResultStore:
         rows = self._query("SELECT DISTINCT question_id FROM errors WHERE run_key = ?", (run_key,))
         return {r[0] for r in rows} - self.done_questions(run_key)
 
-    def add_question(self, rows: list[dict[str, Any]], trace: dict[str, Any] | None = None) -> int:
-        """Write every row of one question, and its trace, atomically; returns how many rows were new."""
+    def add_question(
+        self,
+        rows: list[dict[str, Any]],
+        trace: dict[str, Any] | None = None,
+        features: dict[str, Any] | None = None,
+    ) -> int:
+        """Write every row of one question, its trace and its probe features, atomically; returns how
+        many rows were new."""
         now = time.time()
         with self._tx() as db:
             if trace is not None and rows:
                 db.execute(
                     "INSERT OR IGNORE INTO traces VALUES (?, ?, ?, ?)",
                     (rows[0]["run_key"], rows[0]["question_id"], json.dumps(trace), now),
+                )
+            if features is not None and rows:
+                db.execute(
+                    "INSERT OR IGNORE INTO features VALUES (?, ?, ?, ?)",
+                    (rows[0]["run_key"], rows[0]["question_id"], json.dumps(features), now),
                 )
             before = db.total_changes
             for row in rows:
@@ -270,6 +288,25 @@ class ResultStore:
         if run_key is not None:
             sql, args = sql + " WHERE run_key = ?", (run_key,)
         return {(k, q): json.loads(t) for k, q, t in self._query(sql, args)}
+
+    def add_features(self, run_key: str, question_id: str, features: dict[str, Any]) -> None:
+        """Probe features of a question already stored (a store swept before features existed)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO features VALUES (?, ?, ?, ?)",
+                (run_key, question_id, json.dumps(features), time.time()),
+            )
+
+    def features(self, run_key: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
+        """(run key, question id) -> the question's probe features (``budgets/features.py``)."""
+        tables = {r[0] for r in self._query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "features" not in tables:
+            return {}
+        sql = "SELECT run_key, question_id, features FROM features"
+        args: tuple[Any, ...] = ()
+        if run_key is not None:
+            sql, args = sql + " WHERE run_key = ?", (run_key,)
+        return {(k, q): json.loads(f) for k, q, f in self._query(sql, args)}
 
     def add_error(self, run_key: str, question_id: str, error: str) -> None:
         with self._tx() as db:

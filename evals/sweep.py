@@ -30,17 +30,21 @@ from pydantic import BaseModel, Field
 
 from sounding import __version__
 from sounding.agent.nodes import NO_ANSWER, PROMPTS, AgentDeps
+from sounding.agent.probe import run_probe
 from sounding.agent.reasoning import Reasoning, vote_subsets
 from sounding.agent.runner import ResearchResult, run_research
 from sounding.budgets.controllers import (
     AdaptiveController,
     AllocationPolicy,
     FixedController,
+    PolicyError,
+    calibrated_policy,
     check_policy_model,
     make_controller,
-    tuned_policy,
 )
 from sounding.budgets.cost import CostModel, Usage
+from sounding.budgets.features import FEATURE_GROUPS
+from sounding.budgets.tuned import TunedController, TunedPolicy, check_tuned_model, load_tuned_policy
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
 from sounding.evals.store import ResultStore
@@ -88,7 +92,7 @@ class RunConfig(BaseModel):
     read: int = 3
     sounding_version: str = __version__
     #: The tuned controller's allocation policy, in full: two policy files must not share a run.
-    policy: AllocationPolicy | None = None
+    policy: AllocationPolicy | TunedPolicy | None = None
 
     @property
     def key(self) -> str:
@@ -154,11 +158,17 @@ def model_identity(model: str, settings: Settings) -> str:
 def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> list[RunConfig]:
     configs = []
     depth = max(spec.depths)
-    policy = None
-    if spec.controller == "tuned":
-        policy = tuned_policy(settings.budget.policy_file)
+    policy: AllocationPolicy | TunedPolicy | None = None
+    if spec.controller == "calibrated":
+        policy = calibrated_policy(settings.budget.policy_file)
         for model in spec.models:
             check_policy_model(policy, model, settings.budget.policy_file)
+    elif spec.controller == "tuned":
+        if settings.budget.policy_file is None:
+            raise PolicyError("the tuned controller needs a policy written by `sounding tune`: --policy FILE")
+        policy = load_tuned_policy(settings.budget.policy_file)
+        for model in spec.models:
+            check_tuned_model(policy, model, settings.budget.policy_file)
     for model in spec.models:
         model_id = model_identity(model, settings)
         for breadth in spec.breadths:
@@ -256,6 +266,12 @@ def _reading_spend(
     return spend
 
 
+def _reading_calls(drafts: list[dict[str, Any]], upto: dict[str, Any], think: int, n: int) -> int:
+    """The reasoning calls a run at (think, n) would have made up to draft ``upto``."""
+    reasonings = [_reasonings(d) for d in drafts if d["round"] <= upto["round"]]
+    return sum(r.calls(think, n) for r in reasonings if r is not None)
+
+
 def rows_for(
     config: RunConfig,
     sample: Sample,
@@ -320,7 +336,8 @@ def rows_for(
                         for c in charges
                         if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
                         and (full or c["node"] not in REASONING_NODES)
-                    ),
+                    )
+                    + (0 if full else _reading_calls(drafts, draft, think, n)),
                     "spend_by_event": by_event,
                     "wall_seconds": result.wall_seconds,
                     "stop_reason": result.stop_reason,
@@ -383,7 +400,9 @@ def make_run_deps(
             samples=samples,
             verify=config.verify,
         )
-    elif config.policy is not None:  # the policy stored with the run, not whatever file is there now
+    elif isinstance(config.policy, TunedPolicy):  # the policy stored with the run, not the file now
+        controller = TunedController(config.policy)
+    elif config.policy is not None:
         controller = AdaptiveController(config.policy, name=config.controller)
     else:
         controller = make_controller(config.controller, depth=config.depth, breadth=config.breadth)
@@ -396,6 +415,18 @@ def make_run_deps(
         improve_final=False,
         think_caps=[] if independent else config.think_caps,
     )
+
+
+def question_features(
+    config: RunConfig, question: str, settings: Settings, llm: LLM, search: SearchBackend
+) -> dict[str, Any]:
+    """Every feature group of one question, measured by the agent's probe on a ledger of its own
+    (never in the rows' spend; ``Features.cost`` holds what each group cost, for ``sounding tune``)."""
+    deps = make_run_deps(config, settings, llm, search)
+    probe = run_probe(
+        question, llm, search, deps.ledger, PROMPTS, groups=FEATURE_GROUPS, seed=config.seed, k=config.k
+    )
+    return probe.features.model_dump()
 
 
 Tick = Callable[[str, dict[str, Any] | None], None]
@@ -434,7 +465,8 @@ def run_sweep_config(
             error = (result.error or "degraded") if result.degraded else None
             if error is None:
                 rows = rows_for(config, sample, result, judge, deps.ledger.report_models)
-                store.add_question(rows, trace_of(result))
+                features = question_features(config, sample.question, settings, llm, search)
+                store.add_question(rows, trace_of(result), features)
         except Exception as exc:  # a bug on one question must not end a night's sweep
             # Recorded like any failed question (listed in the report, rerun with --retry-errors).
             error = f"unexpected {type(exc).__name__}: {exc}"
@@ -446,6 +478,16 @@ def run_sweep_config(
         with lock:
             tick("done", rows[-1] if rows else None)
 
+    # questions stored before features existed get them now (a cheap probe each; nothing else reruns)
+    featured = {q for _, q in store.features(config.key)}
+    for sample in samples:
+        if sample.id in done and sample.id not in featured:
+            try:
+                features = question_features(config, sample.question, settings, llm, search)
+            except Exception as exc:  # the rows stay; tune says which questions lack features
+                tick("features-error", {"question_id": sample.id, "error": str(exc)})
+                continue
+            store.add_features(config.key, sample.id, features)
     if concurrency <= 1:
         for sample in todo:
             one(sample)

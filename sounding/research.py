@@ -6,6 +6,7 @@ from sounding.agent.nodes import AgentDeps, EventSink
 from sounding.budgets.controllers import AdaptiveController, Controller, check_policy_model, make_controller
 from sounding.budgets.cost import load_latency_table, make_cost_model, make_cost_models
 from sounding.budgets.ledger import Budget, Ledger
+from sounding.budgets.tuned import TunedController, check_tuned_model
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
@@ -51,6 +52,8 @@ def make_deps(
         )
         if isinstance(controller, AdaptiveController):
             check_policy_model(controller.policy, settings.llm.model, b.policy_file)
+        if isinstance(controller, TunedController):
+            check_tuned_model(controller.policy, settings.llm.model, b.policy_file)
     return AgentDeps(
         llm=llm,
         search=search,

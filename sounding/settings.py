@@ -88,7 +88,7 @@ class BudgetSettings(BaseModel):
     usd_per_fetch: float = 0.0
     #: Latency table file written by ``sounding budget calibrate`` (defaults to HOME/latency.json).
     latency_table: Path | None = None
-    controller: Literal["fixed", "adaptive", "tuned"] = "adaptive"
+    controller: Literal["fixed", "adaptive", "calibrated", "tuned"] = "adaptive"
     depth: int = Field(default=2, ge=0, le=64)
     breadth: int = Field(default=2, ge=1, le=16)
     #: Reasoning: thinking tokens before each round's answer, and answer samples voted per round.

@@ -242,8 +242,8 @@ def test_tuned_policy_file_round_trip(tmp_path):
         "target_mean_budget = 9000\nunit = 'tokens'\n[bins.easy]\ndepth = 0\nbreadth = 1\n"
         "[bins.medium]\ndepth = 1\nbreadth = 1\n[bins.hard]\ndepth = 5\nbreadth = 3\n"
     )
-    c = make_controller("tuned", policy_file=path)
-    assert c.name == "tuned"
+    c = make_controller("calibrated", policy_file=path)
+    assert c.name == "calibrated"
     assert c.plan(EASY, BUDGET, COST).depth == 0
     assert (c.plan(HARD, BUDGET, COST).depth, c.plan(HARD, BUDGET, COST).breadth) == (5, 3)
     bad = tmp_path / "bad.toml"
@@ -251,7 +251,7 @@ def test_tuned_policy_file_round_trip(tmp_path):
     with pytest.raises(PolicyError, match="lacks bins"):
         load_policy(bad)
     with pytest.raises(PolicyError, match="needs an allocation policy"):
-        make_controller("tuned")
+        make_controller("calibrated")
 
 
 def test_plan_recursion_limit_grows_with_depth():
@@ -290,7 +290,7 @@ def test_measured_policy_plans_more_rounds_than_the_bound_and_still_fits():
     budget = Budget(limit=4000, unit="tokens")
     bound = AdaptiveController().plan(HARD, budget, COST)
     measured_policy = DEFAULT_POLICY.model_copy(update={"estimate": MEASURED})
-    measured = AdaptiveController(measured_policy, name="tuned").plan(HARD, budget, COST)
+    measured = AdaptiveController(measured_policy, name="calibrated").plan(HARD, budget, COST)
     assert measured.estimate == MEASURED
     assert measured.depth > bound.depth
     # the measured plan, counting the probe already spent, fits the budget it was fitted to

@@ -146,7 +146,7 @@ def test_budget_explain_with_a_measured_policy_shows_measured_rounds(env, monkey
     monkeypatch.setenv("SOUNDING_LLM__MODEL", "qwen2.5-coder-0.5b")
     ok = runner.invoke(app, args, terminal_width=150)
     assert ok.exit_code == 0, ok.output
-    assert "tuned (hard): depth 3" in ok.output and "round 3 (measured)" in ok.output
+    assert "calibrated (hard): depth 3" in ok.output and "round 3 (measured)" in ok.output
     monkeypatch.setenv("SOUNDING_LLM__MODEL", "qwen2.5-coder-1.5b")
     other = runner.invoke(app, args, terminal_width=150)
     assert other.exit_code != 0 and "measured on qwen2.5-coder-0.5b" in other.output

@@ -447,7 +447,7 @@ def test_measured_usage_per_round_from_a_store(tmp_path):
         measure_usage(store, "smollm2-135m")
 
 
-def test_budget_estimate_command_writes_a_policy_the_tuned_controller_reads(tmp_path):
+def test_budget_estimate_command_writes_a_policy_the_calibrated_controller_reads(tmp_path):
     from typer.testing import CliRunner
 
     from sounding.budgets.controllers import load_policy
@@ -479,7 +479,7 @@ def test_budget_estimate_command_writes_a_policy_the_tuned_controller_reads(tmp_
     assert missing.exit_code != 0 and "sounding bench --out" in missing.output
 
 
-def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
+def test_run_keys_are_stable_and_a_calibrated_policy_is_part_of_the_key(tmp_path):
     from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, UsageEstimate
     from sounding.evals.sweep import RunIdentity, SweepSpec, make_run_deps, run_configs
 
@@ -496,18 +496,18 @@ def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
     )
     one = DEFAULT_POLICY.model_copy(update={"estimate": estimate})
     two = one.model_copy(update={"easy_margin": 0.5})
-    tuned = [config(controller="tuned", budget=3000.0, policy=p) for p in (one, two)]
-    assert len({c.key for c in tuned}) == 2
+    calibrated = [config(controller="calibrated", budget=3000.0, policy=p) for p in (one, two)]
+    assert len({c.key for c in calibrated}) == 2
     # the controller is built from the policy stored with the run, whatever file is on disk now
-    deps = make_run_deps(tuned[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS))
-    assert deps.controller.name == "tuned" and deps.controller.policy.easy_margin == 0.5
+    deps = make_run_deps(calibrated[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS))
+    assert deps.controller.name == "calibrated" and deps.controller.policy.easy_margin == 0.5
     path = tmp_path / "policy.json"
     path.write_text(one.model_dump_json())
     settings = load_settings(home=tmp_path)
     settings = settings.model_copy(
         update={"budget": settings.budget.model_copy(update={"policy_file": path})}
     )
-    spec = SweepSpec(suite="s", limit=None, depths=[3], breadths=[1], models=["scripted"], controller="tuned")
+    spec = SweepSpec(suite="s", limit=None, depths=[3], breadths=[1], models=["scripted"], controller="calibrated")
     identity = RunIdentity(suite="s", corpus="mem", corpus_fingerprint="fp")
     (cfg,) = run_configs(spec, settings, identity)
     assert cfg.policy == one
@@ -517,11 +517,11 @@ def test_run_keys_are_stable_and_a_tuned_policy_is_part_of_the_key(tmp_path):
     # `ask` refuses the same mismatch: the policy was measured on "scripted", settings run the default
     from sounding.research import make_deps
 
-    tuned_settings = settings.model_copy(
-        update={"budget": settings.budget.model_copy(update={"controller": "tuned"})}
+    calibrated_settings = settings.model_copy(
+        update={"budget": settings.budget.model_copy(update={"controller": "calibrated"})}
     )
     with pytest.raises(PolicyError, match=r"measured on scripted, not qwen2\.5-coder-1\.5b"):
-        make_deps(tuned_settings, ScriptedLLM(script()), MemorySearch(DOCS))
+        make_deps(calibrated_settings, ScriptedLLM(script()), MemorySearch(DOCS))
 
 
 def test_manifest_keeps_each_controllers_depths_and_the_analysis_reads_curves_at_them(tmp_path):

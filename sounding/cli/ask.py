@@ -146,9 +146,15 @@ def ask(
         str | None,
         typer.Option("--llm-url", help="OpenAI-compatible endpoint (vllm serve, llama.cpp server)."),
     ] = None,
-    controller: Annotated[str | None, typer.Option("--controller", help="fixed | adaptive | tuned")] = None,
+    controller: Annotated[
+        str | None, typer.Option("--controller", help="fixed | adaptive | calibrated | tuned")
+    ] = None,
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Allocation policy file for --controller tuned.")
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy file: `sounding tune` output for --controller tuned, a per-bin allocation for calibrated.",
+        ),
     ] = None,
     depth: Annotated[
         int | None, typer.Option("--depth", min=0, max=64, help="Search rounds (fixed controller).")

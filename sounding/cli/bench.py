@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
+from sounding.budgets.controllers import CONTROLLERS
 from sounding.cli.common import (
     EXIT_UNAVAILABLE,
     console,
@@ -51,9 +52,15 @@ def bench(
     depths: Annotated[str, typer.Option("--depths", help="Search depths; 0 = closed book.")] = "0,1,2,4",
     breadths: Annotated[str, typer.Option("--breadths", help="Queries per round.")] = "1",
     model: Annotated[list[str] | None, typer.Option("--model", help="Model (repeat for several).")] = None,
-    controller: Annotated[str, typer.Option("--controller", help="fixed | adaptive | tuned")] = "fixed",
+    controller: Annotated[
+        str, typer.Option("--controller", help="fixed | adaptive | calibrated | tuned")
+    ] = "fixed",
     policy: Annotated[
-        Path | None, typer.Option("--policy", help="Policy file for --controller tuned.")
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy file: `sounding tune` output for --controller tuned, a per-bin allocation for calibrated.",
+        ),
     ] = None,
     budgets: Annotated[
         str | None, typer.Option("--budgets", help="Budgets in --unit to sweep (adaptive/tuned).")
@@ -182,8 +189,8 @@ def bench(
         verify_anytime=verify_anytime,
         judge=judge,
     )
-    if controller not in ("fixed", "adaptive", "tuned"):
-        fail(f"unknown controller {controller!r}: use fixed, adaptive or tuned")
+    if controller not in CONTROLLERS:
+        fail(f"unknown controller {controller!r}: use {', '.join(CONTROLLERS)}")
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a run directory")
     if seeds > 1 and not (temperature or max(spec.samples) > 1 or max(spec.thinks) > 0):
@@ -278,6 +285,10 @@ def bench(
                     bar: Any = bar,
                     stats: dict[str, Any] = stats,
                 ) -> None:
+                    if status == "features-error":  # a stored question whose probe failed: rows kept
+                        assert row is not None
+                        err_console.print(f"features of {row['question_id']} not measured: {row['error']}")
+                        return
                     if status == "error":
                         stats["errors"] += 1
                     elif row is not None:

@@ -44,7 +44,7 @@ def explain(
         bool | None, typer.Option("--agree/--disagree", help="Assume the probe answers agree.")
     ] = None,
     policy: Annotated[
-        str | None, typer.Option("--policy", help="Allocation policy file for the tuned controller.")
+        str | None, typer.Option("--policy", help="A policy file: `sounding tune` output or a calibrated per-bin allocation.")
     ] = None,
 ) -> None:
     """Print the plan each controller would choose for a question and the cost of each planned step.
@@ -70,6 +70,7 @@ def explain(
         step_usage,
     )
     from sounding.budgets.cost import make_cost_model
+    from sounding.budgets.tuned import check_tuned_model, is_tuned_policy, load_tuned_policy
     from sounding.research import make_budget
     from sounding.tools.llm.registry import EMBEDDED_MODELS
 
@@ -89,10 +90,19 @@ def explain(
             FixedController(depth, breadth, think=think, samples=samples),
             AdaptiveController(),
         ]
-        if policy:
-            tuned = load_policy(Path(policy))
-            check_policy_model(tuned, settings.llm.model, policy)
-            controllers.append(AdaptiveController(tuned, name="tuned"))
+        if policy and is_tuned_policy(Path(policy)):
+            # a tuned policy picks one of its settings per question from the probe (which needs the
+            # model): show each setting it can choose
+            tuned = load_tuned_policy(Path(policy))
+            check_tuned_model(tuned, settings.llm.model, policy)
+            for s in tuned.reachable():
+                choice = FixedController(s.depth, s.breadth, think=s.think, samples=s.samples)
+                choice.name = f"tuned choice {s.label}"
+                controllers.append(choice)
+        elif policy:
+            calibrated = load_policy(Path(policy))
+            check_policy_model(calibrated, settings.llm.model, policy)
+            controllers.append(AdaptiveController(calibrated, name="calibrated"))
     except (ValueError, PolicyError) as exc:
         fail(str(exc))
     b = make_budget(settings)
