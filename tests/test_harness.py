@@ -622,10 +622,10 @@ def test_a_failing_store_write_is_that_questions_error_not_the_end_of_the_sweep(
     store = ResultStore(tmp_path / "r.sqlite")
     real = store.add_question
 
-    def flaky(rows, trace=None):
+    def flaky(rows, trace=None, features=None):
         if rows and rows[0]["question_id"] == "q1":
             raise sqlite3.OperationalError("disk I/O error")
-        return real(rows, trace)
+        return real(rows, trace, features)
 
     monkeypatch.setattr(store, "add_question", flaky)
     cfg = config(depth=1)

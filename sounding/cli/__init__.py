@@ -51,9 +51,9 @@ def root(
 
 def _register() -> None:
     # Command modules import heavy libraries lazily inside their commands, so `--help` stays fast.
-    from sounding.cli import ask, bench, budget, doctor, index, models
+    from sounding.cli import ask, bench, budget, doctor, index, models, tune
 
-    for module in (models, doctor, index, budget, ask, bench):
+    for module in (models, doctor, index, budget, ask, bench, tune):
         module.register(app)
 
 

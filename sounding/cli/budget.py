@@ -44,7 +44,10 @@ def explain(
         bool | None, typer.Option("--agree/--disagree", help="Assume the probe answers agree.")
     ] = None,
     policy: Annotated[
-        str | None, typer.Option("--policy", help="A policy file: `sounding tune` output or a calibrated per-bin allocation.")
+        str | None,
+        typer.Option(
+            "--policy", help="A policy file: `sounding tune` output or a calibrated per-bin allocation."
+        ),
     ] = None,
 ) -> None:
     """Print the plan each controller would choose for a question and the cost of each planned step.

@@ -142,8 +142,12 @@ class LlamaCppLLM:
         prompt_tokens = 0
         with self._lock:  # the n samples back to back: the prompt stays in the KV cache between them
             for i in range(n):
+                recorder = _LogprobRecorder() if logprobs else None
+                extra = {"logits_processor": _processors(recorder)} if recorder is not None else {}
                 try:
-                    result: Any = self._llama.create_chat_completion(**kwargs, seed=sample_seed(base_seed, i))
+                    result: Any = self._llama.create_chat_completion(
+                        **kwargs, **extra, seed=sample_seed(base_seed, i)
+                    )
                 except ValueError as exc:  # e.g. the prompt exceeds the context window
                     raise LLMOutputError(f"llama.cpp refused the request: {exc}") from exc
                 choice = result["choices"][0]
@@ -157,6 +161,7 @@ class LlamaCppLLM:
                         completion_tokens=produced,
                         finish_reason=choice.get("finish_reason"),
                         tokens=self._pieces(text) if logprobs else None,
+                        logprobs=(recorder.values or None) if recorder is not None else None,
                     )
                 )
         return Completion.of(choices, prompt_tokens=prompt_tokens, model=self._name)
@@ -176,3 +181,30 @@ class LlamaCppLLM:
         if pending:
             pieces[-1] = pending.decode("utf-8", "replace")
         return pieces
+
+
+class _LogprobRecorder:
+    """A logits processor that changes nothing and records, for each sampled token, its
+    log-probability: at each step it sees the token sampled at the step before (the last of
+    ``input_ids``) and looks it up in that step's logits. The final token (end of turn) is never
+    seen, so it has none: the mean is over the answer's own tokens."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self._previous: Any = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        if self._previous is not None:
+            row = self._previous
+            peak = float(row.max())
+            self.values.append(float(row[int(input_ids[-1])]) - peak - float(np.log(np.exp(row - peak).sum())))
+        self._previous = np.array(scores, dtype=np.float64, copy=True)
+        return scores
+
+
+def _processors(recorder: _LogprobRecorder) -> Any:
+    from llama_cpp import LogitsProcessorList
+
+    return LogitsProcessorList([recorder])
