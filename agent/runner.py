@@ -34,6 +34,8 @@ class ResearchResult(BaseModel):
     sources: list[Source]
     drafts: list[dict[str, Any]]
     plan: dict[str, Any] | None
+    #: What the controller's probe measured before planning (``budgets/features.py``), if it probed.
+    features: dict[str, Any] | None = None
     spend: dict[str, Any]
     ledger: dict[str, Any]
     degraded: bool
@@ -147,6 +149,7 @@ def result_from_state(
         sources=[Source(**s) for s in final.get("sources", [])],
         drafts=drafts,
         plan=state.get("plan"),
+        features=state.get("features"),
         spend=spend_snapshot(deps.ledger),
         ledger=deps.ledger.summary(),
         degraded=bool(errors),

@@ -499,7 +499,9 @@ def test_run_keys_are_stable_and_a_calibrated_policy_is_part_of_the_key(tmp_path
     calibrated = [config(controller="calibrated", budget=3000.0, policy=p) for p in (one, two)]
     assert len({c.key for c in calibrated}) == 2
     # the controller is built from the policy stored with the run, whatever file is on disk now
-    deps = make_run_deps(calibrated[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS))
+    deps = make_run_deps(
+        calibrated[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS)
+    )
     assert deps.controller.name == "calibrated" and deps.controller.policy.easy_margin == 0.5
     path = tmp_path / "policy.json"
     path.write_text(one.model_dump_json())
@@ -507,7 +509,9 @@ def test_run_keys_are_stable_and_a_calibrated_policy_is_part_of_the_key(tmp_path
     settings = settings.model_copy(
         update={"budget": settings.budget.model_copy(update={"policy_file": path})}
     )
-    spec = SweepSpec(suite="s", limit=None, depths=[3], breadths=[1], models=["scripted"], controller="calibrated")
+    spec = SweepSpec(
+        suite="s", limit=None, depths=[3], breadths=[1], models=["scripted"], controller="calibrated"
+    )
     identity = RunIdentity(suite="s", corpus="mem", corpus_fingerprint="fp")
     (cfg,) = run_configs(spec, settings, identity)
     assert cfg.policy == one

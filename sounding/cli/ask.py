@@ -41,7 +41,11 @@ class LiveView:
         self.spend = event.get("spend", self.spend)
         if kind == "plan":
             plan = event["plan"]
-            extra = f", difficulty {event['difficulty']}" if event.get("difficulty") else ""
+            extra = (
+                f", difficulty {event['difficulty']}"
+                if event.get("difficulty") and not plan.get("why")
+                else ""
+            )
             if plan.get("think") or plan.get("samples", 1) > 1:
                 extra += f", think {plan['think']}, samples {plan['samples']}"
             self.lines.append(
@@ -50,6 +54,8 @@ class LiveView:
                     "bold",
                 )
             )
+            if plan.get("why"):  # a tuned policy says which setting it chose and why
+                self.lines.append(Text(f"  chosen: {plan['why']}"))
         elif kind == "reasoning":
             if event.get("thinking"):
                 thought = " ".join(event["thinking"].split())

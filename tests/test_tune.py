@@ -1,0 +1,190 @@
+"""`sounding tune`: a known best policy is recovered from synthetic rows, cross-validation never scores
+a question with a policy fitted on it, bad stores and policy files are refused, and the tuned
+controller runs on a real small model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from sounding.budgets.controllers import PolicyError, make_controller
+from sounding.budgets.features import Features, question_form
+from sounding.budgets.tuned import Setting, TunedPolicy, check_tuned_model, load_tuned_policy
+from sounding.evals import tune as tune_module
+from sounding.evals.tune import TuneError, evaluate, load_grid, tune
+
+SETTINGS = [(0, 0, 1), (1, 0, 1), (2, 0, 1), (2, 0, 3)]
+COST = {(0, 0, 1): 100.0, (1, 0, 1): 1000.0, (2, 0, 1): 2000.0, (2, 0, 3): 2600.0}
+
+
+def synthetic(n: int = 40, *, with_features: bool = True) -> tuple[list, dict, dict]:
+    """Easy questions (closed-book samples agree, confident) are right closed book; hard ones
+    (samples disagree) only at depth 2. So the best policy at a mean budget of ~1100: easy -> d0,
+    hard -> d2; any single setting at that spend gets half of them."""
+    runs = {
+        "k": {"controller": "fixed", "budget": None, "model": "m", "suite": "s", "breadth": 1, "depth": 2}
+    }
+    rows, features = [], {}
+    for i in range(n):
+        easy = i % 2 == 0
+        q = f"q{i}"
+        for d, t, s in SETTINGS:
+            right = easy if d == 0 else (not easy if d == 2 else False)
+            rows.append(
+                {
+                    "run_key": "k", "question_id": q, "round": d, "think": t, "samples": s,
+                    "cover_em": float(right), "answer": "x" if right else "y", "seed": 0,
+                    "cost": {"tokens": COST[(d, t, s)]}, "prompt_tokens": 0, "completion_tokens": 0,
+                    "searches": d,
+                }
+            )  # fmt: skip
+        if with_features:
+            f = Features(
+                question=f"Who wrote book number {i}?",
+                groups=["form", "closed_book"],
+                probe_answers=["A", "A", "A"] if easy else ["A", "B", "C"],
+                probe_logprob=-0.1 if easy else -2.5,
+                cost={"closed_book": {"tokens": 50.0}},
+            )
+            features[("k", q)] = f.model_dump()
+    return rows, runs, features
+
+
+@pytest.fixture(autouse=True)
+def _plain_identity(monkeypatch):
+    # the synthetic configs are partial: every run is its own family
+    import sounding.evals.sweep as sweep
+
+    monkeypatch.setattr(sweep, "setting_identity", lambda cfg: "same")
+
+
+def test_a_known_best_policy_is_recovered_and_beats_the_best_fixed_setting():
+    rows, runs, features = synthetic()
+    grid = load_grid(rows, runs, features)
+    assert [s.label for s in grid.settings] == ["d0 T0 N1", "d1 T0 N1", "d2 T0 N1", "d2 T0 N3"]
+    policy, report = tune(grid, 1200.0, budgets=[1200.0], k=5)
+    easy = Features(question="Who wrote book number 0?", groups=["form", "closed_book"],
+                    probe_answers=["A", "A", "A"], probe_logprob=-0.1)  # fmt: skip
+    hard = Features(question="Who wrote book number 1?", groups=["form", "closed_book"],
+                    probe_answers=["A", "B", "C"], probe_logprob=-2.5)  # fmt: skip
+    assert policy.choose(easy)[0].label == "d0 T0 N1"
+    assert policy.choose(hard)[0].label == "d2 T0 N1"
+    assert "closed_book" in policy.groups
+    (result,) = report.results
+    assert result.tuned_acc == 1.0  # every held-out question gets its right setting
+    assert result.fixed_acc == 0.5 and result.gain == 0.5 and result.gain_ci[0] > 0
+    # spend: half at 100, half at 2000, plus the 50-token probe on every question
+    assert result.tuned_cost == pytest.approx(1100.0)
+    assert report.oracle == (1.0, pytest.approx(1050.0))
+    # the policy file round-trips and the runtime controller plans the same choice
+    again = TunedPolicy.model_validate_json(policy.model_dump_json())
+    assert again.choose(hard)[0].label == "d2 T0 N1"
+
+
+def test_cross_validation_never_scores_a_question_with_a_policy_fitted_on_it(monkeypatch):
+    rows, runs, features = synthetic(30)
+    grid = load_grid(rows, runs, features)
+    fitted_on: list[set[int]] = []
+    scored: list[set[int]] = []
+    real_fit, real_apply = tune_module.fit_policy, tune_module.apply_policy
+
+    def fit(grid, train, *args, **kwargs):
+        fitted_on.append(set(train.tolist()))
+        return real_fit(grid, train, *args, **kwargs)
+
+    def apply(grid, policy, rows):
+        scored.append(set(rows.tolist()))
+        policy.fitted["on"] = sorted(fitted_on[-1])
+        return real_apply(grid, policy, rows)
+
+    monkeypatch.setattr(tune_module, "fit_policy", fit)
+    monkeypatch.setattr(tune_module, "apply_policy", apply)
+    evaluate(grid, 1200.0, k=5)
+    assert scored and all(not (s & set(f)) for s, f in zip(scored, fitted_on, strict=False))
+    outer = [s for s in scored if len(s) == 6]  # the outer folds of 30 questions
+    assert set().union(*outer) == set(range(30)) and sum(len(s) for s in outer) == 30
+
+
+def test_stores_that_cannot_be_tuned_say_what_is_missing():
+    rows, runs, _ = synthetic(10, with_features=False)
+    with pytest.raises(TuneError, match="no question of the m grid has probe features"):
+        load_grid(rows, runs, {})
+    one = [r for r in rows if r["round"] == 0]
+    with pytest.raises(TuneError, match="one setting only"):
+        load_grid(one, runs, {})
+    with pytest.raises(TuneError, match="no fixed-controller grid"):
+        load_grid(rows, runs, {}, model="other")
+    rows, runs, features = synthetic(8)
+    with pytest.raises(TuneError, match=r"8 questions .* needs at least 15"):
+        evaluate(load_grid(rows, runs, features), 1000.0, k=5)
+
+
+def test_policy_files_corrupt_foreign_or_for_another_model_are_refused(tmp_path):
+    rows, runs, features = synthetic()
+    policy, _ = tune(load_grid(rows, runs, features), 1200.0, budgets=[1200.0], k=5)
+    good = tmp_path / "policy.json"
+    good.write_text(policy.model_dump_json())
+    assert make_controller("tuned", policy_file=good).name == "tuned"
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text(policy.model_dump_json()[:50])
+    with pytest.raises(PolicyError, match=f"cannot read tuned policy {corrupt}"):
+        load_tuned_policy(corrupt)
+    foreign = tmp_path / "calibrated.json"
+    foreign.write_text(json.dumps({"bins": {}}))
+    with pytest.raises(PolicyError, match="not a policy written by `sounding tune`.*calibrated"):
+        load_tuned_policy(foreign)
+    broken = json.loads(policy.model_dump_json())
+    broken["settings"] = []
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(broken))
+    with pytest.raises(PolicyError, match=f"tuned policy {bad} is invalid at settings"):
+        load_tuned_policy(bad)
+    with pytest.raises(PolicyError, match="fitted for m, not qwen2.5-coder-0.5b"):
+        check_tuned_model(policy, "qwen2.5-coder-0.5b", good)
+
+
+def test_question_form_reads_the_wording():
+    form = question_form("Were Scott Derrickson and Ed Wood of the same nationality?")
+    assert form["form_yes_no"] == 1.0 and form["form_comparison"] == 1.0 and form["form_entities"] == 2.0
+    who = question_form("Who directed the film Kiss and Tell?")
+    assert who["form_who"] == 1.0 and who["form_yes_no"] == 0.0
+
+
+@pytest.mark.model
+def test_the_tuned_controller_probes_chooses_and_runs_on_a_real_model(smollm2, tmp_path):
+    """SmolLM2-135M answers the probe for real; the plan is the setting the policy gives for the
+    features the probe measured, the probe is charged, and the choice is recorded with its reason."""
+    from sounding.agent.runner import run_research
+    from sounding.budgets.tuned import LinearModel, TunedController
+    from sounding.research import make_deps
+    from sounding.settings import load_settings
+    from tests.scripted import MemorySearch
+
+    docs = {
+        "d-bp": ("Budapest", "Budapest is the capital of Hungary. The Danube flows through Budapest."),
+        "d-da": ("Danube", "The Danube is a river in Europe that flows through Vienna and Budapest."),
+    }
+
+    policy = TunedPolicy(
+        model="smollm2-135m", suite="s", unit="tokens", budget=3000.0, groups=["form", "closed_book"],
+        method="bins",
+        settings=[Setting(depth=0, mean_cost=100), Setting(depth=1, mean_cost=900)],
+        difficulty=LinearModel(features=["cb_agreement"], mean=[0.5], scale=[0.5], coef=[3.0], intercept=0.0),
+        thresholds=[0.75], bin_settings=[1, 0],
+    )  # fmt: skip
+    settings = load_settings(home=tmp_path, llm={"model": "smollm2-135m"}, budget={"budget": 6000})
+    deps = make_deps(settings, smollm2, MemorySearch(docs), controller=TunedController(policy))
+    result = run_research("Which river flows through Budapest?", deps)
+    plan = result.plan
+    assert result.features is not None
+    features = Features.model_validate(result.features)
+    assert features.groups == ["form", "closed_book"] and len(features.probe_answers) == 3
+    assert features.probe_logprob is not None and features.probe_logprob < 0
+    probe = [c for c in result.charges if c["node"] == "probe"]
+    assert probe and all(c["usage"]["completion_tokens"] > 0 for c in probe)
+    assert plan["controller"] == "tuned" and "difficulty bin" in plan["why"]
+    chosen, _ = policy.choose(features)
+    assert plan["depth"] == chosen.depth and plan["why"].endswith(chosen.label)
+    assert np.isfinite(sum(c["cost"]["tokens"] for c in probe))
