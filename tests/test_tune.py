@@ -133,7 +133,7 @@ def test_policy_files_corrupt_foreign_or_for_another_model_are_refused(tmp_path)
         load_tuned_policy(corrupt)
     foreign = tmp_path / "calibrated.json"
     foreign.write_text(json.dumps({"bins": {}}))
-    with pytest.raises(PolicyError, match="not a policy written by `sounding tune`.*calibrated"):
+    with pytest.raises(PolicyError, match=r"not a policy written by `sounding tune`.*calibrated"):
         load_tuned_policy(foreign)
     broken = json.loads(policy.model_dump_json())
     broken["settings"] = []
@@ -141,7 +141,7 @@ def test_policy_files_corrupt_foreign_or_for_another_model_are_refused(tmp_path)
     bad.write_text(json.dumps(broken))
     with pytest.raises(PolicyError, match=f"tuned policy {bad} is invalid at settings"):
         load_tuned_policy(bad)
-    with pytest.raises(PolicyError, match="fitted for m, not qwen2.5-coder-0.5b"):
+    with pytest.raises(PolicyError, match=r"fitted for m, not qwen2\.5-coder-0\.5b"):
         check_tuned_model(policy, "qwen2.5-coder-0.5b", good)
 
 
