@@ -63,11 +63,19 @@ def test_version():
 
 
 def test_models_lists_registry_and_default(env):
-    result = runner.invoke(app, ["models"])
+    """In a pipe (CliRunner's stdout is not a terminal) every name is whole, one row per line, tab-separated."""
+    result = runner.invoke(app, ["models"], terminal_width=20)
     assert result.exit_code == 0
-    for name in ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"):
-        assert name[:9] in result.output
-    assert "default" in result.output
+    lines = result.output.splitlines()
+    assert lines[1].split("\t")[:2] == ["name", "default"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in lines[2:]}
+    assert set(rows) == {"qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"}
+    assert rows["qwen2.5-coder-1.5b"][1] == "default" and rows["smollm2-135m"][1] == ""
+    as_json = runner.invoke(app, ["models", "--json"])
+    listed = json.loads(as_json.output)
+    assert [m["name"] for m in listed] == ["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2-135m"]
+    index = runner.invoke(app, ["index", "list", "--json"])
+    assert index.exit_code == 0 and isinstance(json.loads(index.output), list)
 
 
 def test_models_pull_assembles_and_is_idempotent(env):

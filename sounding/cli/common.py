@@ -55,3 +55,34 @@ def settings_from(ctx: typer.Context, **flags: Any) -> Settings:
         return load_settings(config, **deep_overrides(**flags))
     except ConfigError as exc:
         fail(str(exc))
+
+
+JsonOpt = typer.Option("--json", help="Print the listing as JSON (one object per row).")
+
+
+def print_listing(title: str, rows: list[dict[str, Any]], *, as_json: bool = False) -> None:
+    """A listing that is never truncated: JSON when asked; tab-separated plain text with a header
+    when stdout is not a terminal (a pipe, a file: every name can be copied); else a table whose cells
+    wrap instead of being cut with an ellipsis."""
+    import json
+    import sys
+
+    from rich.table import Table
+
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    columns = list(rows[0]) if rows else []
+    if not sys.stdout.isatty():
+        sys.stdout.write(f"# {title}\n")
+        if columns:
+            sys.stdout.write("\t".join(columns) + "\n")
+        for row in rows:
+            sys.stdout.write("\t".join(" ".join(str(row[c]).split()) for c in columns) + "\n")
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(str(row[c])) for c in columns))
+    console.print(table)

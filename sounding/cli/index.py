@@ -7,9 +7,16 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from sounding.cli.common import EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.common import (
+    EXIT_UNAVAILABLE,
+    JsonOpt,
+    console,
+    err_console,
+    fail,
+    print_listing,
+    settings_from,
+)
 from sounding.cli.progress import rich_progress
 from sounding.tools.corpus import CorpusError, LoadReport, parse_corpus_spec
 from sounding.tools.search.base import SearchError
@@ -31,6 +38,7 @@ def build(
     ctx: typer.Context,
     corpus: CorpusOpt = "wiki-vital",
     backend: BackendOpt = "hybrid",
+    as_json: Annotated[bool, JsonOpt] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad file or line.")] = False,
 ) -> None:
     """Build (or rebuild) the index of a corpus; bad lines/files are reported and skipped unless --strict."""
@@ -62,24 +70,24 @@ def build(
 
 
 @index_app.command("list")
-def list_indexes(ctx: typer.Context) -> None:
+def list_indexes(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> None:
     """List the indexes under the cache home with their manifests."""
     settings = settings_from(ctx)
-    table = Table(title=f"indexes in {settings.indexes_dir}")
-    for col in ("corpus", "kind", "passages", "fingerprint", "model", "size", "built", "build s"):
-        table.add_column(col)
-    for folder, m in IndexStore(settings).list():
-        table.add_row(
-            m.corpus,
-            m.kind,
-            f"{m.n_passages:,}",
-            m.passages_fingerprint[:10],
-            m.model or "",
-            f"{folder_size(folder) / 2**20:.1f} MiB",
-            m.built_at,
-            f"{m.build_seconds:.1f}",
-        )
-    console.print(table)
+    rows = [
+        {
+            "corpus": m.corpus,
+            "kind": m.kind,
+            "passages": m.n_passages,
+            "fingerprint": m.passages_fingerprint[:10],
+            "model": m.model or "",
+            "size": f"{folder_size(folder) / 2**20:.1f} MiB",
+            "built": m.built_at,
+            "build s": f"{m.build_seconds:.1f}",
+            "folder": str(folder),
+        }
+        for folder, m in IndexStore(settings).list()
+    ]
+    print_listing(f"indexes in {settings.indexes_dir}", rows, as_json=as_json)
 
 
 def search(
@@ -88,6 +96,7 @@ def search(
     k: Annotated[int, typer.Option("--k", min=1, max=200, help="Number of hits.")] = 10,
     corpus: CorpusOpt = "wiki-vital",
     backend: BackendOpt = "hybrid",
+    as_json: Annotated[bool, JsonOpt] = False,
     searxng_url: Annotated[
         str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")
     ] = None,
@@ -110,13 +119,13 @@ def search(
         fail(str(exc))
     except SearchError as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
-    table = Table(title=f"{backend} search over {corpus}: {query!r} ({elapsed * 1000:.0f} ms)")
-    for col in ("#", "score", "title", "doc id", "text"):
-        table.add_column(col)
-    for rank, hit in enumerate(hits, 1):
-        snippet = hit.text[:140] + ("..." if len(hit.text) > 140 else "")
-        table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.title), hit.doc_id, escape(snippet))
-    console.print(table)
+    rows = [
+        {"#": rank, "score": round(hit.score, 4), "title": hit.title, "doc id": hit.doc_id, "text": hit.text}
+        for rank, hit in enumerate(hits, 1)
+    ]
+    print_listing(
+        f"{backend} search over {corpus}: {query!r} ({elapsed * 1000:.0f} ms)", rows, as_json=as_json
+    )
 
 
 def register(app: typer.Typer) -> None:

