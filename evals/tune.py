@@ -173,6 +173,20 @@ def load_grid(
     )
 
 
+def common_settings(grid: Grid, other: Grid) -> Grid:
+    """``grid`` restricted to the settings ``other`` also has (a policy meant to transfer may only
+    choose what the other grid can score)."""
+    keys = {_setting_key(s) for s in other.settings}
+    keep = [j for j, s in enumerate(grid.settings) if _setting_key(s) in keys]
+    if len(keep) < 2:
+        raise TuneError(f"{grid.suite} and {other.suite} share fewer than two settings: nothing to transfer")
+    return Grid(
+        model=grid.model, model_id=grid.model_id, suite=grid.suite, unit=grid.unit, metric=grid.metric,
+        run_keys=grid.run_keys, question_ids=grid.question_ids, settings=[grid.settings[j] for j in keep],
+        acc=grid.acc[:, keep], cost=grid.cost[:, keep], features=grid.features,
+    )  # fmt: skip
+
+
 # --- fitting --------------------------------------------------------------------------------------
 
 

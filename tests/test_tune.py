@@ -188,3 +188,25 @@ def test_the_tuned_controller_probes_chooses_and_runs_on_a_real_model(smollm2, t
     chosen, _ = policy.choose(features)
     assert plan["depth"] == chosen.depth and plan["why"].endswith(chosen.label)
     assert np.isfinite(sum(c["cost"]["tokens"] for c in probe))
+
+
+def test_transfer_fits_on_the_shared_settings_and_scores_on_the_other_grid():
+    from sounding.evals.tune import common_settings, transfer
+
+    rows, runs, features = synthetic(40)
+    source = load_grid(rows, runs, features)
+    # the other suite's grid lacks (2, 0, 3): a transferred policy may not choose it
+    other_rows = [r for r in rows if (r["round"], r["samples"]) != (2, 3)]
+    other = load_grid(other_rows, runs, features)
+    shared = common_settings(source, other)
+    assert [s.label for s in shared.settings] == ["d0 T0 N1", "d1 T0 N1", "d2 T0 N1"]
+    policy, _ = tune(shared, 1200.0, budgets=[1200.0], k=5)
+    result = transfer(policy, other)
+    assert result["acc"] == 1.0 and result["gain"] == 0.5 and result["best_fixed"] == "d0 T0 N1"
+    with pytest.raises(TuneError, match="lacks settings the policy chooses"):
+        transfer(
+            tune(source, 5000.0, budgets=[5000.0], k=5)[0].model_copy(
+                update={"method": "fixed", "choice": 3}
+            ),
+            other,
+        )

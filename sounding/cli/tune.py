@@ -46,7 +46,10 @@ def tune(
     ] = None,
     test: Annotated[
         Path | None,
-        typer.Option("--test", help="Another suite's grid run dir: score the policy there (transfer)."),
+        typer.Option(
+            "--test",
+            help="Another suite's grid run dir: fit on the settings both grids have, score the policy there (transfer).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
 ) -> None:
@@ -56,7 +59,7 @@ def tune(
     best fixed setting at equal spend, with paired bootstrap CIs, and the oracle."""
     import math
 
-    from sounding.evals.tune import TuneError, transfer
+    from sounding.evals.tune import TuneError, common_settings, transfer
     from sounding.evals.tune import tune as fit
 
     if not math.isfinite(budget) or budget <= 0:
@@ -74,9 +77,12 @@ def tune(
         fail("--budgets must be positive numbers")
     grid = _grid(run_dir, unit, metric, model)
     try:
+        other = _grid(test, unit, metric, grid.model) if test is not None else None
+        if other is not None:  # fit on the settings both grids have, so the other can score every choice
+            grid = common_settings(grid, other)
         policy, report = fit(grid, budget, budgets=wanted, k=folds, seed=seed)
-        if test is not None:
-            report.transfer = transfer(policy, _grid(test, unit, metric, grid.model))
+        if other is not None:
+            report.transfer = transfer(policy, other)
     except TuneError as exc:
         fail(f"{run_dir}: {exc}")
     out.write_text(policy.model_dump_json(indent=2))
