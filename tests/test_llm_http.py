@@ -229,6 +229,12 @@ def test_negative_usage_is_a_response_error(serve):
         OpenAIHTTPLLM(url, "m", max_retries=0).complete(MSG, max_tokens=5)
 
 
+def test_implausible_usage_is_a_response_error(serve):
+    _, url = serve([body("a", usage={"prompt_tokens": 5, "completion_tokens": 10**12})])
+    with pytest.raises(LLMResponseError, match="implausible token usage"):
+        OpenAIHTTPLLM(url, "m", max_retries=0).complete(MSG, max_tokens=5)
+
+
 def test_a_reset_connection_is_a_typed_error_after_retries():
     import socket
 

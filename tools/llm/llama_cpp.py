@@ -199,7 +199,9 @@ class _LogprobRecorder:
         if self._previous is not None:
             row = self._previous
             peak = float(row.max())
-            self.values.append(float(row[int(input_ids[-1])]) - peak - float(np.log(np.exp(row - peak).sum())))
+            self.values.append(
+                float(row[int(input_ids[-1])]) - peak - float(np.log(np.exp(row - peak).sum()))
+            )
         self._previous = np.array(scores, dtype=np.float64, copy=True)
         return scores
 

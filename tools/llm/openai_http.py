@@ -45,6 +45,11 @@ StructuredOutput = Literal["json_schema", "json_object", "structured_outputs"]
 log = logging.getLogger("sounding.llm")
 
 
+#: No single call of any context size in use reports more; a larger count is a broken server, and
+#: charging it would end every budget at once.
+MAX_REPORTED_TOKENS = 10_000_000
+
+
 class OpenAIHTTPLLM:
     def __init__(
         self,
@@ -248,6 +253,10 @@ class OpenAIHTTPLLM:
             prompt_tokens = int(usage["prompt_tokens"])
             if total < 0 or prompt_tokens < 0:
                 raise ValueError(f"negative token usage {usage}")
+            if total > MAX_REPORTED_TOKENS or prompt_tokens > MAX_REPORTED_TOKENS:
+                raise ValueError(
+                    f"implausible token usage {usage} (over {MAX_REPORTED_TOKENS:,} for one call)"
+                )
             if len(choices) == 1:
                 choices[0].completion_tokens = total
             elif sum(c.completion_tokens for c in choices) == 0:  # no per-choice counts: split evenly
