@@ -26,6 +26,22 @@ def make_ledger(settings: Settings, llm: LLM) -> Ledger:
     )
 
 
+def check_think_fits(llm: LLM, think: int) -> None:
+    """A thinking cap the model's context cannot hold is bad input, said before anything is spent:
+    the thinking prompt, the thought and the forced answer must fit in one context window."""
+    from sounding.budgets.controllers import PROMPT_TOKENS, StepCaps
+
+    context = getattr(llm, "context_size", None)
+    if not isinstance(context, int) or think <= 0:
+        return
+    room = context - PROMPT_TOKENS["think"] - StepCaps().answer - 64
+    if think > room:
+        raise ValueError(
+            f"--think {think} does not fit the model's context of {context} tokens with its prompt and "
+            f"answer: use --think {max(room, 0)} or less (or a larger llm.n_ctx)"
+        )
+
+
 def make_deps(
     settings: Settings,
     llm: LLM,
@@ -54,6 +70,7 @@ def make_deps(
             check_policy_model(controller.policy, settings.llm.model, b.policy_file)
         if isinstance(controller, TunedController):
             check_tuned_model(controller.policy, settings.llm.model, b.policy_file)
+    check_think_fits(llm, max([controller_think(controller), *(think_caps or [])]))
     return AgentDeps(
         llm=llm,
         search=search,
@@ -66,3 +83,16 @@ def make_deps(
         reasoning_temperature=settings.llm.sample_temperature,
         think_caps=list(think_caps or []),
     )
+
+
+def controller_think(controller: Controller) -> int:
+    """The largest thinking cap a controller can plan."""
+    think = getattr(controller, "think", 0)
+    policy = getattr(controller, "policy", None)
+    settings = getattr(policy, "settings", None)
+    if isinstance(settings, list):
+        think = max([think, *(getattr(s, "think", 0) for s in settings)])
+    bins = getattr(policy, "bins", None)
+    if isinstance(bins, dict):
+        think = max([think, *(b.think for b in bins.values())])
+    return int(think)

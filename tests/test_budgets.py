@@ -236,7 +236,7 @@ def test_adaptive_stops_when_stable_and_supported_and_widens_without_evidence():
     assert decision == Decision.REPLAN and wider.breadth == plan.breadth + 1
 
 
-def test_tuned_policy_file_round_trip(tmp_path):
+def test_calibrated_policy_file_round_trip(tmp_path):
     path = tmp_path / "policy.toml"
     path.write_text(
         "target_mean_budget = 9000\nunit = 'tokens'\n[bins.easy]\ndepth = 0\nbreadth = 1\n"

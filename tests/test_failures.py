@@ -84,6 +84,18 @@ def cases(tmp_path: Path, data: str) -> list[tuple[list[str | bytes], int, str]]
         (["ask", "q", "--samples", "65", *m], 2, "samples"),
         (["ask", "q", "--think", "-1", *m], 2, "think"),
         (["ask", "q", "--depth", "100000", *m], 2, "depth"),
+        (["ask", "q", "--think", "4000", *m], 2, "does not fit the model's context"),
+        (
+            ["tune", str(f["empty_run"]), "--budget", "1000", "--out", str(tmp_path / "p.json")],
+            2,
+            "empty-run",
+        ),
+        (
+            ["tune", str(tmp_path / "nowhere"), "--budget", "1000", "--out", str(tmp_path / "p.json")],
+            2,
+            "no results",
+        ),
+        (["ask", "q", "--controller", "tuned", "--policy", str(f["not_sqlite"]), *m], 2, "tuned policy"),
         (["bench", suite, "--depths", "0,100000", "--out", str(tmp_path / "r1")], 2, "--depths"),
         (["bench", suite, "--think", "0,-4", "--out", str(tmp_path / "r2")], 2, "--think"),
         (["bench", suite, "--samples", "0,3", "--out", str(tmp_path / "r3")], 2, "--samples"),

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.markup import escape
@@ -35,6 +35,9 @@ class LiveView:
         self.lines: list[Text] = []
         self.spend: dict[str, Any] = {}
         self.live: Live | None = None
+        #: Where to log lines when stderr is not a terminal (a redraw would print nothing useful).
+        self.log: Console | None = None
+        self._logged = 0
 
     def on_event(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
@@ -90,6 +93,10 @@ class LiveView:
             self.lines.append(Text(f"  {event['node']} failed: {event['message']}", "red"))
         if self.live is not None:
             self.live.update(self.render())
+        elif self.log is not None:  # not a terminal: the lines as a log, as they come
+            for line in self.lines[self._logged :]:
+                self.log.print(line)
+            self._logged = len(self.lines)
 
     def render(self) -> Group:
         bars = Table.grid(padding=(0, 1))
@@ -216,7 +223,7 @@ def ask(
         sqlite_checkpointer,
     )
     from sounding.budgets.controllers import PolicyError
-    from sounding.research import make_deps
+    from sounding.research import check_think_fits, make_deps
     from sounding.tools.corpus import CorpusError, parse_corpus_spec
     from sounding.tools.llm.base import LLMError, UnknownModelError
     from sounding.tools.search.base import SearchError
@@ -266,6 +273,7 @@ def ask(
         llm = make_llm(settings)
         if llm_url:  # fail fast, with one line, when the endpoint is unreachable
             llm.complete([{"role": "user", "content": "ping"}], max_tokens=1)
+        check_think_fits(llm, settings.budget.think)  # before an index build, not after it
         with rich_progress() as progress:
             search = make_search(settings, progress=progress)
         view = LiveView(settings.budget.model_dump() | {"limit": settings.budget.budget})
@@ -275,9 +283,14 @@ def ask(
     except (LLMError, SearchError) as exc:
         fail(str(exc).splitlines()[0] if "\n" in str(exc) else str(exc), EXIT_UNAVAILABLE)
     report_skipped(settings)
-    with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
-        view.live = live
+    if err_console.is_terminal:
+        with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
+            view.live = live
+            result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+    else:
+        view.log = err_console
         result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+        err_console.print(view.render().renderables[-1])
     err_console.print()
     payload = result.model_dump(mode="json")
     # the paid answer is printed first; optional files come after and cannot lose it

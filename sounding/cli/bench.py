@@ -260,6 +260,13 @@ def bench(
                 )
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
+        if llm is not None:
+            from sounding.research import check_think_fits
+
+            try:
+                check_think_fits(llm, max(spec.thinks))
+            except ValueError as exc:
+                fail(str(exc))
         for config in [c for c in configs if c.model == model_name]:
             stats = {"done": 0, "correct": 0.0, "errors": 0}
             label = f"{model_name} {config.controller} D{config.depth} B{config.breadth} s{config.seed}"
