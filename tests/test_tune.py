@@ -210,3 +210,36 @@ def test_transfer_fits_on_the_shared_settings_and_scores_on_the_other_grid():
             ),
             other,
         )
+
+
+def test_a_sweep_with_the_tuned_controller_stores_rows_features_and_the_choice(tmp_path):
+    """`bench --controller tuned`: the policy is stored in the run's key, every question gets its
+    probe (charged in its spend, unlike a fixed run's stored features) and the plan records the choice."""
+    from sounding.budgets.tuned import LinearModel
+    from sounding.evals.store import ResultStore
+    from sounding.evals.sweep import run_sweep_config
+    from sounding.settings import load_settings
+    from tests.scripted import MemorySearch, ScriptedLLM
+    from tests.test_agent_nodes import DOCS, script
+    from tests.test_harness import SAMPLES, config
+
+    policy = TunedPolicy(
+        model="scripted", suite="test", unit="tokens", budget=3000.0, groups=["form", "closed_book"],
+        method="bins", settings=[Setting(depth=0, mean_cost=100), Setting(depth=2, mean_cost=900)],
+        difficulty=LinearModel(features=["cb_agreement"], mean=[0.5], scale=[0.5], coef=[3.0], intercept=0.0),
+        thresholds=[0.75], bin_settings=[1, 0],
+    )  # fmt: skip
+    cfg = config(controller="tuned", depth=2, policy=policy)
+    other = config(controller="tuned", depth=2, policy=policy.model_copy(update={"thresholds": [0.5]}))
+    assert cfg.key != other.key
+    store = ResultStore(tmp_path / "r.sqlite")
+    llm = ScriptedLLM(script(probe="Danube"))  # every probe sample agrees: easy -> depth 0
+    run_sweep_config(cfg, SAMPLES[:2], load_settings(home=tmp_path), llm, MemorySearch(DOCS), store)
+    rows = store.results(cfg.key)
+    assert {r["question_id"] for r in rows} == {s.id for s in SAMPLES[:2]}
+    traces = store.traces(cfg.key)
+    plans = [t["plan"] for t in traces.values()]
+    assert all(p["depth"] == 0 and "bin 2 of 2" in p["why"] for p in plans)
+    charges = [c for t in traces.values() for c in t["charges"] if c["node"] == "probe"]
+    assert charges  # the run's own probe was charged to the run
+    assert len(store.features(cfg.key)) == 2
