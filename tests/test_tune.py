@@ -243,3 +243,27 @@ def test_a_sweep_with_the_tuned_controller_stores_rows_features_and_the_choice(t
     charges = [c for t in traces.values() for c in t["charges"] if c["node"] == "probe"]
     assert charges  # the run's own probe was charged to the run
     assert len(store.features(cfg.key)) == 2
+
+
+def test_early_stopping_is_learned_as_a_setting_read_off_the_stored_rounds():
+    """With rounds 0..3 stored, "depth 3, stop once two consecutive rounds agree" is a setting: a
+    question whose rounds 1 and 2 agree is scored and charged at round 2."""
+    runs = {
+        "k": {"controller": "fixed", "budget": None, "model": "m", "suite": "s", "breadth": 1, "depth": 3}
+    }
+    answers = {"q0": ["a", "b", "b", "c"], "q1": ["a", "b", "c", "d"]}
+    rows, features = [], {}
+    for q, by_round in answers.items():
+        for d, answer in enumerate(by_round):
+            rows.append(
+                {"run_key": "k", "question_id": q, "round": d, "think": 0, "samples": 1, "seed": 0,
+                 "cover_em": float(answer == "b"), "answer": answer, "cost": {"tokens": 100.0 * (d + 1)},
+                 "prompt_tokens": 0, "completion_tokens": 0, "searches": d}
+            )  # fmt: skip
+        features[("k", q)] = Features(question=f"Who is {q}?", groups=["form"]).model_dump()
+    grid = load_grid(rows, runs, features)
+    labels = [s.label for s in grid.settings]
+    assert labels[-1] == "d3 T0 N1 stop-on-agree"
+    stop = labels.index("d3 T0 N1 stop-on-agree")
+    # q0 stops at round 2 (b, b): right, 300 tokens; q1 never agrees: round 3, wrong, 400 tokens
+    assert grid.acc[:, stop].tolist() == [1.0, 0.0] and grid.cost[:, stop].tolist() == [300.0, 400.0]
