@@ -42,6 +42,26 @@ def check_think_fits(llm: LLM, think: int) -> None:
         )
 
 
+def settings_controller(settings: Settings) -> Controller:
+    """The controller the settings name, its policy file read and checked against the model (a
+    PolicyError otherwise): callers run this before loading anything expensive."""
+    b = settings.budget
+    controller = make_controller(
+        b.controller,
+        depth=b.depth,
+        breadth=b.breadth,
+        policy_file=b.policy_file,
+        think=b.think,
+        samples=b.samples,
+        verify=b.verify,
+    )
+    if isinstance(controller, AdaptiveController):
+        check_policy_model(controller.policy, settings.llm.model, b.policy_file)
+    if isinstance(controller, TunedController):
+        check_tuned_model(controller.policy, settings.llm.model, b.policy_file)
+    return controller
+
+
 def make_deps(
     settings: Settings,
     llm: LLM,
@@ -55,21 +75,8 @@ def make_deps(
 ) -> AgentDeps:
     """The one place the agent is wired: `sounding ask`, the sweep harness and LangGraph Studio all
     build their dependencies here (the harness passes its run's own controller)."""
-    b = settings.budget
     if controller is None:
-        controller = make_controller(
-            b.controller,
-            depth=b.depth,
-            breadth=b.breadth,
-            policy_file=b.policy_file,
-            think=b.think,
-            samples=b.samples,
-            verify=b.verify,
-        )
-        if isinstance(controller, AdaptiveController):
-            check_policy_model(controller.policy, settings.llm.model, b.policy_file)
-        if isinstance(controller, TunedController):
-            check_tuned_model(controller.policy, settings.llm.model, b.policy_file)
+        controller = settings_controller(settings)
     check_think_fits(llm, max([controller_think(controller), *(think_caps or [])]))
     return AgentDeps(
         llm=llm,

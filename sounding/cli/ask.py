@@ -223,7 +223,7 @@ def ask(
         sqlite_checkpointer,
     )
     from sounding.budgets.controllers import PolicyError
-    from sounding.research import check_think_fits, make_deps
+    from sounding.research import check_think_fits, make_deps, settings_controller
     from sounding.tools.corpus import CorpusError, parse_corpus_spec
     from sounding.tools.llm.base import LLMError, UnknownModelError
     from sounding.tools.search.base import SearchError
@@ -265,6 +265,10 @@ def ask(
             fail(str(exc))
     from sounding.tools.llm import make_llm
 
+    try:  # a bad policy file is bad input, said before a model loads or an index is built
+        settings_controller(settings)
+    except PolicyError as exc:
+        fail(str(exc))
     try:
         saver = sqlite_checkpointer(checkpoint) if checkpoint else None
     except CheckpointError as exc:
