@@ -22,19 +22,31 @@ from langgraph.types import Send
 from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.probe import DECOMPOSE_SCHEMA, charged_search, run_probe
 from sounding.agent.reasoning import Reasoner, Reasoning
+from sounding.agent.report import MAX_SECTIONS, Report, ReportWriter, Unsupported
 from sounding.agent.state import ResearchState
-from sounding.budgets.controllers import Controller, Decision, Plan, RoundReport, round_usage
+from sounding.budgets.controllers import (
+    Controller,
+    Decision,
+    Plan,
+    RoundReport,
+    fit_depth,
+    report_usage,
+    round_usage,
+)
 from sounding.budgets.cost import Usage
-from sounding.budgets.features import Features
+from sounding.budgets.features import Features, answer_format
 from sounding.budgets.ledger import BudgetExceeded, Ledger
 from sounding.tools.llm.base import LLM, LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchBackend, SearchError
+from sounding.tools.text import content_words
 
 PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
     resources.files("sounding.agent").joinpath("prompts/research.toml").read_text(encoding="utf-8")
 )
 NO_ANSWER = "No answer could be found within the budget."
 NO_ANSWER_MALFORMED = "No answer: the model's output did not parse on any try."
+QUOTE_SENTENCES = 2  # sentences a report quotes from each passage it reads
+QUOTE_CHARS = 360
 PASSAGE_WORDS = 110  # words of each passage shown to the extractor: keeps prompts small for 0.5B-1.5B models
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -61,6 +73,10 @@ class AgentDeps:
     reasoning_temperature: float = 0.7
     #: Extra thinking caps to read off each reasoning step (the harness's grid), below the plan's.
     think_caps: list[int] = field(default_factory=list)
+    #: "short" answers, cited "report"s, or "auto": the question's wording decides (`answer_format`).
+    answer_format: str = "short"
+    #: What a report does with a sentence its cited notes do not support: "mark" it or "drop" it.
+    unsupported: Unsupported = "mark"
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -256,6 +272,13 @@ class ResearchNodes:
             "drafts": [],
             "events": [],
         }
+        fmt, why_format = (
+            answer_format(question)
+            if self.deps.answer_format == "auto"
+            else (self.deps.answer_format, "asked for")
+        )
+        if fmt == "report":
+            return self._plan_report(question, update, why_format)
         try:
             if controller.needs_probe:
                 probe = run_probe(
@@ -336,9 +359,51 @@ class ResearchNodes:
         ]
         return update
 
+    def _plan_report(self, question: str, update: dict[str, Any], why: str) -> dict[str, Any]:
+        """An open question: the controller's plan widened to an outline's sub-questions (searched in
+        parallel in the first round), with room left for writing and checking every section."""
+        ledger = self.deps.ledger
+        plan = self.deps.controller.plan(Features(question=question), ledger.budget, ledger.cost_model)
+        writer = self._writer(plan)
+        try:
+            title, sections = writer.outline(question, n=min(3, MAX_SECTIONS))
+        except LLMError as exc:
+            failed = self._fail("plan", exc)
+            title, sections = question, [question]
+            update = {**update, **failed}
+        plan = plan.model_copy(
+            update={
+                "format": "report",
+                "sections": len(sections),
+                "depth": max(plan.depth, 1),
+                "breadth": len(sections),
+                "read": max(plan.read, min(len(sections) + 2, 6)),
+                "why": f"report: {why}",
+                "stop_rule": "depth",
+            }
+        )
+        plan = fit_depth(plan, ledger.budget, ledger.cost_model)
+        event = self._event(
+            "plan", plan=plan.model_dump(), difficulty=None, subquestions=sections, title=title
+        )
+        return {
+            **update,
+            "plan": plan.model_dump(),
+            "features": Features(question=question).model_dump(),
+            "subquestions": sections,
+            "title": title,
+            "charges": [c.model_dump() for c in writer.charges],
+            "events": [*update.get("events", []), event],
+        }
+
+    def _writer(self, plan: Plan) -> ReportWriter:
+        return ReportWriter(self.deps.llm, self.deps.ledger, PROMPTS, plan.caps, seed=self.deps.seed)
+
     def route_after_plan(self, state: ResearchState) -> str:
         plan = Plan.model_validate(state["plan"])
-        return "answer" if plan.depth == 0 or state.get("errors") else "queries"
+        if plan.depth == 0 or state.get("errors"):
+            return "write" if plan.format == "report" else "answer"
+        return "queries"
 
     # queries: this round's keyword queries ---------------------------------------------------------
 
@@ -354,13 +419,18 @@ class ResearchNodes:
         def add(candidate: str) -> None:
             query = clean_query(candidate)
             key = normalise_query(query)
-            if query and key and key not in seen:
+            # a report's later query that only repeats words of an earlier one finds the same passages
+            subsumed = plan.format == "report" and any(set(key.split()) <= set(k.split()) for k in seen)
+            if query and key and key not in seen and not subsumed:
                 seen.add(key)
                 fresh.append(query)
             elif query:
                 suppressed.append(query)
 
-        if round_ == 1:
+        if round_ == 1 and plan.format == "report":
+            for subquestion in state.get("subquestions", []):
+                add(subquestion)  # one search per section of the outline
+        elif round_ == 1:
             add(question)  # the question itself is a strong first keyword query (no-op if the probe ran it)
             for subquestion in state.get("subquestions", [])[:1]:
                 add(subquestion)  # the first hop of a decomposed question
@@ -448,6 +518,8 @@ class ResearchNodes:
         chosen = [by_id[d] for d in ranked[: plan.read]]
         if not chosen:
             return {"events": [self._event("read", round=round_, passages=[], facts=0)]}
+        if plan.format == "report":
+            return self._read_quotes(state, chosen, round_)
         result: StepResult | None = None
         while chosen:  # shrink the step (fewer passages) until it is affordable
             passages = "\n\n".join(
@@ -498,6 +570,24 @@ class ResearchNodes:
             "events": [event],
         }
 
+    def _read_quotes(self, state: ResearchState, chosen: list[dict[str, Any]], round_: int) -> dict[str, Any]:
+        """A report's notes are quotations: from each passage, the sentences that share the most words
+        with the question and this round's queries. Free, and every citation then points at words the
+        source really contains (small models' paraphrased facts drift)."""
+        wanted = content_words(" ".join([state["question"], *state.get("queries", [])]))
+        notes = []
+        for hit in chosen:
+            sentences = [x for x in re.split(r"(?<=[.!?])\s+", " ".join(hit["text"].split())) if x]
+            scored = sorted(
+                range(len(sentences)), key=lambda i: (-len(content_words(sentences[i]) & wanted), i)
+            )
+            best = sorted(scored[:QUOTE_SENTENCES])
+            fact = " ".join(sentences[i] for i in best)[:QUOTE_CHARS]
+            if fact:
+                notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": fact, "round": round_})
+        event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
+        return {"notes": notes, "read_ids": [h["doc_id"] for h in chosen], "events": [event]}
+
     # reflect: draft answer, support, next query; the controller decides what comes next ----------
 
     def reflect(self, state: ResearchState) -> dict[str, Any]:
@@ -506,6 +596,8 @@ class ResearchNodes:
         plan = Plan.model_validate(state["plan"])
         round_ = state["round"]
         notes = state.get("notes", [])
+        if plan.format == "report":
+            return self._reflect_report(plan, round_, notes)
         msgs = messages("reflect", question=state["question"], notes=number_notes(notes))
         try:
             result = self._json(
@@ -587,8 +679,112 @@ class ResearchNodes:
             "events": [*events, event],
         }
 
+    def _reflect_report(self, plan: Plan, round_: int, notes: list[dict[str, Any]]) -> dict[str, Any]:
+        """A report's round needs no draft: go on to the plan's depth while the next round and the
+        writing after it are affordable."""
+        decision, stop_reason = Decision.CONTINUE, None
+        if round_ >= plan.depth:
+            decision, stop_reason = Decision.STOP, "depth"
+        elif not self.deps.ledger.can_afford(round_usage(plan, round_ + 1) + report_usage(plan)):
+            decision, stop_reason = Decision.STOP, "budget"
+        event = self._event("round", round=round_, notes=len(notes), decision=decision.value)
+        return {"decision": decision.value, "stop_reason": stop_reason, "events": [event]}
+
     def route_after_reflect(self, state: ResearchState) -> str:
-        return "answer" if state.get("decision") == Decision.STOP.value else "queries"
+        if state.get("decision") != Decision.STOP.value:
+            return "queries"
+        return "write" if Plan.model_validate(state["plan"]).format == "report" else "answer"
+
+    # write and check: a report's paragraphs, then every sentence against the notes it cites -------
+
+    def write(self, state: ResearchState) -> dict[str, Any]:
+        plan = Plan.model_validate(state["plan"])
+        notes = state.get("notes", [])
+        writer = self._writer(plan)
+        subquestions = state.get("subquestions") or [state["question"]]
+        title = state.get("title") or state["question"]
+        if any(e["kind"] == "llm" for e in state.get("errors", [])):  # the model is gone: write nothing
+            return {
+                "report": Report(title=title, sections=[], unsupported=self.deps.unsupported).model_dump()
+            }
+        try:
+            sections = writer.write(state["question"], subquestions, notes)
+        except LLMError as exc:
+            failed = self._fail("write", exc)
+            report = Report(title=title, sections=[], unsupported=self.deps.unsupported)
+            return {
+                **failed,
+                "report": report.model_dump(),
+                "charges": [c.model_dump() for c in writer.charges],
+            }
+        report = Report(title=title, sections=sections, unsupported=self.deps.unsupported)
+        written = sum(len(s.claims) for s in sections)
+        event = self._event("write", sections=len(sections), sentences=written)
+        return {
+            "report": report.model_dump(),
+            "charges": [c.model_dump() for c in writer.charges],
+            "events": [event],
+        }
+
+    def check(self, state: ResearchState) -> dict[str, Any]:
+        plan = Plan.model_validate(state["plan"])
+        notes = state.get("notes", [])
+        report = Report.model_validate(state["report"])
+        passages = {h["doc_id"]: h["text"] for h in state.get("hits", [])}
+        writer = self._writer(plan)
+        errors = list(state.get("errors", []))
+        new_errors: list[dict[str, str]] = []
+        if report.sections and not errors:
+            try:
+                report.check = writer.check(report.sections, notes, passages)
+            except LLMError as exc:
+                new_errors.append({"node": "check", "kind": "llm", "message": str(exc)})
+        cited = report.cited_notes()
+        doc_ids: list[str] = []
+        for n in cited:
+            if notes[n - 1]["doc_id"] not in doc_ids:
+                doc_ids.append(notes[n - 1]["doc_id"])
+        source_of = {n: doc_ids.index(notes[n - 1]["doc_id"]) + 1 for n in cited}
+        sources = [
+            {
+                "doc_id": d,
+                "title": passage_title(state, d),
+                "url": passage_url(state, d),
+                "passage": passages[d],
+            }
+            for d in doc_ids
+        ]
+        all_errors = errors + new_errors
+        body = report.markdown(source_of) if report.printed_claims() else NO_ANSWER
+        no_answer_reason = None
+        if body == NO_ANSWER:
+            no_answer_reason = "backend" if all_errors else "budget"
+        final = {
+            "answer": body,
+            "no_answer_reason": no_answer_reason,
+            "citations": doc_ids,
+            "sources": sources,
+            "citations_removed": 0,
+            "improved": False,
+            "degraded": bool(all_errors),
+            "error": "; ".join(f"{e['node']}: {e['message']}" for e in all_errors) or None,
+            "stop_reason": "error" if all_errors else state.get("stop_reason") or "done",
+            "report": report.model_dump(),
+        }
+        check = report.check
+        event = self._event(
+            "check",
+            sentences=check.sentences,
+            supported=check.supported,
+            citation_precision=check.citation_precision,
+        )
+        return {
+            "final": final,
+            "report": report.model_dump(),
+            "charges": [c.model_dump() for c in writer.charges],
+            "events": [event],
+            "errors": new_errors,
+        }
 
     # answer: the final answer with citations and sources -------------------------------------------
 
@@ -679,6 +875,14 @@ class ResearchNodes:
             "events": [*reasoning_events, event],
             "errors": new_errors,
         }
+
+
+def passage_title(state: ResearchState, doc_id: str) -> str:
+    return next(h["title"] for h in state.get("hits", []) if h["doc_id"] == doc_id)
+
+
+def passage_url(state: ResearchState, doc_id: str) -> str | None:
+    return next((h.get("url") for h in state.get("hits", []) if h["doc_id"] == doc_id), None)
 
 
 def cite(numbers: list[Any], notes: list[dict[str, Any]]) -> tuple[list[str], int]:

@@ -40,12 +40,18 @@ class ResearchResult(BaseModel):
     ledger: dict[str, Any]
     degraded: bool
     error: str | None
+    #: "short" (a few words) or "report" (cited paragraphs: ``answer`` is their Markdown).
+    format: str = "short"
+    #: A report's sections, sentences, citations and citation check (``agent/report.py``).
+    report: dict[str, Any] | None = None
     #: Why the answer is the no-answer text: "budget", "malformed" (output never parsed) or "backend".
     no_answer_reason: str | None = None
     stop_reason: str | None
     citations_removed: int
     queries: list[str]
     read_doc_ids: list[str]
+    #: What the run read: {doc_id, title, fact, round}; citations number these from 1.
+    notes: list[dict[str, Any]] = []
     retrieved_titles: list[str]
     events: list[dict[str, Any]]
     charges: list[dict[str, Any]]
@@ -150,6 +156,8 @@ def result_from_state(
         drafts=drafts,
         plan=state.get("plan"),
         features=state.get("features"),
+        format=(state.get("plan") or {}).get("format", "short"),
+        report=final.get("report"),
         spend=spend_snapshot(deps.ledger),
         ledger=deps.ledger.summary(),
         degraded=bool(errors),
@@ -160,6 +168,7 @@ def result_from_state(
         + sum(d.get("citations_removed", 0) for d in drafts),
         queries=state.get("issued", []),
         read_doc_ids=state.get("read_ids", []),
+        notes=state.get("notes", []),
         retrieved_titles=sorted({h["title"] for h in state.get("hits", [])}),
         events=state.get("events", []),
         charges=[c.model_dump() for c in deps.ledger.charges],

@@ -13,7 +13,9 @@ class ResearchState(TypedDict, total=False):
     question: str
     plan: dict[str, Any]  # budgets.controllers.Plan, dumped
     features: dict[str, Any]
-    subquestions: list[str]  # from the optional decomposition in `plan`
+    subquestions: list[str]  # from the optional decomposition in `plan` (a report: its outline)
+    title: str  # a report's title, from its outline
+    report: dict[str, Any]  # agent.report.Report, dumped: written, then checked
     round: int
     queries: list[str]  # this round's new queries
     next_query: str | None  # suggested by reflect for the next round

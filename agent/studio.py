@@ -18,4 +18,4 @@ from sounding.tools.search.factory import make_search
 def make_graph(config: dict[str, Any] | None = None) -> Any:
     settings = load_settings()
     llm = make_llm(settings)
-    return build_graph(make_deps(settings, llm, make_search(settings)))
+    return build_graph(make_deps(settings, llm, make_search(settings), answer_format="auto"))

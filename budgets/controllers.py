@@ -29,6 +29,9 @@ class StepCaps(BaseModel):
     extract: int = 200
     reflect: int = 160
     answer: int = 96
+    outline: int = 120
+    write: int = 260
+    check: int = 120
 
 
 #: Typical prompt sizes (tokens) of each step, measured on our prompts with wiki-vital passages;
@@ -42,6 +45,9 @@ PROMPT_TOKENS = {
     "answer": 420,
     "think": 460,
     "vote": 440,
+    "outline": 150,
+    "write": 900,
+    "check": 500,
 }
 
 #: Limits on the reasoning dials (the CLI and settings check them with these).
@@ -96,6 +102,10 @@ class Plan(BaseModel):
     samples: int = Field(default=1, ge=1, le=MAX_SAMPLES, description="answer samples per round, voted")
     verify: bool = Field(default=False, description="weigh the vote by a support check of each candidate")
     why: str | None = Field(default=None, description="why the controller chose this plan")
+    #: short: one answer of a few words; report: a few cited paragraphs, one per sub-question of an
+    #: outline, each sentence checked against the notes it cites.
+    format: Literal["short", "report"] = "short"
+    sections: int = Field(default=0, ge=0, le=6, description="report sections (sub-questions), when a report")
 
     @property
     def reasons(self) -> bool:
@@ -104,8 +114,9 @@ class Plan(BaseModel):
 
     @property
     def recursion_limit(self) -> int:
-        """LangGraph supersteps: plan + 4 per round (queries, search, read, reflect) + answer, with slack."""
-        return 8 + 5 * (self.depth + 1)
+        """LangGraph supersteps: plan + 4 per round (queries, search, read, reflect) + answer (a
+        report: write and check), with slack."""
+        return 10 + 5 * (self.depth + 1)
 
 
 class RoundReport(BaseModel):
@@ -163,6 +174,8 @@ def round_usage(plan: Plan, round_: int = 1) -> Usage:
 
 def answer_usage(plan: Plan) -> Usage:
     """The answer outside the rounds; a closed-book plan (depth 0) reasons there instead."""
+    if plan.format == "report":  # the outline, then a write and a check per section
+        return step_usage(plan, "outline") + report_usage(plan)
     extra = reasoning_usage(plan) if plan.depth == 0 else Usage()
     if plan.estimate is not None:
         e = plan.estimate
@@ -170,6 +183,15 @@ def answer_usage(plan: Plan) -> Usage:
             prompt_tokens=e.overhead_prompt_tokens, completion_tokens=e.overhead_completion_tokens
         )
     return extra + step_usage(plan, "answer")
+
+
+def report_usage(plan: Plan) -> Usage:
+    """Upper bound of writing and checking a report: one write and one check call per section."""
+    sections = max(plan.sections, 1)
+    return Usage(
+        prompt_tokens=sections * (PROMPT_TOKENS["write"] + PROMPT_TOKENS["check"]),
+        completion_tokens=sections * (plan.caps.write + plan.caps.check),
+    )
 
 
 def split_usage(plan: Plan, *, probe: bool = False) -> dict[str, Usage]:

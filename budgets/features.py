@@ -95,6 +95,41 @@ def question_form(question: str) -> dict[str, float]:
     return form
 
 
+# An open question wants an explained answer of a few paragraphs; a factoid wants a name, a number, a
+# date or yes/no. Checked on the questions in evals/suites (see docs/reports.md for the measurement).
+_OPEN_START = re.compile(
+    r"^(why|explain|describe|discuss|compare|contrast|summari[sz]e|outline|analy[sz]e|evaluate|assess|"
+    r"tell me about|give an overview|what (are|were) the (main |major |key )?(causes|effects|consequences|"
+    r"reasons|differences|similarities|advantages|disadvantages|benefits|risks|arguments|factors|"
+    r"characteristics|features|impacts?|roles?|origins|ideas|principles|stages|types)|"
+    r"what (role|impact|influence|effect)|in what ways?|to what extent|how (did|does|do|has|have|was|were|"
+    r"is|are|can|could|might|would|should)\b)",
+    re.IGNORECASE,
+)
+# "How many ...?" and "Why did X die?" are still factoids: a short answer names a number or a cause.
+_SHORT_HOW = re.compile(
+    r"^how (many|much|old|long|tall|far|big|large|high|deep|often)\b|^(why|how) did .{1,80}\bdie\b",
+    re.IGNORECASE,
+)
+
+
+# "What role did X play in the film Y?" asks for a character's name.
+_CAST_ROLE = re.compile(
+    r"^what role\b.*\b(film|movie|series|show|sitcom|episode|play(ed)? by)\b", re.IGNORECASE
+)
+
+
+def answer_format(question: str) -> tuple[str, str]:
+    """("short" | "report", why): does the question want a short answer or a cited report? Free: the
+    wording alone decides (``--format`` overrides)."""
+    text = question.strip()
+    if _SHORT_HOW.match(text):
+        return "short", "asks for a quantity"
+    if _OPEN_START.match(text) and not _CAST_ROLE.search(text):
+        return "report", f"an open question ({text.split()[0].lower()} ...)"
+    return "short", "a factoid (who / what / when / where / which / yes-no)"
+
+
 def vector(features: Features, groups: list[str] | tuple[str, ...]) -> dict[str, float]:
     """Named numeric features of the given groups; a group that was not measured is an error, a
     measured one with no value (no hits, no answer) gets a neutral number."""

@@ -72,9 +72,12 @@ def make_deps(
     closed_book_draft: bool = False,
     improve_final: bool = True,
     think_caps: list[int] | None = None,
+    answer_format: str = "short",
+    unsupported: str = "mark",
 ) -> AgentDeps:
     """The one place the agent is wired: `sounding ask`, the sweep harness and LangGraph Studio all
-    build their dependencies here (the harness passes its run's own controller)."""
+    build their dependencies here (the harness passes its run's own controller). ``answer_format``:
+    "short", "report" or "auto" (the question's wording decides; what `ask` uses)."""
     if controller is None:
         controller = settings_controller(settings)
     check_think_fits(llm, max([controller_think(controller), *(think_caps or [])]))
@@ -89,6 +92,8 @@ def make_deps(
         seed=settings.llm.seed,
         reasoning_temperature=settings.llm.sample_temperature,
         think_caps=list(think_caps or []),
+        answer_format=answer_format,
+        unsupported="drop" if unsupported == "drop" else "mark",
     )
 
 

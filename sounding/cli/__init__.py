@@ -51,9 +51,9 @@ def root(
 
 def _register() -> None:
     # Command modules import heavy libraries lazily inside their commands, so `--help` stays fast.
-    from sounding.cli import ask, bench, budget, doctor, index, models, tune
+    from sounding.cli import ask, bench, budget, doctor, index, models, reports, tune
 
-    for module in (models, doctor, index, budget, ask, bench, tune):
+    for module in (models, doctor, index, budget, ask, bench, tune, reports):
         module.register(app)
 
 

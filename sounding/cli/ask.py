@@ -25,6 +25,7 @@ from sounding.cli.common import (
     settings_from,
 )
 from sounding.cli.progress import rich_progress
+from sounding.cli.render import render_result, write_answer
 
 
 class LiveView:
@@ -59,6 +60,10 @@ class LiveView:
             )
             if plan.get("why"):  # a tuned policy says which setting it chose and why
                 self.lines.append(Text(f"  chosen: {plan['why']}"))
+            if plan.get("format") == "report":
+                self.lines.append(Text(f"  outline: {event.get('title')}", "bold"))
+                for i, sub in enumerate(event.get("subquestions", []), 1):
+                    self.lines.append(Text(f"    {i}. {sub}"))
         elif kind == "reasoning":
             if event.get("thinking"):
                 thought = " ".join(event["thinking"].split())
@@ -84,6 +89,23 @@ class LiveView:
             self.lines.append(
                 Text(
                     f"  draft: {event['answer']} (supported: {event['supported']}; {event['decision']})",
+                    "green",
+                )
+            )
+        elif kind == "round":
+            self.lines.append(Text(f"  {event['notes']} notes so far ({event['decision']})", "green"))
+        elif kind == "write":
+            self.lines.append(
+                Text(f"write: {event['sentences']} sentences in {event['sections']} sections", "bold")
+            )
+        elif kind == "check":
+            precision = event.get("citation_precision")
+            self.lines.append(
+                Text(
+                    f"check: {event['supported']} of {event['sentences']} sentences supported, citation "
+                    f"precision {precision:.2f}"
+                    if precision is not None
+                    else "check: nothing to check",
                     "green",
                 )
             )
@@ -116,32 +138,6 @@ class LiveView:
                 f"{used:,.6g} / {cap:,.6g}",
             )
         return Group(*self.lines[-14:], bars)
-
-
-def render_result(result: Any) -> str:
-    lines = [f"## Answer\n\n{result.answer}" + "".join(f" [{i}]" for i in range(1, len(result.sources) + 1))]
-    if result.degraded:
-        lines.append(f"\n*Degraded run: {result.error}*")
-    if result.sources:
-        lines.append("\n## Sources\n")
-        for i, s in enumerate(result.sources, 1):
-            where = f" <{s.url}>" if s.url else ""
-            passage = " ".join(s.passage.split()[:40])
-            lines.append(f"{i}. **{s.title}**{where} (`{s.doc_id}`): {passage}...")
-    spend = result.spend
-    labels = {
-        "tokens": "{:,.0f} token-eq.",
-        "flops": "{:.3g} FLOPs",
-        "usd": "${:.4f}",
-        "latency": "{:.1f} s est. latency",
-    }
-    costs = " · ".join(labels.get(u, "{:.4g} " + u).format(v) for u, v in spend["cost"].items())
-    lines.append(
-        f"\n*{len(result.drafts)} drafts, {spend['searches']} searches, {spend['tokens']:,} tokens "
-        f"({spend['prompt_tokens']:,} prompt + {spend['completion_tokens']:,} completion); cost {costs}; "
-        f"stopped by {result.stop_reason}; {result.wall_seconds:.1f} s*"
-    )
-    return "\n".join(lines)
 
 
 def ask(
@@ -203,6 +199,23 @@ def ask(
     trace: Annotated[
         Path | None, typer.Option("--trace", help="Write the full trace as JSON to FILE.")
     ] = None,
+    answer_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="auto: the question decides; short: a few words; report: cited paragraphs, each sentence checked.",
+        ),
+    ] = "auto",
+    unsupported: Annotated[
+        str,
+        typer.Option("--unsupported", help="mark | drop: a report's sentences its sources do not support."),
+    ] = "mark",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Also write the answer to FILE: Markdown, or HTML (sources linked) for .html."
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None, typer.Option("--checkpoint", help="SQLite file for LangGraph checkpoints.")
     ] = None,
@@ -235,8 +248,14 @@ def ask(
         fail(str(exc))
     if controller is None and any(v is not None for v in (depth, breadth, think, samples)):
         controller = "fixed"  # --depth/--breadth/--think/--samples mean a fixed plan
+    if answer_format not in ("auto", "short", "report"):
+        fail(f"--format must be auto, short or report, not {answer_format!r}")
+    if unsupported not in ("mark", "drop"):
+        fail(f"--unsupported must be mark or drop, not {unsupported!r}")
     if trace is not None:
         check_writable(trace, "--trace")
+    if out is not None:
+        check_writable(out, "--out")
     settings = settings_from(
         ctx,
         search__corpus=corpus,
@@ -281,7 +300,14 @@ def ask(
         with rich_progress() as progress:
             search = make_search(settings, progress=progress)
         view = LiveView(settings.budget.model_dump() | {"limit": settings.budget.budget})
-        deps = make_deps(settings, llm, search, on_event=view.on_event)
+        deps = make_deps(
+            settings,
+            llm,
+            search,
+            on_event=view.on_event,
+            answer_format=answer_format,
+            unsupported=unsupported,
+        )
     except (CorpusError, PolicyError, UnknownModelError, ValueError) as exc:
         fail(str(exc))
     except (LLMError, SearchError) as exc:
@@ -304,6 +330,12 @@ def ask(
         console.print(Markdown(render_result(result)))
         if checkpoint:
             console.print(f"thread id: {escape(result.thread_id)}")
+    if out is not None:
+        try:
+            write_answer(result, out)
+            err_console.print(f"answer written to {escape(str(out))}")
+        except OSError as exc:
+            err_console.print(f"[yellow]warning:[/] could not write {out}: {exc.strerror or exc}")
     if trace is not None:
         try:
             trace.write_text(json.dumps(payload, indent=2))

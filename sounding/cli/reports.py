@@ -1,0 +1,136 @@
+"""`sounding eval-reports`: cited reports on open questions against a one-shot baseline, judged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sounding.cli.common import EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.progress import rich_progress
+
+
+def eval_reports(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", help="Results folder (records.jsonl; a rerun resumes).")],
+    questions: Annotated[
+        Path | None,
+        typer.Option(
+            "--questions", help="JSONL of {id, question, topics}; default: the 30 wiki-vital open questions."
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The writer: the agent's model.")] = None,
+    judge_model: Annotated[
+        str, typer.Option("--judge-model", help="The judge: another model than the writer.")
+    ] = "qwen2.5-coder-1.5b",
+    budget: Annotated[
+        float, typer.Option("--budget", min=1, help="Each report's budget (token-eq.).")
+    ] = 30_000,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth", min=1, max=8, help="Search rounds (a fixed plan); default: the controller's."
+        ),
+    ] = None,
+) -> None:
+    """Write a checked report for every open question, a one-shot answer from the same notes, and
+    judge every sentence of both with the judge model: supported share and citation precision.
+
+    Exit codes: 0 done; 2 bad input; 3 a model or the corpus is unavailable.
+    """
+    from sounding.evals.reports import (
+        DEFAULT_QUESTIONS,
+        RecordStore,
+        ReportEvalError,
+        evaluate_question,
+        file_digest,
+        load_open_questions,
+        run_report_eval,
+        summarise,
+        summary_markdown,
+    )
+
+    path = questions or DEFAULT_QUESTIONS
+    try:
+        items = load_open_questions(path)[:limit]
+    except ReportEvalError as exc:
+        fail(str(exc))
+    settings = settings_from(
+        ctx,
+        llm__model=model,
+        budget__budget=budget,
+        budget__controller="fixed" if depth is not None else None,
+        budget__depth=depth,
+    )
+    if judge_model == settings.llm.model:
+        err_console.print(
+            "[yellow]warning:[/] the judge is the writer's own model; its verdicts are not independent"
+        )
+    config = {
+        "questions": path.name,
+        "questions_sha256": file_digest(path),
+        "model": settings.llm.model,
+        "judge_model": judge_model,
+        "budget": budget,
+        "unit": settings.budget.unit,
+        "controller": settings.budget.controller,
+        "depth": depth,
+        "corpus": settings.search.corpus,
+        "backend": settings.search.backend,
+        "seed": settings.llm.seed,
+    }
+    try:
+        store = RecordStore(out, config)
+        store.records()  # a corrupt store is said before anything is spent
+    except (ReportEvalError, OSError) as exc:
+        fail(str(exc))
+
+    from sounding.agent.runner import run_research
+    from sounding.research import make_deps, make_ledger
+    from sounding.tools.llm import make_llm
+    from sounding.tools.llm.base import LLMError, UnknownModelError
+    from sounding.tools.search.base import SearchError
+    from sounding.tools.search.factory import make_search
+
+    try:
+        writer = make_llm(settings)
+        judge = make_llm(
+            settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge_model})})
+        )
+        with rich_progress() as progress:
+            search = make_search(settings, progress=progress)
+    except UnknownModelError as exc:
+        fail(str(exc))
+    except (LLMError, SearchError) as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+
+    def research(question: str) -> object:
+        deps = make_deps(settings, writer, search, answer_format="report")
+        return run_research(question, deps)
+
+    def evaluate(question):  # type: ignore[no-untyped-def]
+        return evaluate_question(question, research, writer, judge, lambda: make_ledger(settings, judge))
+
+    def said(record) -> None:  # type: ignore[no-untyped-def]
+        s = {arm: record.scores[arm] for arm in record.scores}
+        err_console.print(
+            f"{record.id}: {s['report_written'].sentences} sentences, judge-supported "
+            f"{s['report_written'].supported} (kept by the check: {s['report_checked'].sentences}, "
+            f"{s['report_checked'].supported} supported); one-shot {s['one_shot'].supported}/{s['one_shot'].sentences}"
+        )
+
+    for _ in run_report_eval(items, store, evaluate, on_record=said):
+        pass
+    records = [r for r in store.records() if r.id in {q.id for q in items}]
+    summary = summarise(records)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    text = summary_markdown(summary, config)
+    (out / "summary.md").write_text(text, encoding="utf-8")
+    console.print(text)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval-reports")(eval_reports)
