@@ -22,7 +22,7 @@ from langgraph.types import Send
 from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.probe import DECOMPOSE_SCHEMA, charged_search, run_probe
 from sounding.agent.reasoning import Reasoner, Reasoning
-from sounding.agent.report import MAX_SECTIONS, Report, ReportWriter, Unsupported
+from sounding.agent.report import MAX_SECTIONS, REPORT_PROMPTS, Report, ReportWriter, Unsupported
 from sounding.agent.state import ResearchState
 from sounding.budgets.controllers import (
     Controller,
@@ -397,7 +397,7 @@ class ResearchNodes:
         }
 
     def _writer(self, plan: Plan) -> ReportWriter:
-        return ReportWriter(self.deps.llm, self.deps.ledger, PROMPTS, plan.caps, seed=self.deps.seed)
+        return ReportWriter(self.deps.llm, self.deps.ledger, REPORT_PROMPTS, plan.caps, seed=self.deps.seed)
 
     def route_after_plan(self, state: ResearchState) -> str:
         plan = Plan.model_validate(state["plan"])

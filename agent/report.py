@@ -15,7 +15,9 @@ printed report again, independently, with another model: solving and scoring sta
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -26,6 +28,9 @@ from sounding.budgets.ledger import Charge, Ledger
 from sounding.tools.llm.base import LLM, Message, derive_seed
 from sounding.tools.text import lexical_support
 
+REPORT_PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
+    resources.files("sounding.agent").joinpath("prompts/report.toml").read_text(encoding="utf-8")
+)
 #: A sentence needs this share of its content words in its cited notes and passages.
 SENTENCE_LEXICAL = 0.5
 #: One citation needs this share of the sentence's content words in that note and its passage.

@@ -33,8 +33,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from sounding.agent.llm_step import budgeted_json, charged_completion
-from sounding.agent.nodes import PROMPTS as AGENT_PROMPTS
-from sounding.agent.report import split_sentences
+from sounding.agent.report import REPORT_PROMPTS, split_sentences
 from sounding.tools.llm.base import LLM, Message
 from sounding.tools.text import lexical_support
 
@@ -167,7 +166,7 @@ def parse_cited_text(text: str, n_notes: int) -> list[Claim]:
 
 def one_shot(llm: LLM, ledger: Any, question: str, notes: list[dict[str, Any]]) -> tuple[str, list[Claim]]:
     """The baseline: one free-text call over the same notes, citing ``[n]`` inline."""
-    prompt = AGENT_PROMPTS["one_shot"]
+    prompt = REPORT_PROMPTS["one_shot"]
     msgs: list[Message] = [
         {"role": "system", "content": prompt["system"]},
         {"role": "user", "content": prompt["user"].format(question=question, notes=numbered_notes(notes))},

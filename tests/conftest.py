@@ -64,3 +64,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def small_corpus(tmp_path):
+    path = tmp_path / "small.jsonl"
+    rows = [
+        ("Budapest", "Budapest is the capital of Hungary, on the Danube."),
+        ("Danube", "The Danube is a river in Central Europe flowing to the Black Sea."),
+        ("Paris", "Paris is the capital of France on the Seine."),
+        ("Seine", "The Seine is a river in northern France."),
+        ("Mount Everest", "Mount Everest is Earth's highest mountain above sea level."),
+    ]
+    import json
+
+    path.write_text("".join(json.dumps({"title": t, "text": x}) + "\n" for t, x in rows))
+    return path

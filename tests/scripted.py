@@ -11,6 +11,11 @@ from sounding.tools.llm.base import Choice, Completion, LLMConnectionError, Mess
 from sounding.tools.search.base import Hit, SearchError
 
 STEP_BY_SYSTEM = {
+    "plan a short research report": "outline",
+    "write one paragraph of a research report": "write",
+    "check whether notes support claims": "check",
+    "answer a research question in a few paragraphs": "one_shot",
+    "check a written answer against its sources": "support",
     "reason carefully": "think",
     "answer a question with a short answer": "vote",
     "check whether the numbered notes support": "verify",

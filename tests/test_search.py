@@ -49,22 +49,6 @@ def test_rrf_fuses_rankings():
     assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
 
 
-@pytest.fixture()
-def small_corpus(tmp_path):
-    path = tmp_path / "small.jsonl"
-    rows = [
-        ("Budapest", "Budapest is the capital of Hungary, on the Danube."),
-        ("Danube", "The Danube is a river in Central Europe flowing to the Black Sea."),
-        ("Paris", "Paris is the capital of France on the Seine."),
-        ("Seine", "The Seine is a river in northern France."),
-        ("Mount Everest", "Mount Everest is Earth's highest mountain above sea level."),
-    ]
-    import json
-
-    path.write_text("".join(json.dumps({"title": t, "text": x}) + "\n" for t, x in rows))
-    return path
-
-
 def test_index_store_builds_loads_and_checks_manifests(tmp_path, small_corpus):
     settings = load_settings(home=tmp_path / "home")
     spec = parse_corpus_spec(f"jsonl:{small_corpus}")

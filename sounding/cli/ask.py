@@ -210,6 +210,13 @@ def ask(
         str,
         typer.Option("--unsupported", help="mark | drop: a report's sentences its sources do not support."),
     ] = "mark",
+    wait_index: Annotated[
+        bool,
+        typer.Option(
+            "--wait-index",
+            help="Build a missing dense index before answering (else: BM25 with dense re-ranking until it is built).",
+        ),
+    ] = False,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -298,7 +305,13 @@ def ask(
             llm.complete([{"role": "user", "content": "ping"}], max_tokens=1)
         check_think_fits(llm, settings.budget.think)  # before an index build, not after it
         with rich_progress() as progress:
-            search = make_search(settings, progress=progress)
+            search = make_search(settings, progress=progress, wait_for_dense=wait_index)
+        if search.name == "hybrid-reranked":
+            err_console.print(
+                "[yellow]note:[/] the dense index of this corpus is not built yet: searching with BM25 and "
+                "dense re-ranking of its candidates. Build it once (about 10 min on 2 cores for wiki-vital) "
+                "with: sounding index build"
+            )
         view = LiveView(settings.budget.model_dump() | {"limit": settings.budget.budget})
         deps = make_deps(
             settings,

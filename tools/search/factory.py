@@ -21,6 +21,7 @@ def make_search(
     cassette: Path | None = None,
     cassette_mode: CassetteMode = "replay",
     store: IndexStore | None = None,
+    wait_for_dense: bool = True,
 ) -> SearchBackend:
     cfg = settings.search
     backend: SearchBackend | None
@@ -40,7 +41,7 @@ def make_search(
     else:
         spec = parse_corpus_spec(cfg.corpus)
         backend = (store or IndexStore(settings, progress=progress)).open(
-            spec, cfg.backend, on_mismatch=on_mismatch
+            spec, cfg.backend, on_mismatch=on_mismatch, wait_for_dense=wait_for_dense
         )
     if cassette is None:
         assert backend is not None

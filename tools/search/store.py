@@ -37,10 +37,12 @@ from sounding.tools.search.base import SearchBackend, SearchError, passage_text
 from sounding.tools.search.bm25 import BM25Index, BM25Search
 from sounding.tools.search.dense import EMBED_MODEL_NAME, DenseSearch, Embedder
 from sounding.tools.search.hybrid import HybridSearch
+from sounding.tools.search.reranked import EmbeddingCache, RerankedBM25Search
 
 FORMAT = 1
 OnMismatch = Literal["rebuild", "refuse"]
 LOCAL_BACKENDS = ("bm25", "dense", "hybrid")
+DENSE_PARAMS = {"normalize": True, "metric": "inner_product"}
 
 
 #: Makes a step counter for a named task of ``total`` steps (the CLI draws a rich bar).
@@ -240,26 +242,47 @@ class IndexStore:
         force: bool = False,
     ) -> DenseSearch:
         folder = self.folder(spec, "dense")
-        params = {"normalize": True, "metric": "inner_product"}
-        expected = {
-            "format": FORMAT,
-            "passages_fingerprint": pm.passages_fingerprint,
-            "params": params,
-            "model": EMBED_MODEL_NAME,
-        }
+        params = DENSE_PARAMS
+        expected = self._dense_expected(pm)
         manifest = read_manifest(folder)
         embedder = self.embedder()
         if not force and self._check(manifest, expected, "dense", spec, on_mismatch):
             return DenseSearch(np.load(folder / "embeddings.npy"), passages, embedder)
         start = time.perf_counter()
-        tick = self.progress(f"embedding {len(passages):,} passages of {spec.name}", len(passages))
-        embeddings = embedder.encode([passage_text(p) for p in passages], progress=tick)
+        # vectors a first question already computed (reranked BM25, before this index existed)
+        cache = EmbeddingCache(self.folder(spec, "dense-partial"), pm.passages_fingerprint, embedder)
+        todo = [i for i in range(len(passages)) if i not in cache.vectors]
+        tick = self.progress(f"embedding {len(todo):,} passages of {spec.name}", len(todo))
+        embeddings = np.zeros((len(passages), embedder.dim), dtype=np.float32)
+        for row, vector in cache.vectors.items():
+            embeddings[row] = vector
+        if todo:
+            embeddings[todo] = embedder.encode([passage_text(passages[i]) for i in todo], progress=tick)
         _write_atomically(
             folder,
             lambda tmp: np.save(tmp / "embeddings.npy", embeddings),
             self._manifest("dense", spec, pm, params, EMBED_MODEL_NAME, start),
         )
+        shutil.rmtree(cache.folder, ignore_errors=True)  # the full index holds every vector now
         return DenseSearch(embeddings, passages, embedder)
+
+    @staticmethod
+    def _dense_expected(pm: IndexManifest) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "passages_fingerprint": pm.passages_fingerprint,
+            "params": DENSE_PARAMS,
+            "model": EMBED_MODEL_NAME,
+        }
+
+    def dense_ready(self, spec: CorpusSpec) -> bool:
+        """Is the dense index of this corpus built and current (so hybrid search needs no embedding)?"""
+        pm = read_manifest(self.folder(spec, "passages"))
+        manifest = read_manifest(self.folder(spec, "dense"))
+        if pm is None or manifest is None:
+            return False
+        stored = manifest.model_dump()
+        return all(stored.get(k) == v for k, v in self._dense_expected(pm).items())
 
     @staticmethod
     def _manifest(
@@ -284,9 +307,19 @@ class IndexStore:
         )
 
     def open(
-        self, spec: CorpusSpec, backend: str, *, on_mismatch: OnMismatch = "rebuild", force: bool = False
+        self,
+        spec: CorpusSpec,
+        backend: str,
+        *,
+        on_mismatch: OnMismatch = "rebuild",
+        force: bool = False,
+        wait_for_dense: bool = True,
     ) -> SearchBackend:
-        """The search backend over a corpus, building (or refusing) what is missing or stale."""
+        """The search backend over a corpus, building (or refusing) what is missing or stale.
+
+        ``wait_for_dense=False`` (what `sounding ask` does): a hybrid backend whose dense index is not
+        built yet is served by BM25 with dense re-ranking of its candidates (`RerankedBM25Search`)
+        instead of embedding the whole corpus first; `sounding index build` builds the rest."""
         if backend not in LOCAL_BACKENDS:
             raise SearchError(
                 f"unknown local search backend {backend!r}; use one of {', '.join(LOCAL_BACKENDS)}"
@@ -296,6 +329,12 @@ class IndexStore:
             return self.bm25(spec, passages, pm, on_mismatch=on_mismatch, force=force)
         if backend == "dense":
             return self.dense(spec, passages, pm, on_mismatch=on_mismatch, force=force)
+        if not wait_for_dense and not force and not self.dense_ready(spec):
+            bm25 = self.bm25(spec, passages, pm, on_mismatch=on_mismatch)
+            cache = EmbeddingCache(
+                self.folder(spec, "dense-partial"), pm.passages_fingerprint, self.embedder()
+            )
+            return RerankedBM25Search(bm25, cache, passages, rrf_k=self.settings.search.rrf_k)
         return HybridSearch(
             self.bm25(spec, passages, pm, on_mismatch=on_mismatch, force=force),
             self.dense(spec, passages, pm, on_mismatch=on_mismatch, force=force),
