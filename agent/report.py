@@ -60,7 +60,8 @@ class Claim(BaseModel):
 class Section(BaseModel):
     question: str
     claims: list[Claim] = Field(default_factory=list)
-    #: Why the section has no sentences: "no notes", "budget", "malformed" output.
+    #: Why the section has no sentences: "no notes", "budget", "malformed" output, or "repeated" (all
+    #: it wrote repeats earlier sections).
     skipped: str | None = None
 
 
@@ -102,11 +103,11 @@ class Report(BaseModel):
     def markdown(self, source_of: dict[int, int]) -> str:
         """The report body in Markdown; ``source_of`` maps a note number to its source number."""
         lines = [f"# {self.title}"]
-        uncovered = []
+        uncovered, repeated = [], []
         for section in self.sections:
             claims = [c for c in section.claims if c.supported or self.unsupported == "mark"]
             if not claims:
-                uncovered.append(section.question)
+                (repeated if section.skipped == "repeated" else uncovered).append(section.question)
                 continue
             sentences = []
             for claim in claims:
@@ -117,6 +118,8 @@ class Report(BaseModel):
             lines += [f"\n### {section.question}\n", " ".join(sentences)]
         if uncovered:
             lines.append("\n*Not covered by the sources found: " + "; ".join(uncovered) + "*")
+        if repeated:
+            lines.append("\n*Nothing beyond the above was written for: " + "; ".join(repeated) + "*")
         return "\n".join(lines)
 
 
@@ -274,7 +277,7 @@ class ReportWriter:
                         written.add(normalise(text))
                         claims.append(Claim(text=text, notes=cited))
             claims = claims[:MAX_CLAIMS_PER_SECTION]
-            sections.append(Section(question=sub, claims=claims, skipped=None if claims else "no notes"))
+            sections.append(Section(question=sub, claims=claims, skipped=None if claims else "repeated"))
         return sections
 
     def check(
