@@ -103,7 +103,8 @@ class Report(BaseModel):
     def markdown(self, source_of: dict[int, int]) -> str:
         """The report body in Markdown; ``source_of`` maps a note number to its source number."""
         lines = [f"# {self.title}"]
-        uncovered, repeated = [], []
+        uncovered: list[str] = []
+        repeated: list[str] = []
         for section in self.sections:
             claims = [c for c in section.claims if c.supported or self.unsupported == "mark"]
             if not claims:

@@ -105,6 +105,14 @@ def cases(tmp_path: Path, data: str) -> list[tuple[list[str | bytes], int, str]]
         (["report", str(f["empty_run"])], 2, "empty-run"),
         (["report", str(f["junk_run"])], 2, "junk-run"),
         (["fit", str(tmp_path / "nowhere")], 2, "no results.sqlite"),
+        (["ask", "Why?", "--format", "essay", *m], 2, "--format must be auto, short or report"),
+        (["ask", "Why?", "--unsupported", "hide", *m], 2, "--unsupported must be mark or drop"),
+        (["ask", "Why?", "--out", str(tmp_path), *m], 2, "is a directory"),
+        (
+            ["eval-reports", "--questions", str(f["not_sqlite"]), "--out", str(tmp_path / "e1")],
+            2,
+            "line 1: not an open question record",
+        ),
     ]
 
 
