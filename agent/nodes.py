@@ -758,7 +758,20 @@ class ResearchNodes:
         body = report.markdown(source_of) if report.printed_claims() else NO_ANSWER
         no_answer_reason = None
         if body == NO_ANSWER:
-            no_answer_reason = "backend" if all_errors else "budget"
+            skipped = {section.skipped for section in report.sections}
+            no_answer_reason = (
+                "backend"
+                if all_errors
+                else "budget"
+                if "budget" in skipped or not report.sections
+                else "malformed"
+                if "malformed" in skipped
+                else "no notes"
+            )
+            body = {
+                "malformed": NO_ANSWER_MALFORMED,
+                "no notes": "No answer: the searches found nothing to write a report from.",
+            }.get(no_answer_reason, NO_ANSWER)
         final = {
             "answer": body,
             "no_answer_reason": no_answer_reason,

@@ -237,3 +237,16 @@ def test_hybrid_before_the_dense_index_reranks_bm25_and_seeds_the_full_build(tmp
     assert store.open(spec, "hybrid", wait_for_dense=False).name == "hybrid"  # built: no fallback
     assert full.search("capital of Hungary", 1)[0].title == "Budapest"
     json.dumps([h.model_dump() for h in early.search("highest mountain", 1)])
+
+
+def test_a_report_with_no_parsable_paragraph_says_why():
+    result = run_research(
+        OPEN_Q,
+        deps(
+            ScriptedLLM(report_script(write="not json")),
+            controller=FixedController(1, 1),
+            answer_format="report",
+        ),
+    )
+    assert result.no_answer_reason == "malformed"
+    assert result.answer.startswith("No answer: the model's output did not parse")
