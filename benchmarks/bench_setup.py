@@ -51,7 +51,14 @@ def _fresh_env(work: Path, before: bool) -> dict[str, str]:
 
 
 def _lib_files(venv: Path) -> list[str]:
-    return sorted(p.name for p in venv.glob("lib/python*/site-packages/**/lib*.so") if not p.is_symlink())
+    # llama-cpp-python's libraries only (it installs each twice: lib/ and llama_cpp/lib/)
+    return sorted(
+        {
+            p.name
+            for p in venv.glob("lib/python*/site-packages/**/lib*.so")
+            if "llama" in p.name or "ggml" in p.name
+        }
+    )
 
 
 def run_arm(before: bool, ask: bool) -> dict[str, object]:
