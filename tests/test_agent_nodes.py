@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sounding.agent.llm_step import parse_json_object
 from sounding.agent.nodes import AgentDeps, clean_query
 from sounding.agent.runner import QuestionError, check_question, run_research, sqlite_checkpointer
 from sounding.budgets.controllers import AdaptiveController, FixedController
@@ -205,6 +206,38 @@ def test_malformed_output_is_repaired_or_retried():
     r = run_research(Q, deps(garbage, controller=FixedController(1, 1)))
     assert sum(1 for s, _, _ in garbage.calls if s == "reflect") == 2  # retried once, within budget
     assert r.stop_reason == "malformed output" and not r.degraded
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "completed"),
+    [
+        # cut inside a later key: the hand-written repair this replaced gave up here and retried
+        ('{"answer": "Danube", "no', {"answer": "Danube"}, True),
+        (
+            '{"queries": ["Danube river", "capital of Hung',
+            {"queries": ["Danube river", "capital of Hung"]},
+            True,
+        ),
+        ('{"answer": "Danube", "notes": [1, 2', {"answer": "Danube", "notes": [1, 2]}, True),
+        # a raw newline inside a string, as llama.cpp's grammar lets through: whole, not completed
+        ('{"answer": "Danube\n", "notes": [1]}', {"answer": "Danube\n", "notes": [1]}, False),
+    ],
+)
+def test_cut_off_json_is_completed_without_inventing(text, expected, completed):
+    assert parse_json_object(text, ["answer", "queries"]) == (expected, completed)
+
+
+@pytest.mark.parametrize("text", ['{"ans', "{", "", "I think it is the Danube", '["Danube"]', '{"other": 1}'])
+def test_json_without_what_the_step_asked_for_is_none(text):
+    assert parse_json_object(text, ["answer", "notes"])[0] is None
+
+
+def test_a_reflection_cut_after_its_answer_needs_no_retry():
+    cut = '{"answer": "Danube", "notes": [1, 2], "supp'
+    llm = ScriptedLLM(script(reflect=cut))
+    r = run_research(Q, deps(llm, controller=FixedController(1, 1)))
+    assert r.drafts[0]["answer"] == "Danube"
+    assert sum(1 for s, _, _ in llm.calls if s == "reflect") == 1
 
 
 def test_depth_zero_is_closed_book():
