@@ -100,6 +100,14 @@ def test_doctor_reports_backends(env):
     ):
         assert component in result.output
     assert "sounding[vllm]" in result.output  # why vLLM is not usable here, naming the extra
+    # in a pipe: one plain line per component, nothing wrapped or cut
+    lines = result.output.splitlines()
+    assert lines[1] == "component\tusable\twhy"
+    assert "llm: http (OpenAI-compatible / vllm serve)\tyes\t" in result.output
+    as_json = runner.invoke(app, ["doctor", "--json"])
+    components = {r["component"]: r for r in json.loads(as_json.output)}
+    assert components["search: bm25"]["usable"] == "yes"
+    assert components["llm: vllm (in-process)"]["usable"] == "no"
 
 
 def test_index_build_search_and_list(env):

