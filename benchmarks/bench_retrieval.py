@@ -4,10 +4,16 @@
     .venv/bin/python benchmarks/bench_retrieval.py speed --scale-100k [--dense]
     .venv/bin/python benchmarks/bench_retrieval.py recall --suite hotpotqa --suite 2wiki
     .venv/bin/python benchmarks/bench_retrieval.py rerank --suite hotpotqa
+    .venv/bin/python benchmarks/bench_retrieval.py finished --suite hotpotqa --warm 150
 
 `rerank` compares, on the same questions, BM25, BM25 with dense re-ranking of its 50 candidates
 (what `sounding ask` searches with before the dense index is built; its embedding cache starts
 empty) and the full hybrid index.
+
+`finished` measures the hybrid index that the new path ends with, against the one built before it, in
+one run, on every question of the suite: a fresh home first answers ``--warm`` questions the way a first
+`sounding ask` does (BM25 with dense re-ranking, vectors cached), then builds the full index (reusing
+those vectors, as `sounding index build` does); the "before" index is the one already in the cache home.
 
 The >= 100k-passage corpus is real text, scaled honestly: the wiki-vital summaries plus the pooled
 context paragraphs of the HotpotQA, 2WikiMultihopQA and MuSiQue files in ../shared/data, split into
@@ -207,6 +213,54 @@ def rerank(args: argparse.Namespace) -> dict:
     return out
 
 
+def _recall_at(backend: Any, samples: list) -> dict[str, float]:
+    hits_at: dict[int, list[float]] = {2: [], 5: [], 10: []}
+    for s in samples:
+        titles = [h.title for h in backend.search(s.question, 10)]
+        gold = {t.lower() for t in s.supporting_titles}
+        for k in hits_at:
+            top = {t.lower() for t in titles[:k]}
+            hits_at[k].append(len(gold & top) / len(gold) if gold else 0.0)
+    return {f"recall@{k}": round(float(np.mean(v)), 4) for k, v in hits_at.items()}
+
+
+def finished(args: argparse.Namespace) -> dict:
+    from sounding.tools.search.reranked import RerankedBM25Search
+
+    out = {}
+    for kind in args.suite:
+        spec = f"{kind}:{DATA / SUITES[kind]}"
+        suite = load_suite(spec, limit=args.limit)
+        corpus = parse_corpus_spec(spec)
+        before_store = IndexStore(load_settings(search={"corpus": spec}))
+        if not before_store.dense_ready(corpus):
+            raise SystemExit(f"no finished dense index of {spec} in the cache home to compare against")
+        before_manifest = read_manifest(before_store.folder(corpus, "dense"))
+        before = before_store.open(corpus, "hybrid")
+        with tempfile.TemporaryDirectory() as tmp:
+            store = IndexStore(load_settings(home=Path(tmp), search={"corpus": spec}))
+            interim = store.open(corpus, "hybrid", wait_for_dense=False)
+            assert isinstance(interim, RerankedBM25Search), type(interim)
+            for s in suite.samples[: args.warm]:
+                interim.search(s.question, 10)
+            reused = len(interim.cache.vectors)
+            t0 = time.perf_counter()
+            after = store.open(corpus, "hybrid")
+            build = round(time.perf_counter() - t0, 1)
+            rows = {
+                "before": {
+                    **_recall_at(before, suite.samples),
+                    "built_at": before_manifest.built_at if before_manifest else None,
+                },
+                "after": {**_recall_at(after, suite.samples), "vectors_reused": reused, "build_s": build},
+            }
+        rows["difference (after - before)"] = {
+            k: round(rows["after"][k] - rows["before"][k], 4) for k in ("recall@2", "recall@5", "recall@10")
+        }
+        out[kind] = {"questions": len(suite.samples), "warm_questions": args.warm, **rows}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -222,9 +276,13 @@ def main() -> None:
     rr = sub.add_parser("rerank")
     rr.add_argument("--suite", action="append", choices=list(SUITES), required=True)
     rr.add_argument("--limit", type=int, default=None)
+    fp = sub.add_parser("finished")
+    fp.add_argument("--suite", action="append", choices=list(SUITES), required=True)
+    fp.add_argument("--limit", type=int, default=None)
+    fp.add_argument("--warm", type=int, default=150)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    result = {"speed": speed, "recall": recall, "rerank": rerank}[args.command](args)
+    result = {"speed": speed, "recall": recall, "rerank": rerank, "finished": finished}[args.command](args)
     record = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
