@@ -56,6 +56,11 @@ class LawFit(BaseModel):
     holdout_error: float | None
     holdout_x: float | None
     n_points: int
+    #: How widely the trend is shared: the share of random half-splits of the questions in which the
+    #: slope b fitted on *each* half has the sign of the whole curve's (linear law only). 1.0: every
+    #: half shows the trend; lower: it rests on some of the questions (pure noise gives ~0.5-0.8). It
+    #: cannot see past its sample: a check on other questions can (issue 16's sealed check).
+    split_half: float | None = None
 
 
 class Curve(BaseModel):
@@ -254,7 +259,45 @@ def _axes(points: list[Point], breadth: int) -> dict[str, np.ndarray]:
     return axes
 
 
-def fit_curve(points: list[Point], acc_samples: list[dict[int, float]], breadth: int) -> list[LawFit]:
+def _split_halves(ids: list[str], n_splits: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_splits):
+        order = [ids[i] for i in rng.permutation(len(ids))]
+        out.append((order[: len(ids) // 2], order[len(ids) // 2 :]))
+    return out
+
+
+def split_half_agreement(
+    xk: np.ndarray,
+    kept_depths: list[int],
+    slope: float,
+    halves: list[tuple[dict[int, float], dict[int, float]]],
+) -> float | None:
+    """Share of half-splits whose two halves' linear slopes both have the sign of ``slope``."""
+    agree = total = 0
+    for first, second in halves:
+        slopes = []
+        for acc in (first, second):
+            y = np.array([acc[d] for d in kept_depths])
+            params = fit_law("linear", xk, y) if np.all(np.isfinite(y)) else None
+            if params is not None:
+                slopes.append(float(params[1]))
+        if len(slopes) == 2:
+            total += 1
+            agree += all(np.sign(b) == np.sign(slope) for b in slopes)
+    return agree / total if total else None
+
+
+def fit_curve(
+    points: list[Point],
+    acc_samples: list[dict[int, float]],
+    breadth: int,
+    halves: list[tuple[dict[int, float], dict[int, float]]] | None = None,
+) -> list[LawFit]:
+    """The laws of one curve on each axis; ``acc_samples`` (bootstrap resamples of the questions) give
+    the parameters' CIs, ``halves`` (accuracy per depth on each half of random half-splits) the
+    split-half stability of the linear slope."""
     fits = []
     depths = [p.depth for p in points]
     y = np.array([p.acc for p in points])
@@ -298,6 +341,9 @@ def fit_curve(points: list[Point], acc_samples: list[dict[int, float]], breadth:
                     holdout_error=holdout_error,
                     holdout_x=holdout_x,
                     n_points=len(xk),
+                    split_half=split_half_agreement(xk, kept_depths, float(params[1]), halves)
+                    if form == "linear" and halves
+                    else None,
                 )
             )
     return fits
@@ -383,6 +429,7 @@ def analyse(
     *,
     metric: str = "cover_em",
     n_boot: int = 500,
+    n_splits: int = 200,
     by: str | None = None,
     depths: dict[str, list[int]] | None = None,
 ) -> Analysis:
@@ -429,6 +476,14 @@ def analyse(
         wanted = (depths or {}).get(controller)
         use = [d for d in all_depths if wanted is None or d in wanted]
         samples = [_point_stats(by_question, use, metric, ids) for ids in _bootstrap_ids(qids, n_boot)]
+        halves = (
+            [
+                (_point_stats(by_question, use, metric, a), _point_stats(by_question, use, metric, b))
+                for a, b in _split_halves(qids, n_splits)
+            ]
+            if controller == "fixed" and len(qids) >= 4
+            else []
+        )
         points = []
         for d in use:
             rows_d = [by_question[q][d] for q in qids if d in by_question[q]]
@@ -486,7 +541,7 @@ def analyse(
                     (int(r.get("seeds", 1)) for q in by_question.values() for r in q.values()), default=1
                 ),
                 # an adaptive run's rounds are its own choice, not budgets given: no law to fit
-                fits=fit_curve(points, samples, breadth) if controller == "fixed" else [],
+                fits=fit_curve(points, samples, breadth, halves) if controller == "fixed" else [],
             )
         )
     return Analysis(
@@ -782,7 +837,19 @@ def compare_controllers(
 
 def fits_table(analysis: Analysis) -> Table:
     table = Table(title=f"scaling fits ({analysis.metric}, {analysis.n_rows} rows)")
-    for col in ("model", "suite", "ctl", "B", "group", "axis", "law", "params (95% CI)", "R²", "holdout err"):
+    for col in (
+        "model",
+        "suite",
+        "ctl",
+        "B",
+        "group",
+        "axis",
+        "law",
+        "params (95% CI)",
+        "R²",
+        "holdout err",
+        "split-half",
+    ):
         table.add_column(col)
     for c in analysis.curves:
         for f in c.fits:
@@ -802,6 +869,7 @@ def fits_table(analysis: Analysis) -> Table:
                 params,
                 "-" if f.r2 is None else f"{f.r2:.3f}",
                 "-" if f.holdout_error is None else f"{f.holdout_error:+.3f}",
+                "-" if f.split_half is None else f"{f.split_half:.2f}",
             )
     return table
 

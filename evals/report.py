@@ -125,10 +125,13 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
             "linear: acc = a + b·ln C; logistic: acc = 1/(1+exp(-(α + β·ln C))). Holdout error: a fit "
             "on all but the largest budget, predicting the largest (predicted − observed). Axes: search "
             "steps given, token-equivalents and FLOPs spent; the fits against usd and latency are in "
-            "fits.json (`sounding fit`).",
+            "fits.json (`sounding fit`). Split-half: the share of 200 random half-splits of the questions "
+            "in which the linear slope fitted on each half has the whole curve's sign (1.00: every half "
+            "shows the trend; lower: it rests on some of the questions; coin flips give about 0.5-0.8). "
+            "It cannot see past the sample: only other questions can.",
         )
     )
-    rows = [["model", "group", "axis", "law", "parameters [95% CI]", "R²", "holdout error"]]
+    rows = [["model", "group", "axis", "law", "parameters [95% CI]", "R²", "holdout error", "split-half"]]
     for c in analysis.curves:
         for f in c.fits:
             if f.axis not in REPORTED_AXES:
@@ -138,7 +141,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                 + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
                 for k, v in f.params.items()
             )
-            rows.append([c.label, c.group, f.axis, f.form, params, _fmt(f.r2), _fmt(f.holdout_error)])
+            split = "-" if f.split_half is None else f"{f.split_half:.2f}"
+            rows.append([c.label, c.group, f.axis, f.form, params, _fmt(f.r2), _fmt(f.holdout_error), split])
     blocks.append(("table", rows))
     if analysis.exchanges:
         blocks.append(("h2", "Exchange rates"))

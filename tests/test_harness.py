@@ -232,6 +232,28 @@ def test_analysis_exchange_rate_and_report(tmp_path):
     assert "figures/" in text and "<table>" in html.read_text()
 
 
+def test_split_half_tells_a_trend_from_noise():
+    """A curve that rises with depth keeps its slope's sign in every half of every split; on a curve
+    whose questions are coin flips at every depth, the chance slope of the whole sample is not in
+    every half (0.74 here: a split-half sees how widely a trend is shared, not past its sample)."""
+    runs = {
+        "k1": config(model="smollm2-135m").model_dump(),
+        "k2": config(model="qwen2.5-coder-1.5b").model_dump(),
+    }
+    rising = synthetic_rows("smollm2-135m", "k1", {0: 0.05, 1: 0.2, 2: 0.45, 4: 0.7, 8: 0.95}, 500, n=60)
+    flat = synthetic_rows("qwen2.5-coder-1.5b", "k2", {0: 0.5, 1: 0.5, 2: 0.5, 4: 0.5, 8: 0.5}, 500, n=60)
+    analysis = analyse(rising + flat, runs, n_boot=20, n_splits=100)
+
+    def linear_steps(model: str):
+        curve = next(c for c in analysis.curves if c.model == model and c.group == "all")
+        return next(f for f in curve.fits if f.axis == "steps" and f.form == "linear")
+
+    assert linear_steps("smollm2-135m").split_half == 1.0
+    noise = linear_steps("qwen2.5-coder-1.5b").split_half
+    assert noise is not None and noise < 0.9
+    assert all(f.split_half is None for c in analysis.curves for f in c.fits if f.form == "logistic")
+
+
 @pytest.mark.model
 def test_kill_nine_mid_sweep_then_resume(tmp_path, data_dir):
     """A real `sounding bench` subprocess killed with SIGKILL mid-sweep resumes with no lost or duplicated rows."""
