@@ -65,6 +65,27 @@ class AxisFit(BaseModel):
     best_acc: float
 
 
+class Rescue(BaseModel):
+    """One reasoning setting on the questions search alone never answered."""
+
+    setting: str
+    share: float  # mean accuracy of the setting on those questions
+    ci: tuple[float, float]
+
+
+class Composition(BaseModel):
+    """Do thinking tokens or samples move the questions that search alone did not? ``search_failed``
+    questions (of ``questions`` in the group) are wrong at every depth of the search axis (think 0,
+    one sample); each pre-specified setting's accuracy on them, with a bootstrap CI over them. The
+    settings are fixed in advance (the deepest search with the most thinking, with the most samples,
+    with both; and both without search), not the best of the grid, so chance cannot pick them."""
+
+    group: str  # "all", or a question type / number of hops
+    questions: int
+    search_failed: int
+    rescues: list[Rescue]
+
+
 class Frontier(BaseModel):
     model: str
     suite: str
@@ -74,6 +95,7 @@ class Frontier(BaseModel):
     envelope: list[str]  # labels of the settings on the iso-compute frontier (tokens), cheapest first
     envelope_flops: list[str]
     fits: list[AxisFit]
+    composition: list[Composition] = []
 
 
 def _question_matrix(
@@ -134,6 +156,58 @@ def _envelope(settings: list[Setting], unit: str) -> list[str]:
             on.append(s.label)
             best = s.acc
     return on
+
+
+def _group_of(row: dict[str, Any]) -> list[str]:
+    groups = []
+    if row.get("qtype"):
+        groups.append(f"type {row['qtype']}")
+    if row.get("hops"):
+        groups.append(f"{row['hops']} hops")
+    return groups
+
+
+def composition(
+    matrix: dict[str, dict[tuple[int, int, int], dict[str, Any]]],
+    ids: list[str],
+    grid: list[tuple[int, int, int]],
+    metric: str,
+    *,
+    n_boot: int = 500,
+    seed: int = 11,
+) -> list[Composition]:
+    """`Composition` for all questions and for each question type / hop count (see the class)."""
+    depth, think, samples = (max(g[i] for g in grid) for i in range(3))
+    wanted = [(depth, think, 1), (depth, 0, samples), (depth, think, samples), (0, think, samples)]
+    prespecified = list(dict.fromkeys(s for s in wanted if s in grid and (s[1] > 0 or s[2] > 1)))
+    search_axis = [g for g in grid if g[1] == 0 and g[2] == 1]
+    if not prespecified or not search_axis:
+        return []
+    groups: dict[str, list[str]] = {"all": list(ids)}
+    for q in ids:
+        for g in _group_of(matrix[q][grid[0]]):
+            groups.setdefault(g, []).append(q)
+    rng = np.random.default_rng(seed)
+    out = []
+    for group, members in groups.items():
+        failed = [q for q in members if max(matrix[q][g][metric] or 0.0 for g in search_axis) == 0.0]
+        rescues = []
+        for s in prespecified:
+            values = np.array([matrix[q][s][metric] or 0.0 for q in failed], dtype=float)
+            if not len(values):
+                continue
+            boots = [float(values[rng.integers(0, len(values), len(values))].mean()) for _ in range(n_boot)]
+            rescues.append(
+                Rescue(
+                    setting=f"d{s[0]} T{s[1]} N{s[2]}",
+                    share=float(values.mean()),
+                    ci=(float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))),
+                )
+            )
+        out.append(
+            Composition(group=group, questions=len(members), search_failed=len(failed), rescues=rescues)
+        )
+    return out
 
 
 def frontiers(
@@ -215,6 +289,7 @@ def frontiers(
                 envelope=_envelope(settings, "tokens"),
                 envelope_flops=_envelope(settings, "flops") if all(s.flops for s in settings) else [],
                 fits=fits,
+                composition=composition(matrix, ids, grid, metric, n_boot=n_boot),
             )
         )
     return out

@@ -358,6 +358,27 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
             )
         blocks.append(("p", "Every setting of the grid, cheapest first."))
         blocks.append(("table", rows))
+        if f.composition:
+            blocks.append(
+                (
+                    "p",
+                    "Composition: on the questions search alone never answered (wrong at every depth "
+                    "with think 0 and one sample), the accuracy of reasoning settings fixed in advance "
+                    "(not the grid's best, which chance would favour), with a 95% bootstrap CI over those "
+                    "questions; per question type and hop count where the suite has them.",
+                )
+            )
+            rows = [["questions", "search never answered", *[r.setting for r in f.composition[0].rescues]]]
+            for c in f.composition:
+                cells = {r.setting: f"{r.share:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}]" for r in c.rescues}
+                rows.append(
+                    [
+                        f"{c.group} ({c.questions})",
+                        str(c.search_failed),
+                        *[cells.get(r.setting, "-") for r in f.composition[0].rescues],
+                    ]
+                )
+            blocks.append(("table", rows))
     return blocks
 
 

@@ -357,3 +357,27 @@ def test_frontier_report_and_figures_from_a_grid_store(tmp_path):
     paths = make_frontier_figures([front], tmp_path / "figures")
     assert any("frontier-tokens.png" in p.name for p in paths)
     assert any("grid-depth-x-think.png" in p.name for p in paths)
+
+
+def test_composition_counts_what_reasoning_adds_where_search_failed():
+    from sounding.evals.frontier import composition
+
+    grid = [(d, t, n) for d in (0, 1) for t in (0, 8) for n in (1, 3)]
+
+    def question(qtype: str, right: set[tuple[int, int, int]]) -> dict:
+        return {g: {"cover_em": float(g in right), "qtype": qtype, "hops": 2} for g in grid}
+
+    matrix = {
+        "q1": question("bridge", {(1, 8, 1), (1, 8, 3)}),  # search never; thinking on top of it does
+        "q2": question("comparison", {(1, 0, 1), (0, 8, 3)}),  # search answers it: not counted
+        "q3": question("bridge", set()),  # nothing does
+    }
+    result = {c.group: c for c in composition(matrix, ["q1", "q2", "q3"], grid, "cover_em", n_boot=50)}
+    every = result["all"]
+    assert (every.questions, every.search_failed) == (3, 2)
+    shares = {r.setting: r.share for r in every.rescues}
+    assert shares == {"d1 T8 N1": 0.5, "d1 T0 N3": 0.0, "d1 T8 N3": 0.5, "d0 T8 N3": 0.0}
+    assert all(r.ci[0] <= r.share <= r.ci[1] for r in every.rescues)
+    assert (result["type bridge"].questions, result["type bridge"].search_failed) == (2, 2)
+    assert result["type comparison"].search_failed == 0 and result["type comparison"].rescues == []
+    assert result["2 hops"].questions == 3
