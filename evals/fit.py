@@ -168,6 +168,8 @@ class Analysis(BaseModel):
     failures: list[Failures] = []
     #: Search against reasoning, per family of grid runs (evals/frontier.py); empty without reasoning.
     frontiers: list[Any] = []
+    #: Best split against best split between models of one suite (evals/frontier.py:split_exchanges).
+    split_exchanges: list[Any] = []
 
 
 def unanswered_failures(
@@ -259,7 +261,7 @@ def _axes(points: list[Point], breadth: int) -> dict[str, np.ndarray]:
     return axes
 
 
-def _split_halves(ids: list[str], n_splits: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+def split_halves(ids: list[str], n_splits: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n_splits):
@@ -479,7 +481,7 @@ def analyse(
         halves = (
             [
                 (_point_stats(by_question, use, metric, a), _point_stats(by_question, use, metric, b))
-                for a, b in _split_halves(qids, n_splits)
+                for a, b in split_halves(qids, n_splits)
             ]
             if controller == "fixed" and len(qids) >= 4
             else []
@@ -568,7 +570,7 @@ def _interp_compute(points: list[tuple[float, float]], target: float) -> float |
     return None
 
 
-def _size(model: str) -> float:
+def model_size(model: str) -> float:
     spec = EMBEDDED_MODELS.get(model)
     return float(spec.n_params) if spec else float("inf")
 
@@ -690,7 +692,7 @@ def _model_pairs(curves: list[Curve]) -> list[tuple[Curve, Curve]]:
         (small, large)
         for large in curves
         for small in curves
-        if _comparable(small) == _comparable(large) and _size(small.model) < _size(large.model)
+        if _comparable(small) == _comparable(large) and model_size(small.model) < model_size(large.model)
     ]
 
 

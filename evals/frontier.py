@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from sounding.evals.fit import collapse_seeds
+from sounding.evals.fit import collapse_seeds, split_half_agreement, split_halves
 
 AXES = ("search", "think", "samples")
 
@@ -63,6 +63,8 @@ class AxisFit(BaseModel):
     r2: float | None
     best: str  # the setting where the axis peaks
     best_acc: float
+    #: share of random half-splits of the questions in which both halves' slopes keep this sign
+    split_half: float | None = None
 
 
 class Rescue(BaseModel):
@@ -230,6 +232,7 @@ def frontiers(
             continue
         rng = np.random.default_rng(seed)
         boots = [[ids[i] for i in rng.integers(0, len(ids), len(ids))] for _ in range(n_boot)]
+        splits = split_halves(ids, 200) if len(ids) >= 4 else []
         settings = []
         boot_means: dict[tuple[int, int, int], list[tuple[float, float, float | None]]] = {}
         for s in grid:
@@ -273,10 +276,17 @@ def frontiers(
                     if slopes
                     else None
                 )
+                halves = [
+                    tuple(
+                        {i: _means(matrix, half, k, metric)[0] for i, k in enumerate(keys)} for half in pair
+                    )
+                    for pair in splits
+                ]
+                stable = split_half_agreement(x, list(range(len(keys))), slope, halves)  # type: ignore[arg-type]
                 fits.append(
                     AxisFit(
                         axis=axis, unit=unit, points=len(on), slope=slope, slope_ci=slope_ci, intercept=intercept,
-                        r2=r2, best=best.label, best_acc=best.acc,
+                        r2=r2, best=best.label, best_acc=best.acc, split_half=stable,
                     )
                 )  # fmt: skip
         out.append(
@@ -292,4 +302,141 @@ def frontiers(
                 composition=composition(matrix, ids, grid, metric, n_boot=n_boot),
             )
         )
+    return out
+
+
+class ExchangePoint(BaseModel):
+    """One setting on the larger model's FLOPs frontier and the cheapest setting of the smaller model
+    that is at least as accurate on the same questions."""
+
+    large_setting: str
+    large_flops: float
+    large_acc: float
+    small_setting: str | None  # None: no setting of the smaller model reaches it
+    small_flops: float | None
+    ratio: float | None  # small_flops / large_flops
+    ratio_ci: tuple[float, float] | None  # over the resamples in which the smaller model reaches it
+    reached: float  # share of bootstrap resamples in which the smaller model reaches it
+
+
+class SplitExchange(BaseModel):
+    """Best split against best split: two models' grids on one suite, on the questions both answered at
+    every setting both grids have. ``gap`` is the smaller model's best setting minus the larger
+    model's best, with both bests chosen again in every bootstrap resample, so the CI carries the
+    selection. ``points`` prices the larger model's FLOPs frontier in the smaller model's FLOPs."""
+
+    suite: str
+    small: str
+    large: str
+    questions: int
+    settings: int
+    small_best: str
+    small_best_acc: float
+    small_best_flops: float
+    large_best: str
+    large_best_acc: float
+    large_best_flops: float
+    gap: float
+    gap_ci: tuple[float, float]
+    points: list[ExchangePoint]
+
+
+Matrix = dict[str, dict[tuple[int, int, int], dict[str, Any]]]
+
+
+def _label(s: tuple[int, int, int]) -> str:
+    return f"d{s[0]} T{s[1]} N{s[2]}"
+
+
+def _table(matrix: Matrix, ids: list[str], grid: list[tuple[int, int, int]], metric: str) -> np.ndarray:
+    """(settings x 2): mean accuracy and mean FLOPs of each setting on ``ids``."""
+    return np.array([_means(matrix, ids, s, metric)[::2] for s in grid], dtype=float)
+
+
+def _cheapest_reaching(table: np.ndarray, target: float) -> int | None:
+    reaching = np.flatnonzero(table[:, 0] >= target - 1e-12)
+    return None if not len(reaching) else int(reaching[np.argmin(table[reaching, 1])])
+
+
+def split_exchanges(
+    rows: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    *,
+    metric: str = "cover_em",
+    n_boot: int = 500,
+    seed: int = 13,
+) -> list[SplitExchange]:
+    """`SplitExchange` for every pair of models whose reasoning grids share a suite (smaller first, by
+    parameter count); FLOPs are the only unit both models' costs share."""
+    from sounding.evals.fit import model_size
+
+    families = [(k, m) for k, m in sorted(_question_matrix(rows, runs).items())]
+    out = []
+    for (large_model, suite, _), large in families:
+        for (small_model, small_suite, _), small in families:
+            if small_suite != suite or model_size(small_model) >= model_size(large_model):
+                continue
+            grid = sorted({s for q in large.values() for s in q} & {s for q in small.values() for s in q})
+            ids = sorted(
+                q for q in set(large) & set(small) if all(s in large[q] and s in small[q] for s in grid)
+            )
+            if len(ids) < 2 or len(grid) < 2:
+                continue
+            if not all(
+                "flops" in large[q][s]["cost"] and "flops" in small[q][s]["cost"] for q in ids for s in grid
+            ):
+                continue
+            lt, st = _table(large, ids, grid, metric), _table(small, ids, grid, metric)
+            # the larger model's FLOPs frontier: settings no cheaper setting of it matches
+            frontier, best = [], -1.0
+            for i in sorted(range(len(grid)), key=lambda i: (lt[i, 1], -lt[i, 0])):
+                if lt[i, 0] > best + 1e-12:
+                    frontier.append(i)
+                    best = lt[i, 0]
+            rng = np.random.default_rng(seed)
+            gaps: list[float] = []
+            ratios: dict[int, list[float]] = {i: [] for i in frontier}
+            reached: dict[int, int] = {i: 0 for i in frontier}
+            for _ in range(n_boot):
+                b = [ids[j] for j in rng.integers(0, len(ids), len(ids))]
+                lb, sb = _table(large, b, grid, metric), _table(small, b, grid, metric)
+                gaps.append(float(sb[:, 0].max() - lb[:, 0].max()))
+                for i in frontier:
+                    j = _cheapest_reaching(sb, lb[i, 0])
+                    if j is not None:
+                        reached[i] += 1
+                        ratios[i].append(float(sb[j, 1] / lb[i, 1]))
+            points = []
+            for i in frontier:
+                j = _cheapest_reaching(st, lt[i, 0])
+                enough = len(ratios[i]) >= max(10, n_boot // 2)
+                points.append(
+                    ExchangePoint(
+                        large_setting=_label(grid[i]), large_flops=float(lt[i, 1]), large_acc=float(lt[i, 0]),
+                        small_setting=None if j is None else _label(grid[j]),
+                        small_flops=None if j is None else float(st[j, 1]),
+                        ratio=None if j is None else float(st[j, 1] / lt[i, 1]),
+                        ratio_ci=(
+                            (float(np.percentile(ratios[i], 2.5)), float(np.percentile(ratios[i], 97.5)))
+                            if enough else None
+                        ),
+                        reached=reached[i] / n_boot if n_boot else float(j is not None),
+                    )
+                )  # fmt: skip
+            # the best setting: most accurate, the cheaper one on ties
+            li = int(max(range(len(grid)), key=lambda i: (lt[i, 0], -lt[i, 1])))
+            si = int(max(range(len(grid)), key=lambda i: (st[i, 0], -st[i, 1])))
+            out.append(
+                SplitExchange(
+                    suite=suite, small=small_model, large=large_model, questions=len(ids), settings=len(grid),
+                    small_best=_label(grid[si]), small_best_acc=float(st[si, 0]), small_best_flops=float(st[si, 1]),
+                    large_best=_label(grid[li]), large_best_acc=float(lt[li, 0]), large_best_flops=float(lt[li, 1]),
+                    gap=float(st[si, 0] - lt[li, 0]),
+                    gap_ci=(
+                        (float(np.percentile(gaps, 2.5)), float(np.percentile(gaps, 97.5)))
+                        if gaps else (float(st[si, 0] - lt[li, 0]),) * 2
+                    ),
+                    points=points,
+                )
+            )  # fmt: skip
     return out

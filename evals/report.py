@@ -318,15 +318,19 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
                 "off one run per question). Each axis alone: search = depth at think 0 and 1 sample; "
                 "thinking = thinking caps at depth 0 and 1 sample; samples = voted answer samples at "
                 "depth 0, think 0. Slope = accuracy gained per e-fold of mean compute (linear in log), "
-                "95% bootstrap CI over questions.",
+                "95% bootstrap CI over questions; split-half = share of 200 random half-splits of the "
+                "questions in which both halves' slopes keep its sign (how widely the sample shares it).",
             )
         )
-        rows = [["axis", "compute", "points", "slope per e-fold (95% CI)", "R²", "peaks at", "peak acc."]]
+        rows = [
+            ["axis", "compute", "points", "slope per e-fold (95% CI)", "split-half", "R²", "peaks at", "peak acc."]
+        ]
         for fit in f.fits:
             ci = f" [{fit.slope_ci[0]:+.3f}, {fit.slope_ci[1]:+.3f}]" if fit.slope_ci else ""
             slope = "-" if fit.slope is None else f"{fit.slope:+.3f}{ci}"
+            half = "-" if fit.split_half is None else f"{fit.split_half:.2f}"
             rows.append(
-                [fit.axis, fit.unit, str(fit.points), slope, _fmt(fit.r2), fit.best, f"{fit.best_acc:.3f}"]
+                [fit.axis, fit.unit, str(fit.points), slope, half, _fmt(fit.r2), fit.best, f"{fit.best_acc:.3f}"]
             )
         blocks.append(("table", rows))
         front = {s.label: s for s in f.settings}
@@ -379,6 +383,45 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
                     ]
                 )
             blocks.append(("table", rows))
+    return blocks + split_exchange_blocks(analysis)
+
+
+def split_exchange_blocks(analysis: Analysis) -> list[Block]:
+    """Best split against best split between two models' grids on one suite, priced in FLOPs."""
+    from sounding.evals.frontier import SplitExchange
+
+    blocks: list[Block] = []
+    for x in analysis.split_exchanges:
+        assert isinstance(x, SplitExchange)
+        blocks.append(("h2", f"Best split against best split: {x.small} vs {x.large}, {x.suite.split(':')[0]}"))
+        blocks.append(
+            (
+                "p",
+                f"{x.questions} questions both models answered at each of the {x.settings} settings both "
+                f"grids have. Best of each (most accurate setting): {x.small} {x.small_best} "
+                f"{x.small_best_acc:.3f} at {x.small_best_flops:.3g} FLOPs; {x.large} {x.large_best} "
+                f"{x.large_best_acc:.3f} at {x.large_best_flops:.3g} FLOPs. Smaller best minus larger "
+                f"best: {x.gap:+.3f} [{x.gap_ci[0]:+.3f}, {x.gap_ci[1]:+.3f}] (95% paired bootstrap, "
+                "both bests chosen again in each resample). Below, each setting on the larger model's "
+                "FLOPs frontier and the cheapest setting of the smaller model at least as accurate; "
+                "'reached' is the share of resamples in which one exists.",
+            )
+        )
+        rows = [["larger model", "FLOPs", "accuracy", "smaller model's cheapest match", "FLOPs", "ratio (95% CI)", "reached"]]
+        for p in x.points:
+            ci = f" [{p.ratio_ci[0]:.2f}, {p.ratio_ci[1]:.2f}]" if p.ratio_ci else ""
+            rows.append(
+                [
+                    p.large_setting,
+                    _fmt(p.large_flops),
+                    f"{p.large_acc:.3f}",
+                    p.small_setting or "never",
+                    _fmt(p.small_flops),
+                    "-" if p.ratio is None else f"{p.ratio:.2f}{ci}",
+                    f"{p.reached:.2f}",
+                ]
+            )
+        blocks.append(("table", rows))
     return blocks
 
 

@@ -381,3 +381,74 @@ def test_composition_counts_what_reasoning_adds_where_search_failed():
     assert (result["type bridge"].questions, result["type bridge"].search_failed) == (2, 2)
     assert result["type comparison"].search_failed == 0 and result["type comparison"].rescues == []
     assert result["2 hops"].questions == 3
+
+
+def test_split_exchange_prices_the_larger_models_frontier_in_the_smaller_models_flops():
+    from sounding.evals.frontier import split_exchanges
+
+    grid = [(0, 0, 1), (1, 0, 1), (1, 8, 3)]
+    flops = {"qwen2.5-coder-0.5b": 1.0, "qwen2.5-coder-1.5b": 3.0}  # per unit of the setting's size
+    size = {(0, 0, 1): 1.0, (1, 0, 1): 4.0, (1, 8, 3): 10.0}
+    # questions right per setting: the 0.5B reaches the 1.5B's closed book by searching, never its best
+    right = {
+        "qwen2.5-coder-0.5b": {(0, 0, 1): {"q1"}, (1, 0, 1): {"q1", "q2"}, (1, 8, 3): {"q1", "q2"}},
+        "qwen2.5-coder-1.5b": {(0, 0, 1): {"q1", "q2"}, (1, 0, 1): {"q1", "q2", "q3"}, (1, 8, 3): {"q2"}},
+    }
+    runs, rows = {}, []
+    for model in flops:
+        runs[model] = {"model": model, "suite": "hotpotqa:dev", "controller": "fixed", "budget": None}
+        for q in ("q1", "q2", "q3", "q4"):
+            for s in grid:
+                cost = flops[model] * size[s]
+                rows.append(
+                    {
+                        "run_key": model, "question_id": q, "round": s[0], "think": s[1], "samples": s[2],
+                        "cover_em": float(q in right[model][s]), "searches": s[0],
+                        "prompt_tokens": 1, "completion_tokens": 1, "cost": {"tokens": size[s], "flops": cost},
+                    }
+                )  # fmt: skip
+    (x,) = split_exchanges(rows, runs, n_boot=200)
+    assert (x.small, x.large, x.questions, x.settings) == ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", 4, 3)
+    assert (x.small_best, x.small_best_acc) == ("d1 T0 N1", 0.5)  # the cheaper of the two at 0.5
+    assert (x.large_best, x.large_best_acc) == ("d1 T0 N1", 0.75)
+    assert x.gap == -0.25 and x.gap_ci[0] <= -0.25 <= x.gap_ci[1]
+    # the 1.5B's frontier: closed book (0.5 at 3 FLOPs), one search (0.75 at 12); its d1 T8 N3 is off it
+    closed, searched = x.points
+    assert (closed.large_setting, closed.large_acc, closed.large_flops) == ("d0 T0 N1", 0.5, 3.0)
+    assert (closed.small_setting, closed.small_flops, closed.ratio) == ("d1 T0 N1", 4.0, 4.0 / 3.0)
+    assert 0.0 < closed.reached <= 1.0
+    assert (searched.large_setting, searched.small_setting, searched.ratio) == ("d1 T0 N1", None, None)
+    assert searched.reached < 0.5
+
+
+def test_axis_split_half_tells_a_shared_trend_from_one_question():
+    from sounding.evals.frontier import frontiers
+
+    grid = [(0, 0, 1), (1, 0, 1), (2, 0, 1), (0, 8, 1)]
+    questions = [f"q{i}" for i in range(8)]
+
+    def rows_where(right) -> list[dict]:
+        return [
+            {
+                "run_key": "r", "question_id": q, "round": s[0], "think": s[1], "samples": s[2],
+                "cover_em": float(right(q, s)), "searches": s[0], "prompt_tokens": 1, "completion_tokens": 1,
+                "cost": {"tokens": 10.0 * (1 + s[0]) + s[1]},
+            }
+            for q in questions
+            for s in grid
+        ]  # fmt: skip
+
+    runs = {
+        "r": {"model": "qwen2.5-coder-0.5b", "suite": "hotpotqa:dev", "controller": "fixed", "budget": None}
+    }
+    shared = rows_where(lambda q, s: s[0] >= 1 and q != "q0")  # every question but one gains from search
+    one = rows_where(lambda q, s: s[0] == 2 and q == "q0")  # one question carries the whole trend
+
+    def search_fit(rows):
+        (front,) = frontiers(rows, runs, n_boot=50)
+        return next(f for f in front.fits if f.axis == "search" and f.unit == "tokens")
+
+    broad, narrow = search_fit(shared), search_fit(one)
+    assert broad.slope > 0 and narrow.slope > 0
+    assert broad.split_half == 1.0
+    assert narrow.split_half == 0.0  # the half without q0 is flat in every split

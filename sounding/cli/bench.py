@@ -433,10 +433,11 @@ def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None)
     runs = store.runs()
     manifest = load_manifest(run_dir)
     depths = manifest_depths(manifest) if manifest else None
-    from sounding.evals.frontier import frontiers
+    from sounding.evals.frontier import frontiers, split_exchanges
 
     analysis = analyse(rows, runs, metric=metric, n_boot=bootstrap, by=by, depths=depths)
     analysis.frontiers = frontiers(rows, runs, metric=metric, n_boot=bootstrap)
+    analysis.split_exchanges = split_exchanges(rows, runs, metric=metric, n_boot=bootstrap)
     checks = store.anytime_checks()
     analysis.manifest = manifest
     analysis.failures = unanswered_failures(store.errors(), rows, runs)
