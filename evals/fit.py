@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel
 from rich.table import Table
 from scipy.optimize import curve_fit
+from scipy.special import expit
 
 from sounding.tools.llm.registry import EMBEDDED_MODELS
 
@@ -198,8 +199,15 @@ def linear_law(x: np.ndarray, a: float, b: float) -> np.ndarray:
 
 
 def logistic_law(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
-    z = np.clip(alpha + beta * np.log(x), -500, 500)
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(expit(alpha + beta * np.log(x)))
+
+
+def logistic_jacobian(x: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """d law / d (alpha, beta): given to the least-squares solver, it saves the two extra law
+    evaluations per step a finite-difference Jacobian costs (the bootstrap fits thousands of curves)."""
+    p = expit(alpha + beta * np.log(x))
+    slope = p * (1.0 - p)
+    return np.column_stack([slope, slope * np.log(x)])
 
 
 LAWS = {"linear": (linear_law, ("a", "b")), "logistic": (logistic_law, ("alpha", "beta"))}
@@ -221,7 +229,7 @@ def fit_law(form: str, x: np.ndarray, y: np.ndarray) -> np.ndarray | None:
             warnings.catch_warnings()
         ):  # flat or saturated curves: the estimate stands, the covariance may not
             warnings.simplefilter("ignore")
-            params, _ = curve_fit(law, x, y, p0=[alpha0, beta0], maxfev=5000)
+            params, _ = curve_fit(law, x, y, p0=[alpha0, beta0], jac=logistic_jacobian, maxfev=5000)
     except (RuntimeError, ValueError):
         return np.array([alpha0, beta0])
     return np.asarray(params)

@@ -323,14 +323,32 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
             )
         )
         rows = [
-            ["axis", "compute", "points", "slope per e-fold (95% CI)", "split-half", "R²", "peaks at", "peak acc."]
+            [
+                "axis",
+                "compute",
+                "points",
+                "slope per e-fold (95% CI)",
+                "split-half",
+                "R²",
+                "peaks at",
+                "peak acc.",
+            ]
         ]
         for fit in f.fits:
             ci = f" [{fit.slope_ci[0]:+.3f}, {fit.slope_ci[1]:+.3f}]" if fit.slope_ci else ""
             slope = "-" if fit.slope is None else f"{fit.slope:+.3f}{ci}"
             half = "-" if fit.split_half is None else f"{fit.split_half:.2f}"
             rows.append(
-                [fit.axis, fit.unit, str(fit.points), slope, half, _fmt(fit.r2), fit.best, f"{fit.best_acc:.3f}"]
+                [
+                    fit.axis,
+                    fit.unit,
+                    str(fit.points),
+                    slope,
+                    half,
+                    _fmt(fit.r2),
+                    fit.best,
+                    f"{fit.best_acc:.3f}",
+                ]
             )
         blocks.append(("table", rows))
         front = {s.label: s for s in f.settings}
@@ -362,7 +380,9 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
             )
         blocks.append(("p", "Every setting of the grid, cheapest first."))
         blocks.append(("table", rows))
-        if f.composition:
+        if f.composition and not f.composition[0].search_failed:
+            blocks.append(("p", "Composition: search alone answered every question at some depth."))
+        elif f.composition:
             blocks.append(
                 (
                     "p",
@@ -393,7 +413,9 @@ def split_exchange_blocks(analysis: Analysis) -> list[Block]:
     blocks: list[Block] = []
     for x in analysis.split_exchanges:
         assert isinstance(x, SplitExchange)
-        blocks.append(("h2", f"Best split against best split: {x.small} vs {x.large}, {x.suite.split(':')[0]}"))
+        blocks.append(
+            ("h2", f"Best split against best split: {x.small} vs {x.large}, {x.suite.split(':')[0]}")
+        )
         blocks.append(
             (
                 "p",
@@ -407,7 +429,17 @@ def split_exchange_blocks(analysis: Analysis) -> list[Block]:
                 "'reached' is the share of resamples in which one exists.",
             )
         )
-        rows = [["larger model", "FLOPs", "accuracy", "smaller model's cheapest match", "FLOPs", "ratio (95% CI)", "reached"]]
+        rows = [
+            [
+                "larger model",
+                "FLOPs",
+                "accuracy",
+                "smaller model's cheapest match",
+                "FLOPs",
+                "ratio (95% CI)",
+                "reached",
+            ]
+        ]
         for p in x.points:
             ci = f" [{p.ratio_ci[0]:.2f}, {p.ratio_ci[1]:.2f}]" if p.ratio_ci else ""
             rows.append(

@@ -452,3 +452,48 @@ def test_axis_split_half_tells_a_shared_trend_from_one_question():
     assert broad.slope > 0 and narrow.slope > 0
     assert broad.split_half == 1.0
     assert narrow.split_half == 0.0  # the half without q0 is flat in every split
+
+
+def test_frontier_command_reads_two_models_grids_as_one(tmp_path):
+    """`sounding frontier A B` prints each grid's axes and the best-split exchange of the two models,
+    reading both stores (no merge) and writing nothing."""
+    from typer.testing import CliRunner
+
+    from sounding.cli import app
+
+    for model, script_answers in (
+        ("qwen2.5-coder-0.5b", ["Vienna", "Vienna", "Danube"]),
+        ("qwen2.5-coder-1.5b", ["Danube", "Danube", "Vienna"]),
+    ):
+        store = ResultStore(tmp_path / model / "results.sqlite")
+        llm = ScriptedLLM(thinking_script(script_answers))
+        run_sweep_config(
+            grid_config(model=model), SAMPLES, load_settings(home=tmp_path), llm, MemorySearch(DOCS), store
+        )
+        store.close()
+    before = sorted(p.name for p in (tmp_path / "qwen2.5-coder-0.5b").iterdir())
+    out = CliRunner().invoke(
+        app,
+        [
+            "frontier",
+            str(tmp_path / "qwen2.5-coder-0.5b"),
+            str(tmp_path / "qwen2.5-coder-1.5b"),
+            "--bootstrap",
+            "30",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert "## Search against reasoning: qwen2.5-coder-0.5b" in out.output
+    assert "## Search against reasoning: qwen2.5-coder-1.5b" in out.output
+    assert "## Best split against best split: qwen2.5-coder-0.5b vs qwen2.5-coder-1.5b" in out.output
+    # the scripted 1.5B votes Danube over 3 samples, the 0.5B needs a search step to be right
+    assert "| d0 T0 N3 | 4.34e+08 | 1.000 | d1 T0 N1 | 2.14e+09 | 4.94 [4.94, 4.94] | 1.00 |" in out.output
+    assert "Smaller best minus larger best: +0.000" in out.output
+    assert "search alone answered every question" in out.output
+    # read-only: no report, figures or fits beside the store (SQLite's own -wal/-shm aside)
+    assert {p.name.split("-")[0] for p in (tmp_path / "qwen2.5-coder-0.5b").iterdir()} == {"results.sqlite"}
+    assert before == ["results.sqlite"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = CliRunner().invoke(app, ["frontier", str(empty)])
+    assert missing.exit_code == 2 and "results.sqlite" in missing.output

@@ -480,9 +480,45 @@ def report(
     console.print(f"wrote {md}, {html} and {run_dir / 'fits.json'}")
 
 
+def frontier(
+    runs: Annotated[list[Path], typer.Argument(help="Bench run directories with reasoning grids.")],
+    metric: Annotated[str, typer.Option("--metric")] = "cover_em",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
+) -> None:
+    """Search against reasoning, in seconds: each axis alone (slopes, CIs, split-half), the iso-compute
+    frontier, composition and, across models of one suite, best split against best split. Prints
+    the report's sections as Markdown; reads several run directories as one (no merge needed) and
+    writes nothing."""
+    from sounding.evals.fit import Analysis
+    from sounding.evals.frontier import frontiers, split_exchanges
+    from sounding.evals.report import frontier_blocks, to_markdown
+    from sounding.evals.store import ResultStore, StoreError
+
+    if metric not in ("em", "f1", "cover_em", "judge"):
+        fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
+    rows: list[dict[str, Any]] = []
+    configs: dict[str, dict[str, Any]] = {}
+    for run_dir in runs:
+        try:
+            store = ResultStore.open_read_only(existing_store(run_dir))
+            rows += store.results()
+            configs |= store.runs()
+        except StoreError as exc:
+            fail(str(exc))
+    if not rows:
+        fail("no results yet in " + ", ".join(map(str, runs)))
+    analysis = Analysis(metric=metric, n_rows=len(rows), curves=[], exchanges=[])
+    analysis.frontiers = frontiers(rows, configs, metric=metric, n_boot=bootstrap)
+    analysis.split_exchanges = split_exchanges(rows, configs, metric=metric, n_boot=bootstrap)
+    if not analysis.frontiers:
+        fail("no reasoning grid here: sweep with --think and/or --samples (a search-only sweep: use report)")
+    print(to_markdown(frontier_blocks(analysis)))
+
+
 def register(app: typer.Typer) -> None:
     app.command("bench")(bench)
     app.command("fit")(fit)
+    app.command("frontier")(frontier)
     app.command("plot")(plot)
     app.command("report")(report)
     app.command("merge")(merge)
