@@ -284,7 +284,10 @@ def split_half_agreement(
     slope: float,
     halves: list[tuple[dict[int, float], dict[int, float]]],
 ) -> float | None:
-    """Share of half-splits whose two halves' linear slopes both have the sign of ``slope``."""
+    """Share of half-splits whose two halves' linear slopes both have the sign of ``slope``; None for
+    a flat curve (no trend to share)."""
+    if abs(slope) < 1e-12:
+        return None
     agree = total = 0
     for first, second in halves:
         slopes = []

@@ -452,6 +452,9 @@ def test_axis_split_half_tells_a_shared_trend_from_one_question():
     assert broad.slope > 0 and narrow.slope > 0
     assert broad.split_half == 1.0
     assert narrow.split_half == 0.0  # the half without q0 is flat in every split
+    (front,) = frontiers(shared, runs, n_boot=20)
+    flat = next(f for f in front.fits if f.axis == "think")  # thinking never right: no trend to share
+    assert flat.slope == 0.0 and flat.split_half is None
 
 
 def test_frontier_command_reads_two_models_grids_as_one(tmp_path):
