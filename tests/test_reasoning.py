@@ -500,3 +500,31 @@ def test_frontier_command_reads_two_models_grids_as_one(tmp_path):
     empty.mkdir()
     missing = CliRunner().invoke(app, ["frontier", str(empty)])
     assert missing.exit_code == 2 and "results.sqlite" in missing.output
+
+
+def test_frontier_command_reads_a_sub_grid_and_names_a_filter_that_matches_nothing(tmp_path):
+    """--depths/--think/--samples restrict what `sounding frontier` reads, so a store swept wider on
+    fewer questions compares on the grid it shares with another; a filter that matches no row is an
+    error that names the settings, and bad values are refused before anything is read."""
+    from typer.testing import CliRunner
+
+    from sounding.cli import app
+
+    store = ResultStore(tmp_path / "grid" / "results.sqlite")
+    llm = ScriptedLLM(thinking_script(["Vienna", "Vienna", "Danube"]))
+    run_sweep_config(grid_config(), SAMPLES, load_settings(home=tmp_path), llm, MemorySearch(DOCS), store)
+    store.close()
+    run = str(tmp_path / "grid")
+    full = CliRunner().invoke(app, ["frontier", run, "--bootstrap", "20"])
+    sub = CliRunner().invoke(app, ["frontier", run, "--bootstrap", "20", "--samples", "1", "--think", "0,8"])
+    assert full.exit_code == 0 and sub.exit_code == 0, full.output + sub.output
+    assert "| d0 T0 N3 |" in full.output and "| d2 T4 N1 |" in full.output
+    # the sub-grid: no 3-sample vote, no 4-token cap, every depth
+    assert "N3 |" not in sub.output and " T4 " not in sub.output
+    assert {"| d0 T0 N1 |", "| d2 T8 N1 |", "| d1 T8 N1 |"} <= {
+        line[: len("| d0 T0 N1 |")] for line in sub.output.splitlines()
+    }
+    none = CliRunner().invoke(app, ["frontier", run, "--depths", "3"])
+    assert none.exit_code != 0 and "no results at the settings asked for (--depths 3)" in none.output
+    bad = CliRunner().invoke(app, ["frontier", run, "--samples", "0"])
+    assert bad.exit_code != 0 and "--samples must list integers from 1" in bad.output

@@ -484,15 +484,23 @@ def frontier(
     runs: Annotated[list[Path], typer.Argument(help="Bench run directories with reasoning grids.")],
     metric: Annotated[str, typer.Option("--metric")] = "cover_em",
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
+    depths: Annotated[
+        str | None, typer.Option("--depths", help="Read only these search depths, e.g. 0,1,2.")
+    ] = None,
+    think: Annotated[str | None, typer.Option("--think", help="Read only these thinking caps.")] = None,
+    samples: Annotated[str | None, typer.Option("--samples", help="Read only these sample counts.")] = None,
 ) -> None:
     """Search against reasoning, in seconds: each axis alone (slopes, CIs, split-half), the iso-compute
     frontier, composition and, across models of one suite, best split against best split. Prints
     the report's sections as Markdown; reads several run directories as one (no merge needed) and
-    writes nothing."""
+    writes nothing. --depths/--think/--samples read a sub-grid, so a store swept wider on fewer
+    questions (say think 128 on 30) can be compared on the grid it shares with a longer sweep."""
+    from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK
     from sounding.evals.fit import Analysis
     from sounding.evals.frontier import frontiers, split_exchanges
     from sounding.evals.report import frontier_blocks, to_markdown
     from sounding.evals.store import ResultStore, StoreError
+    from sounding.evals.sweep import MAX_DEPTH
 
     if metric not in ("em", "f1", "cover_em", "judge"):
         fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
@@ -507,6 +515,19 @@ def frontier(
             fail(str(exc))
     if not rows:
         fail("no results yet in " + ", ".join(map(str, runs)))
+    # a row's setting: its search round, thinking cap and sample count (older rows lack the last two)
+    wanted = [
+        (key, default, flag, _ints(text, flag, low=default, high=high) if text is not None else None)
+        for key, default, text, flag, high in (
+            ("round", 0, depths, "--depths", MAX_DEPTH),
+            ("think", 0, think, "--think", MAX_THINK),
+            ("samples", 1, samples, "--samples", MAX_SAMPLES),
+        )
+    ]
+    rows = [r for r in rows if all(v is None or r.get(k, d) in v for k, d, _, v in wanted)]
+    if not rows:
+        asked = " ".join(f"{flag} {','.join(map(str, v))}" for _, _, flag, v in wanted if v is not None)
+        fail(f"no results at the settings asked for ({asked}) in " + ", ".join(map(str, runs)))
     analysis = Analysis(metric=metric, n_rows=len(rows), curves=[], exchanges=[])
     analysis.frontiers = frontiers(rows, configs, metric=metric, n_boot=bootstrap)
     analysis.split_exchanges = split_exchanges(rows, configs, metric=metric, n_boot=bootstrap)
