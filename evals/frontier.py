@@ -339,6 +339,9 @@ class SplitExchange(BaseModel):
     gap: float
     gap_ci: tuple[float, float]
     points: list[ExchangePoint]
+    #: every shared setting of each model on the shared questions, bootstrap CIs (what the figure draws)
+    small_settings: list[Setting] = []
+    large_settings: list[Setting] = []
 
 
 Matrix = dict[str, dict[tuple[int, int, int], dict[str, Any]]]
@@ -397,9 +400,12 @@ def split_exchanges(
             gaps: list[float] = []
             ratios: dict[int, list[float]] = {i: [] for i in frontier}
             reached: dict[int, int] = {i: 0 for i in frontier}
+            boot_accs: dict[str, list[np.ndarray]] = {"small": [], "large": []}
             for _ in range(n_boot):
                 b = [ids[j] for j in rng.integers(0, len(ids), len(ids))]
                 lb, sb = _table(large, b, grid, metric), _table(small, b, grid, metric)
+                boot_accs["large"].append(lb[:, 0])
+                boot_accs["small"].append(sb[:, 0])
                 gaps.append(float(sb[:, 0].max() - lb[:, 0].max()))
                 for i in frontier:
                     j = _cheapest_reaching(sb, lb[i, 0])
@@ -437,6 +443,29 @@ def split_exchanges(
                         if gaps else (float(st[si, 0] - lt[li, 0]),) * 2
                     ),
                     points=points,
+                    small_settings=_settings_on(small, ids, grid, metric, boot_accs["small"]),
+                    large_settings=_settings_on(large, ids, grid, metric, boot_accs["large"]),
                 )
             )  # fmt: skip
+    return out
+
+
+def _settings_on(
+    matrix: Matrix, ids: list[str], grid: list[tuple[int, int, int]], metric: str, boots: list[np.ndarray]
+) -> list[Setting]:
+    """Each setting of ``grid`` on ``ids``, with the percentile CI of its accuracy over ``boots``
+    (one array of per-setting accuracies per resample)."""
+    stacked = np.array(boots) if boots else None
+    out = []
+    for i, s in enumerate(grid):
+        acc, tokens, flops, searches = _means(matrix, ids, s, metric)
+        ci = (
+            (float(np.percentile(stacked[:, i], 2.5)), float(np.percentile(stacked[:, i], 97.5)))
+            if stacked is not None
+            else (acc, acc)
+        )
+        out.append(
+            Setting(depth=s[0], think=s[1], samples=s[2], n=len(ids), acc=acc, ci=ci, tokens=tokens,
+                    flops=flops, searches=searches)
+        )  # fmt: skip
     return out

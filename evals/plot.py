@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from sounding.evals.fit import LAWS, Analysis, Curve
-from sounding.evals.frontier import AXES, Frontier, Setting
+from sounding.evals.frontier import AXES, Frontier, Setting, SplitExchange
 
 CLOSED_BOOK_X = 0.5  # where depth 0 (no search) sits on a log axis of search steps
 
@@ -263,4 +263,64 @@ def make_frontier_figures(frontiers: list[Frontier], out: Path) -> list[Path]:
             fig = _plot_grid(f, second)
             if fig is not None:
                 paths += _save(fig, out, f"{stem}-grid-depth-x-{second}")
+    return paths
+
+
+def _flops_frontier(settings: list[Setting]) -> list[Setting]:
+    """The settings no cheaper setting matches (FLOPs), cheapest first."""
+    front: list[Setting] = []
+    for s in sorted(settings, key=lambda s: (s.flops or 0.0, -s.acc)):
+        if not front or s.acc > front[-1].acc + 1e-12:
+            front.append(s)
+    return front
+
+
+def _flops(s: Setting) -> float:
+    return float(s.flops or 0.0)  # a split exchange only holds settings priced in FLOPs
+
+
+def _plot_split_exchange(x: SplitExchange) -> plt.Figure:
+    """Both models' grids on the shared questions against FLOPs: every setting, each model's FLOPs
+    frontier with CIs, and each model's best setting starred. The horizontal distance between the
+    two frontiers at one accuracy is the exchange rate."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for settings, model, color in (
+        (x.small_settings, x.small, "tab:blue"),
+        (x.large_settings, x.large, "tab:red"),
+    ):
+        ax.scatter([_flops(s) for s in settings], [s.acc for s in settings], color=color, alpha=0.25, s=14)
+        front = _flops_frontier(settings)
+        ax.errorbar(
+            [_flops(s) for s in front], [s.acc for s in front],
+            yerr=[[s.acc - s.ci[0] for s in front], [s.ci[1] - s.acc for s in front]],
+            color=color, marker="o", ms=4, capsize=2, drawstyle="steps-post", label=f"{model} frontier",
+        )  # fmt: skip
+        for s in front:
+            ax.annotate(
+                s.label, (s.flops or 0.0, s.acc), fontsize=6, xytext=(3, 3), textcoords="offset points"
+            )
+        best = max(settings, key=lambda s: (s.acc, -(s.flops or 0.0)))
+        ax.scatter([_flops(best)], [best.acc], marker="*", s=140, color=color, edgecolor="black", zorder=4,
+                   label=f"{model} best: {best.label} ({best.acc:.3f})")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("mean FLOPs spent per question (log)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(
+        f"{x.suite}: best split {x.gap:+.3f} [{x.gap_ci[0]:+.3f}, {x.gap_ci[1]:+.3f}] (n={x.questions})",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def make_exchange_figures(exchanges: list[SplitExchange], out: Path) -> list[Path]:
+    """One figure per pair of models on a suite (``SplitExchange`` read before its settings were kept
+    has nothing to draw and is skipped)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for x in exchanges:
+        if x.small_settings and x.large_settings:
+            stem = f"{_suite_slug(x.suite)}-{x.small}-vs-{x.large}-best-split"
+            paths += _save(_plot_split_exchange(x), out, stem)
     return paths

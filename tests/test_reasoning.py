@@ -419,6 +419,12 @@ def test_split_exchange_prices_the_larger_models_frontier_in_the_smaller_models_
     assert 0.0 < closed.reached <= 1.0
     assert (searched.large_setting, searched.small_setting, searched.ratio) == ("d1 T0 N1", None, None)
     assert searched.reached < 0.5
+    # every shared setting of both models, what the figure draws: accuracy, FLOPs and a CI around it
+    small = {s.label: (s.acc, s.flops) for s in x.small_settings}
+    large = {s.label: (s.acc, s.flops) for s in x.large_settings}
+    assert small == {"d0 T0 N1": (0.25, 1.0), "d1 T0 N1": (0.5, 4.0), "d1 T8 N3": (0.5, 10.0)}
+    assert large == {"d0 T0 N1": (0.5, 3.0), "d1 T0 N1": (0.75, 12.0), "d1 T8 N3": (0.25, 30.0)}
+    assert all(s.ci[0] <= s.acc <= s.ci[1] and s.n == 4 for s in x.small_settings + x.large_settings)
 
 
 def test_axis_split_half_tells_a_shared_trend_from_one_question():
@@ -483,6 +489,8 @@ def test_frontier_command_reads_two_models_grids_as_one(tmp_path):
             str(tmp_path / "qwen2.5-coder-1.5b"),
             "--bootstrap",
             "30",
+            "--figures",
+            str(tmp_path / "figures"),
         ],
     )
     assert out.exit_code == 0, out.output
@@ -496,6 +504,11 @@ def test_frontier_command_reads_two_models_grids_as_one(tmp_path):
     # read-only: no report, figures or fits beside the store (SQLite's own -wal/-shm aside)
     assert {p.name.split("-")[0] for p in (tmp_path / "qwen2.5-coder-0.5b").iterdir()} == {"results.sqlite"}
     assert before == ["results.sqlite"]
+    # --figures: each grid's figures and the two models' best-split figure, only where asked
+    drawn = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert "test-qwen2.5-coder-0.5b-vs-qwen2.5-coder-1.5b-best-split.png" in drawn
+    assert any(n.startswith("qwen2.5-coder-1.5b-") and n.endswith("frontier-flops.png") for n in drawn)
+    assert all((tmp_path / "figures" / n).stat().st_size > 10_000 for n in drawn)
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = CliRunner().invoke(app, ["frontier", str(empty)])

@@ -452,11 +452,14 @@ def plot(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
 ) -> None:
     """PNG and SVG figures: accuracy vs search steps and vs compute (with CI bands and fits), spend per round."""
-    from sounding.evals.plot import make_figures, make_frontier_figures
+    from sounding.evals.plot import make_exchange_figures, make_figures, make_frontier_figures
 
     analysis = _analysis(run_dir, metric, bootstrap)
-    for path in make_figures(analysis, run_dir / "figures") + make_frontier_figures(
-        analysis.frontiers, run_dir / "figures"
+    figures = run_dir / "figures"
+    for path in (
+        make_figures(analysis, figures)
+        + make_frontier_figures(analysis.frontiers, figures)
+        + make_exchange_figures(analysis.split_exchanges, figures)
     ):
         console.print(f"wrote {path}")
 
@@ -468,12 +471,13 @@ def report(
 ) -> None:
     """A Markdown (and HTML) report and fits.json: tables, figures, fitted laws with uncertainty,
     exchange rates, controller comparison, commands and versions."""
-    from sounding.evals.plot import make_figures, make_frontier_figures
+    from sounding.evals.plot import make_exchange_figures, make_figures, make_frontier_figures
     from sounding.evals.report import write_report
 
     analysis = _analysis(run_dir, metric, bootstrap, by="qtype")
     make_figures(analysis, run_dir / "figures")
     make_frontier_figures(analysis.frontiers, run_dir / "figures")
+    make_exchange_figures(analysis.split_exchanges, run_dir / "figures")
     md, html = write_report(analysis, run_dir)
     # the full analysis (every axis, every group) beside the report, so the two never disagree
     (run_dir / "fits.json").write_text(analysis.model_dump_json(indent=2))
@@ -489,11 +493,17 @@ def frontier(
     ] = None,
     think: Annotated[str | None, typer.Option("--think", help="Read only these thinking caps.")] = None,
     samples: Annotated[str | None, typer.Option("--samples", help="Read only these sample counts.")] = None,
+    figures: Annotated[
+        Path | None,
+        typer.Option(
+            "--figures", help="Also draw each grid's and each pair of models' figures into this directory."
+        ),
+    ] = None,
 ) -> None:
     """Search against reasoning, in seconds: each axis alone (slopes, CIs, split-half), the iso-compute
     frontier, composition and, across models of one suite, best split against best split. Prints
     the report's sections as Markdown; reads several run directories as one (no merge needed) and
-    writes nothing. --depths/--think/--samples read a sub-grid, so a store swept wider on fewer
+    writes nothing unless --figures names a directory. --depths/--think/--samples read a sub-grid, so a store swept wider on fewer
     questions (say think 128 on 30) can be compared on the grid it shares with a longer sweep."""
     from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK
     from sounding.evals.fit import Analysis
@@ -534,6 +544,15 @@ def frontier(
     if not analysis.frontiers:
         fail("no reasoning grid here: sweep with --think and/or --samples (a search-only sweep: use report)")
     print(to_markdown(frontier_blocks(analysis)))
+    if figures is not None:
+        from sounding.evals.plot import make_exchange_figures, make_frontier_figures
+
+        if figures.exists() and not figures.is_dir():
+            fail(f"--figures {figures} is a file, not a directory")
+        for path in make_frontier_figures(analysis.frontiers, figures) + make_exchange_figures(
+            analysis.split_exchanges, figures
+        ):
+            print(f"wrote {path}", file=sys.stderr)  # stdout stays the Markdown, to redirect into a file
 
 
 def register(app: typer.Typer) -> None:
