@@ -22,6 +22,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.{digits}f}"
 
 
+def format_amount(value: float | None) -> str:
+    """A compute amount (tokens, FLOPs, spend): three significant digits, no padding zeros, so a
+    closed-book 77.9 token-equivalents does not print as "77.900" beside an integer 1098."""
+    if value is None:
+        return "-"
+    if abs(value) >= 1e4 or (abs(value) < 1e-3 and value != 0):
+        return f"{value:.3g}"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def _ratio(e: Exchange) -> str:
     if e.ratio is None:
         return "not reached"
@@ -91,8 +101,8 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                     _fmt(p.metrics.get("f1")),
                     f"{p.searches:.2f}",
                     f"{p.tokens:.0f}",
-                    _fmt(p.cost.get("tokens")),
-                    _fmt(p.cost.get("flops")),
+                    format_amount(p.cost.get("tokens")),
+                    format_amount(p.cost.get("flops")),
                     f"{p.llm_calls:.1f}",
                     _fmt(p.recall),
                 ]
@@ -183,9 +193,9 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                         e.axis,
                         str(e.depth),
                         str(e.n),
-                        _fmt(e.large_compute),
+                        format_amount(e.large_compute),
                         f"{e.large_acc:.3f}",
-                        _fmt(e.small_compute),
+                        format_amount(e.small_compute),
                         _ratio(e),
                     ]
                 )
@@ -261,7 +271,7 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
                     cmp.model,
                     cmp.controller,
                     "-" if cmp.budget is None else f"{cmp.budget:g} {cmp.unit}",
-                    f"{_fmt(cmp.spend)} {cmp.unit}",
+                    f"{format_amount(cmp.spend)} {cmp.unit}",
                     f"{cmp.acc:.3f}",
                     _fmt(cmp.fixed_acc),
                     diff if cmp.diff is not None else cmp.note,
@@ -358,8 +368,8 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
             rows.append(
                 [
                     label,
-                    _fmt(s.tokens),
-                    _fmt(s.flops),
+                    format_amount(s.tokens),
+                    format_amount(s.flops),
                     f"{s.searches:.2f}",
                     f"{s.acc:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]",
                 ]
@@ -373,7 +383,7 @@ def frontier_blocks(analysis: Analysis) -> list[Block]:
             rows.append(
                 [
                     s.label,
-                    _fmt(s.tokens),
+                    format_amount(s.tokens),
                     f"{s.acc:.3f} [{s.ci[0]:.3f}, {s.ci[1]:.3f}]",
                     "yes" if s.label in f.envelope else "",
                 ]
@@ -445,10 +455,10 @@ def split_exchange_blocks(analysis: Analysis) -> list[Block]:
             rows.append(
                 [
                     p.large_setting,
-                    _fmt(p.large_flops),
+                    format_amount(p.large_flops),
                     f"{p.large_acc:.3f}",
                     p.small_setting or "never",
-                    _fmt(p.small_flops),
+                    format_amount(p.small_flops),
                     "-" if p.ratio is None else f"{p.ratio:.2f}{ci}",
                     f"{p.reached:.2f}",
                 ]

@@ -17,6 +17,7 @@ from sounding.budgets.controllers import FixedController, Plan, fit_depth, plan_
 from sounding.budgets.cost import Usage, make_cost_model
 from sounding.budgets.ledger import Budget, Ledger
 from sounding.evals.datasets import Sample
+from sounding.evals.report import format_amount
 from sounding.evals.store import ResultStore
 from sounding.evals.sweep import rows_for, run_sweep_config, verify_anytime
 from sounding.settings import BudgetSettings, load_settings
@@ -354,9 +355,24 @@ def test_frontier_report_and_figures_from_a_grid_store(tmp_path):
     md, _ = write_report(analysis, tmp_path)
     text = md.read_text()
     assert "Search against reasoning" in text and "iso-compute frontier" in text
+    # compute cells carry three significant digits, never padding zeros
+    closed = by["d0 T0 N1"].tokens
+    assert f"| d0 T0 N1 | {format_amount(closed)} |" in text
     paths = make_frontier_figures([front], tmp_path / "figures")
     assert any("frontier-tokens.png" in p.name for p in paths)
     assert any("grid-depth-x-think.png" in p.name for p in paths)
+
+
+def test_compute_amounts_print_three_significant_digits_without_padding():
+    assert [format_amount(v) for v in (77.9, 5.25, 0.5, 1098.4, 10_100.0, 7.7e10, None)] == [
+        "77.9",
+        "5.25",
+        "0.5",
+        "1098",
+        "1.01e+04",
+        "7.7e+10",
+        "-",
+    ]
 
 
 def test_composition_counts_what_reasoning_adds_where_search_failed():
