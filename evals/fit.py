@@ -278,6 +278,10 @@ def split_halves(ids: list[str], n_splits: int, seed: int = 0) -> list[tuple[lis
     return out
 
 
+# Below this a slope of accuracy per e-fold is float noise, not a trend (accuracies are means in [0, 1]).
+FLAT_SLOPE = 1e-9
+
+
 def split_half_agreement(
     xk: np.ndarray,
     kept_depths: list[int],
@@ -285,8 +289,9 @@ def split_half_agreement(
     halves: list[tuple[dict[int, float], dict[int, float]]],
 ) -> float | None:
     """Share of half-splits whose two halves' linear slopes both have the sign of ``slope``; None for
-    a flat curve (no trend to share)."""
-    if abs(slope) < 1e-12:
+    a flat curve (no trend to share). A flat half keeps no sign: least squares on equal means returns
+    float noise (+-1e-17) for its slope, whose sign would otherwise count as agreement at random."""
+    if abs(slope) < FLAT_SLOPE:
         return None
     agree = total = 0
     for first, second in halves:
@@ -298,7 +303,7 @@ def split_half_agreement(
                 slopes.append(float(params[1]))
         if len(slopes) == 2:
             total += 1
-            agree += all(np.sign(b) == np.sign(slope) for b in slopes)
+            agree += all(abs(b) >= FLAT_SLOPE and np.sign(b) == np.sign(slope) for b in slopes)
     return agree / total if total else None
 
 

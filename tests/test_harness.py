@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sounding.evals.datasets import Sample
-from sounding.evals.fit import _interp_compute, analyse, fit_law, logistic_law
+from sounding.evals.fit import _interp_compute, analyse, fit_law, logistic_law, split_half_agreement
 from sounding.evals.plot import make_figures
 from sounding.evals.report import write_report
 from sounding.evals.store import ResultStore
@@ -252,6 +252,19 @@ def test_split_half_tells_a_trend_from_noise():
     noise = linear_steps("qwen2.5-coder-1.5b").split_half
     assert noise is not None and noise < 0.9
     assert all(f.split_half is None for c in analysis.curves for f in c.fits if f.form == "logistic")
+
+
+def test_split_half_counts_a_flat_half_as_no_trend():
+    """Two points with equal means (2/3 and 2/3; 0.1 + 0.2 and 0.3) fit a slope of float noise, about
+    1e-17, whose sign is arbitrary: such a half shares no trend, whichever sign the whole curve has."""
+    x = np.array([75.0, 475.0])
+    flat = [({0: 2 / 3, 1: 2 / 3}, {0: 0.1 + 0.2, 1: 0.3}), ({0: 0.3, 1: 0.1 + 0.2}, {0: 0.0, 1: 0.0})]
+    rising = [({0: 0.2, 1: 0.4}, {0: 0.1, 1: 0.3})]
+    for sign in (+1, -1):
+        assert split_half_agreement(x, [0, 1], sign * 0.05, flat) == 0.0
+    assert split_half_agreement(x, [0, 1], 0.05, rising + flat) == 1 / 3
+    assert split_half_agreement(x, [0, 1], -0.05, rising) == 0.0
+    assert split_half_agreement(x, [0, 1], 1e-17, rising) is None  # the whole curve is flat
 
 
 @pytest.mark.model
