@@ -235,7 +235,7 @@ def test_analysis_exchange_rate_and_report(tmp_path):
 def test_split_half_tells_a_trend_from_noise():
     """A curve that rises with depth keeps its slope's sign in every half of every split; on a curve
     whose questions are coin flips at every depth, the chance slope of the whole sample is not in
-    every half (0.74 here: a split-half sees how widely a trend is shared, not past its sample)."""
+    every half (about 0.7 here: a split-half sees how widely a trend is shared, not past its sample)."""
     runs = {
         "k1": config(model="smollm2-135m").model_dump(),
         "k2": config(model="qwen2.5-coder-1.5b").model_dump(),
@@ -250,7 +250,7 @@ def test_split_half_tells_a_trend_from_noise():
 
     assert linear_steps("smollm2-135m").split_half == 1.0
     noise = linear_steps("qwen2.5-coder-1.5b").split_half
-    assert noise is not None and noise < 0.9
+    assert noise is not None and noise < 0.9, noise
     assert all(f.split_half is None for c in analysis.curves for f in c.fits if f.form == "logistic")
 
 
