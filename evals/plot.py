@@ -23,10 +23,13 @@ def _label(c: Curve) -> str:
 
 
 def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """PNG and SVG, byte for byte the same for the same data: no date in the SVG and a fixed salt for
+    its element ids, so a regenerated figure shows in a diff only when what it draws changed."""
     paths = []
     for ext in ("png", "svg"):
         path = out / f"{name}.{ext}"
-        fig.savefig(path, dpi=130, bbox_inches="tight")
+        with plt.rc_context({"svg.hashsalt": "sounding"}):
+            fig.savefig(path, dpi=130, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else None)
         paths.append(path)
     plt.close(fig)
     return paths

@@ -361,6 +361,9 @@ def test_frontier_report_and_figures_from_a_grid_store(tmp_path):
     paths = make_frontier_figures([front], tmp_path / "figures")
     assert any("frontier-tokens.png" in p.name for p in paths)
     assert any("grid-depth-x-think.png" in p.name for p in paths)
+    # the same data draws the same bytes (no date, fixed ids), so regenerated figures diff only on change
+    again = make_frontier_figures([front], tmp_path / "again")
+    assert [p.read_bytes() for p in paths] == [p.read_bytes() for p in again]
 
 
 def test_compute_amounts_print_three_significant_digits_without_padding():
