@@ -82,20 +82,42 @@ class CheckpointError(ValueError):
     """A checkpoint file that is not an SQLite database (or cannot be created)."""
 
 
+#: The tables LangGraph's SqliteSaver creates: a checkpoint file holding anything else is someone else's.
+CHECKPOINT_TABLES = frozenset({"checkpoints", "writes"})
+
+
 def sqlite_checkpointer(path: Path) -> Any:
     """LangGraph's SQLite checkpointer on a file, so a run can be resumed by its thread id. Checked
-    before the run spends anything: a file that is not SQLite is refused, never overwritten."""
+    before the run spends anything: a file that is not SQLite, not a regular file (``/dev/null``), or an
+    SQLite database of something else (its tables would be added to) is refused, never written."""
     import sqlite3
 
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(str(path), check_same_thread=False)
-        connection.execute("PRAGMA schema_version").fetchone()
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except (OSError, sqlite3.Error) as exc:
         raise CheckpointError(f"checkpoint file {path} is not a usable SQLite database: {exc}") from exc
+    foreign = tables - CHECKPOINT_TABLES
+    if foreign:
+        connection.close()
+        raise CheckpointError(
+            f"checkpoint file {path} is an SQLite database of something else (tables: "
+            f"{', '.join(sorted(foreign)[:5])}); give a new file or one written by sounding ask --checkpoint"
+        )
     return SqliteSaver(connection)
+
+
+class InterruptedRun(KeyboardInterrupt):
+    """Ctrl-C during a run, carrying what the run had made by then (its best draft is the answer)."""
+
+    def __init__(self, result: ResearchResult) -> None:
+        super().__init__("interrupted")
+        self.result = result
 
 
 def run_research(
@@ -134,6 +156,10 @@ def run_research(
             ):
                 latest = values  # the state after every step, so a cut-off run keeps its best draft
             state = latest
+    except KeyboardInterrupt as exc:  # the caller decides; it gets the best draft made so far with it
+        state = {**(state or {}), **latest}
+        result = result_from_state(question, state, deps, thread_id, time.perf_counter() - start)
+        raise InterruptedRun(result.model_copy(update={"stop_reason": "interrupted"})) from exc
     except GraphRecursionError as exc:  # a safety net: budgets and controllers end runs long before this
         state = {**(state or {}), **latest}
         state["errors"] = [*state.get("errors", []), {"node": "graph", "kind": "graph", "message": str(exc)}]

@@ -378,9 +378,27 @@ class PolicyError(ValueError):
     pass
 
 
-def load_policy(path: Path) -> AllocationPolicy:
+#: A policy file is a few kilobytes; anything far larger is not one (and must not be read into memory).
+MAX_POLICY_BYTES = 16 * 1024 * 1024
+
+
+def read_policy_text(path: Path) -> str:
+    """A policy file's text; a device (``/dev/zero``), a folder or an oversized file is refused unread."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if not path.is_file():
+            raise PolicyError(
+                f"policy {path} is not a regular file" if path.exists() else f"no policy file {path}"
+            )
+        if path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(f"policy {path} is {path.stat().st_size:,} bytes: not a policy file")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc}") from exc
+
+
+def load_policy(path: Path) -> AllocationPolicy:
+    text = read_policy_text(path)
+    try:
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         policy = AllocationPolicy.model_validate(data)
     except (OSError, ValueError, ValidationError) as exc:

@@ -24,6 +24,7 @@ from sounding.budgets.controllers import (
     PolicyError,
     RoundReport,
     fit_depth,
+    read_policy_text,
 )
 from sounding.budgets.cost import CostModel
 from sounding.budgets.features import FEATURE_GROUPS, Features, vector
@@ -164,16 +165,17 @@ class TunedPolicy(BaseModel):
 def is_tuned_policy(path: Path) -> bool:
     """Does the file claim to be a tuned policy (as opposed to a calibrated per-bin allocation)?"""
     try:
-        return POLICY_KIND in path.read_text(encoding="utf-8")[:4000]
-    except (OSError, UnicodeDecodeError):
+        return POLICY_KIND in read_policy_text(path)[:4000]
+    except PolicyError:
         return False
 
 
 def load_tuned_policy(path: Path) -> TunedPolicy:
     """Read a policy file; a corrupt or foreign one is refused with its path and reason."""
+    text = read_policy_text(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        data = json.loads(text)
+    except ValueError as exc:
         raise PolicyError(f"cannot read tuned policy {path}: {exc}") from exc
     if not isinstance(data, dict) or data.get("kind") != POLICY_KIND:
         raise PolicyError(

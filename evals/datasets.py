@@ -175,8 +175,12 @@ def load_suite(spec: str, *, limit: int | None = None) -> Suite:
     if kind not in SUITES or not sep:
         raise DatasetError(f"unknown suite {spec!r}: use one of {', '.join(k + ':PATH' for k in SUITES)}")
     path = Path(rest).expanduser()
-    if not path.is_file():
+    if path.is_dir():
+        raise DatasetError(f"suite {path} is a directory: give the suite's file")
+    if not path.exists():
         raise DatasetError(f"suite file not found: {path}")
+    if not path.is_file():
+        raise DatasetError(f"suite {path} is not a regular file")
     samples: list[Sample] = []
     corpus = f"{kind}:{path}" if kind in ("hotpotqa", "2wiki", "musique") else None
     try:

@@ -14,6 +14,7 @@ Without Ray, shards of a sweep run anywhere can be combined with `merge_stores` 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -141,12 +142,39 @@ def merge_stores(sources: list[Path], target: Path) -> MergeReport:
     """Combine result stores of shards into one: runs, rows (each question's group at once, so a
     question is in the target whole or not at all) and errors; rows already in the target (the same
     run key, question and setting) are kept, never duplicated. Sources are only read."""
-    out = ResultStore(target)
-    report = MergeReport(runs=0, rows_added=0, rows_already_there=0, errors_added=0)
     for source in sources:
         if source.resolve() == target.resolve():
             raise StoreError(f"{source} is the merge target itself")
-        shard = ResultStore.open_read_only(source)
+    shards = [ResultStore.open_read_only(source) for source in sources]  # every input checked first
+    for shard in shards:
+        shard.runs()
+        shard.results()  # reads every page: a truncated or foreign shard fails here, before any write
+    # A new target is built beside its final name and renamed when whole, so a failure leaves no
+    # half-merged store; an existing target takes each question whole or not at all (one transaction).
+    fresh = not target.exists()
+    building = target.with_name(f".{target.name}.merging") if fresh else target
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{building}{suffix}").unlink(missing_ok=True)
+    try:
+        report = _merge_into(shards, building)
+    except BaseException:
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{building}{suffix}").unlink(missing_ok=True)
+        raise
+    finally:
+        for shard in shards:
+            shard.close()
+    if fresh:
+        os.replace(building, target)
+    return report
+
+
+def _merge_into(shards: list[ResultStore], target: Path) -> MergeReport:
+    out = ResultStore(target)
+    report = MergeReport(runs=0, rows_added=0, rows_already_there=0, errors_added=0)
+    for shard in shards:
         runs = shard.runs()
         for key, cfg in runs.items():
             out.register_run(key, cfg)
@@ -169,6 +197,5 @@ def merge_stores(sources: list[Path], target: Path) -> MergeReport:
             ) not in seen:
                 out.add_error(e["run_key"], e["question_id"], e["error"])
                 report.errors_added += 1
-        shard.close()
     out.close()
     return report

@@ -143,6 +143,11 @@ class StoreError(RuntimeError):
     """A result store that cannot be opened: missing, not SQLite, truncated, or not a sounding store."""
 
 
+class StoreWriteError(StoreError):
+    """A write the store could not make (a full disk, a read-only folder, an I/O error). Not a question's
+    failure: a sweep stops at once rather than recording the question in flight as an error."""
+
+
 class ResultStore:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
@@ -222,13 +227,22 @@ class ResultStore:
         if self.read_only:
             raise StoreError(f"{self.path} was opened read-only")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # SQLite may already have rolled back (a full disk)
+                        self._db.execute("ROLLBACK")
+                    raise
+            except (sqlite3.OperationalError, OSError) as exc:
+                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                    raise
+                raise StoreWriteError(
+                    f"cannot write {self.path}: {exc}; every finished question is kept: "
+                    "free space (or fix the folder's permissions) and rerun the same command"
+                ) from exc
 
     def register_run(self, run_key: str, config: dict[str, Any]) -> None:
         with self._tx() as db:

@@ -47,7 +47,7 @@ from sounding.budgets.features import FEATURE_GROUPS
 from sounding.budgets.tuned import TunedController, TunedPolicy, check_tuned_model, load_tuned_policy
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
-from sounding.evals.store import ResultStore
+from sounding.evals.store import ResultStore, StoreWriteError
 from sounding.research import make_deps
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
@@ -467,6 +467,8 @@ def run_sweep_config(
                 rows = rows_for(config, sample, result, judge, deps.ledger.report_models)
                 features = question_features(config, sample.question, settings, llm, search)
                 store.add_question(rows, trace_of(result), features)
+        except StoreWriteError:  # the disk, not the question: stop here, never record it as its error
+            raise
         except Exception as exc:  # a bug on one question must not end a night's sweep
             # Recorded like any failed question (listed in the report, rerun with --retry-errors).
             error = f"unexpected {type(exc).__name__}: {exc}"
@@ -492,9 +494,16 @@ def run_sweep_config(
         for sample in todo:
             one(sample)
         return
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
         for future in as_completed([pool.submit(one, s) for s in todo]):
             future.result()
+    except BaseException:
+        # Ctrl-C or a store that cannot be written: drop the queued questions now instead of running
+        # them all first; the ones in flight finish or die with the process, each written whole or not.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def verify_anytime(

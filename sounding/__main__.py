@@ -1,5 +1,5 @@
-"""``python -m sounding`` runs the CLI."""
+"""``python -m sounding`` runs the CLI (supervised: a native crash is reported, see sounding/supervise.py)."""
 
-from sounding.cli import main
+from sounding.supervise import main
 
 main()

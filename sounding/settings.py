@@ -73,9 +73,14 @@ class FetchSettings(BaseModel):
     allow_hosts: list[str] = []
 
 
+#: The largest budget accepted in any unit: far above any real run (a 70B model's FLOPs for a million
+#: tokens are 1.4e17) and far below where token counts derived from it overflow an integer.
+MAX_BUDGET = 1e18
+
+
 class BudgetSettings(BaseModel):
     unit: Literal["tokens", "flops", "usd", "latency"] = "tokens"
-    budget: float | None = Field(default=30_000, gt=0, allow_inf_nan=False)
+    budget: float | None = Field(default=30_000, gt=0, le=MAX_BUDGET, allow_inf_nan=False)
     max_searches: int | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
     #: Price of one search call in token-equivalents (see budgets/cost.py for the rationale).

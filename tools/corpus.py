@@ -82,6 +82,8 @@ def parse_corpus_spec(spec: str) -> CorpusSpec:
     path = Path(rest).expanduser()
     if not path.exists():
         raise CorpusError(f"corpus path not found: {path}")
+    if not (path.is_file() or path.is_dir()):  # /dev/zero, a FIFO: reading it would never end
+        raise CorpusError(f"corpus path {path} is not a regular file or a folder")
     return CorpusSpec(kind, path)
 
 
@@ -112,13 +114,22 @@ def load_wiki_vital() -> list[Document]:
     return docs
 
 
+#: One corpus record per line; a longer "line" is not a record (and must not be read into memory whole).
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
 def _binary_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """The lines of a (possibly gzipped) file as bytes, numbered from 1; an unreadable file is a
     `CorpusError` naming it."""
     opener: Any = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            yield from enumerate(handle, 1)
+            lineno = 0
+            while line := handle.readline(MAX_LINE_BYTES + 1):  # bounded: a file with no newline
+                lineno += 1
+                if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                    raise CorpusError(f"{path}:{lineno}: a line longer than {MAX_LINE_BYTES:,} bytes")
+                yield lineno, line
     except (OSError, EOFError) as exc:  # missing, a directory, a truncated gzip, a read error mid-file
         raise CorpusError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from exc
 

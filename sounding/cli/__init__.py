@@ -3,7 +3,8 @@
 Exit codes, for every command: 0 success; 1 a run finished degraded (an answer produced after a
 backend failure, or no answer because the model's output never parsed); 2 bad input (usage, unknown
 corpus/model, invalid config, unreadable or corrupt files); 3 a backend or model is unavailable;
-4 an internal error (a bug: one line, and ``--debug`` for the traceback); 130 interrupted.
+4 an internal error (a bug: one line, and ``--debug`` for the traceback); 130 interrupted; 128+N the
+process died from signal N in native code (139 a segfault: one line points to ``sounding doctor``).
 """
 
 from __future__ import annotations
@@ -90,15 +91,40 @@ def _exit_for(exc: BaseException) -> tuple[int, str]:
     )
 
 
+def _interrupted() -> NoReturn:
+    """Ctrl-C: exit 130 now. Worker threads still inside a question (a sweep's in-flight calls) are not
+    waited for: every store write is one transaction, so what was finished is kept (as after a kill)."""
+    import os
+    import threading
+
+    print("interrupted", file=sys.stderr)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    raise SystemExit(130)
+
+
 def main() -> NoReturn:
     """Run the CLI; every failure ends in one line on stderr and its documented exit code."""
     try:
-        app()
+        code = app(prog_name="sounding", standalone_mode=False)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except typer.TyperException as exc:  # a usage error: one line naming the problem, never a box
+        from rich.markup import escape
+
+        from sounding.cli.common import err_console
+
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        err_console.print(
+            f"[bold red]error:[/] {escape(message)}{escape(hint)}", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(exc.exit_code) from None
+    except (KeyboardInterrupt, typer.Abort):
+        _interrupted()
     except Exception as exc:
         if "--debug" in sys.argv[1:]:
             raise
@@ -109,4 +135,6 @@ def main() -> NoReturn:
 
         err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise SystemExit(code) from None
-    raise SystemExit(0)
+    if code == 130:  # typer turns Ctrl-C into exit code 130
+        _interrupted()
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -17,7 +17,9 @@ from rich.text import Text
 
 from sounding.cli.common import (
     EXIT_DEGRADED,
+    EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
+    budget_value,
     check_writable,
     console,
     err_console,
@@ -171,7 +173,9 @@ def ask(
     breadth: Annotated[
         int | None, typer.Option("--breadth", min=1, max=16, help="Queries per round (fixed).")
     ] = None,
-    budget: Annotated[float | None, typer.Option("--budget", min=0, help="Budget in --unit.")] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", callback=budget_value, help="Budget in --unit.")
+    ] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
     max_searches: Annotated[
         int | None, typer.Option("--max-searches", min=0, help="Cap on search calls.")
@@ -237,6 +241,7 @@ def ask(
     """
     from sounding.agent.runner import (
         CheckpointError,
+        InterruptedRun,
         QuestionError,
         check_question,
         run_research,
@@ -326,14 +331,19 @@ def ask(
     except (LLMError, SearchError) as exc:
         fail(str(exc).splitlines()[0] if "\n" in str(exc) else str(exc), EXIT_UNAVAILABLE)
     report_skipped(settings)
-    if err_console.is_terminal:
-        with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
-            view.live = live
+    interrupted = False
+    try:
+        if err_console.is_terminal:
+            with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
+                view.live = live
+                result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+        else:
+            view.log = err_console
             result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
-    else:
-        view.log = err_console
-        result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
-        err_console.print(view.render().renderables[-1])
+            err_console.print(view.render().renderables[-1])
+    except InterruptedRun as stop:  # Ctrl-C: the paid draft is still printed, then exit 130
+        result, interrupted = stop.result, True
+        err_console.print("\n[yellow]interrupted:[/] the best draft so far follows")
     err_console.print()
     payload = result.model_dump(mode="json")
     # the paid answer is printed first; optional files come after and cannot lose it
@@ -354,6 +364,12 @@ def ask(
             trace.write_text(json.dumps(payload, indent=2))
         except OSError as exc:
             err_console.print(f"[yellow]warning:[/] could not write the trace {trace}: {exc.strerror or exc}")
+    if interrupted:
+        if checkpoint:
+            err_console.print(
+                f"resume with: --checkpoint {escape(str(checkpoint))} --thread-id {escape(result.thread_id)}"
+            )
+        raise typer.Exit(EXIT_INTERRUPTED)
     if result.degraded:
         raise typer.Exit(EXIT_DEGRADED)
     if result.no_answer_reason == "malformed":

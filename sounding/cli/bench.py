@@ -153,6 +153,7 @@ def bench(
         sweep_manifest,
     )
     from sounding.evals.sweep import verify_anytime as verify
+    from sounding.settings import MAX_BUDGET
     from sounding.tools.corpus import CorpusError
     from sounding.tools.llm import make_llm
     from sounding.tools.llm.base import LLMError
@@ -172,6 +173,9 @@ def bench(
             budget_values = [float(b) for b in budgets.split(",")]
         except ValueError:
             fail(f"--budgets must be numbers, got {budgets!r}")
+        for value in budget_values:
+            if value is None or not (0 < value <= MAX_BUDGET):  # also refuses nan and inf
+                fail(f"--budgets must be finite numbers above 0 and at most {MAX_BUDGET:g}, got {value}")
     spec = SweepSpec(
         suite=suite,
         limit=limit,
@@ -355,10 +359,13 @@ def merge(
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file, not a run directory")
     sources = [existing_store(r) for r in runs]
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         report = merge_stores(sources, out / "results.sqlite")
     except StoreError as exc:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # a failed merge into a new run directory leaves nothing behind
         fail(str(exc))
     for r in runs:  # the first shard's manifest describes the merged sweep (commands of every shard)
         manifest = r / "sweep.json"

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from sounding.budgets.cost import Usage
-from sounding.cli.common import EXIT_UNAVAILABLE, console, existing_store, fail, settings_from
+from sounding.cli.common import EXIT_UNAVAILABLE, budget_value, console, existing_store, fail, settings_from
 
 budget_app = typer.Typer(
     help="Joint budgets: explain plans, calibrate the latency cost model, estimate spend per round.",
@@ -25,7 +25,9 @@ budget_app = typer.Typer(
 def explain(
     ctx: typer.Context,
     question: Annotated[str, typer.Argument(help="The question to plan for.")],
-    budget: Annotated[float | None, typer.Option("--budget", min=0, help="Budget in --unit.")] = None,
+    budget: Annotated[
+        float | None, typer.Option("--budget", callback=budget_value, help="Budget in --unit.")
+    ] = None,
     unit: Annotated[str | None, typer.Option("--unit", help="tokens | flops | usd | latency")] = None,
     max_searches: Annotated[int | None, typer.Option("--max-searches", min=0)] = None,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=0)] = None,

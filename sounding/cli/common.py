@@ -16,6 +16,7 @@ EXIT_OK = 0
 EXIT_DEGRADED = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
 
 console = Console()
 err_console = Console(stderr=True)
@@ -25,6 +26,15 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback for a user's mistake."""
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def budget_value(value: float | None) -> float | None:
+    """A ``--budget`` option's check: finite, above 0, at most ``MAX_BUDGET`` (nan and inf are refused)."""
+    from sounding.settings import MAX_BUDGET
+
+    if value is not None and not (0 < value <= MAX_BUDGET):
+        raise typer.BadParameter(f"must be a finite number above 0 and at most {MAX_BUDGET:g}, got {value}")
+    return value
 
 
 def check_writable(path: Path, flag: str) -> None:

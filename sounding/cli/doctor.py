@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from sounding.cli.common import JsonOpt, print_listing, settings_from
+from sounding.cli.common import EXIT_UNAVAILABLE, JsonOpt, print_listing, settings_from
+from sounding.tools.llm.native import SmokeResult, cpu_features, run_smoke, way_out
 from sounding.tools.llm.registry import EMBEDDED_MODELS, is_assembled, parts_installed
 
 
@@ -32,7 +33,9 @@ def _gpu() -> str:
 
 
 def doctor(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> None:
-    """Report which LLM backends, models, search backends and corpora are usable here, and why not."""
+    """Report which LLM backends, models, search backends and corpora are usable here, and why not;
+    the CPU's vector and matrix features, what llama.cpp was built for, and a smoke generation run in a
+    subprocess (a crash is reported with its signal; exit 3 when it fails)."""
     settings = settings_from(ctx)
     rows: list[dict[str, str]] = []
 
@@ -41,6 +44,21 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> Non
 
     ok, why = _check_module("llama_cpp", "llama_cpp_python")
     row("llm: llama (embedded, default)", ok, why)
+    cpu = cpu_features()
+    row("cpu", True, f"{cpu.model_name}: {cpu.summary()}")
+    smoke = run_smoke() if ok else SmokeResult(outcome="skipped", detail="llama-cpp-python is not installed")
+    if smoke.built_for:
+        row("llama.cpp build", "AMX_INT8" not in smoke.built_for, "built for: " + " ".join(smoke.built_for))
+    if smoke.outcome == "ok":
+        row(
+            "smoke generation",
+            True,
+            f"{smoke.model}: {smoke.text.strip()!r} in {smoke.seconds:.1f} s (subprocess)",
+        )
+    elif smoke.outcome == "skipped":
+        row("smoke generation", False, smoke.detail)
+    else:
+        row("smoke generation", False, way_out(smoke))
     for model in EMBEDDED_MODELS.values():
         installed, reason = parts_installed(model)
         if is_assembled(model, settings.models_dir):
@@ -88,6 +106,8 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> Non
         f"sounding doctor ({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()})"
     )
     print_listing(title, rows, as_json=as_json)
+    if smoke.outcome in ("crashed", "failed", "timeout"):
+        raise typer.Exit(EXIT_UNAVAILABLE)  # the default backend cannot generate on this machine
 
 
 def register(app: typer.Typer) -> None:

@@ -102,8 +102,12 @@ def search(
     ] = None,
 ) -> None:
     """Search a corpus (building its index on first use) and show the hits."""
-    if not query.strip():
-        fail("empty query")
+    from sounding.agent.runner import QuestionError, check_question
+
+    try:  # the same rule as `ask`: UTF-8 text, not empty, not oversized
+        query = check_question(query)
+    except QuestionError as exc:
+        fail(str(exc).replace("question", "query"))
     settings = settings_from(
         ctx, search__corpus=corpus, search__backend=backend, search__searxng_url=searxng_url
     )

@@ -117,5 +117,8 @@ def write_answer(result: Any, path: Path) -> None:
     """``--out``: HTML for .html/.htm, Markdown otherwise; written whole or not at all."""
     text = render_html(result) if path.suffix.lower() in (".html", ".htm") else render_result(result) + "\n"
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:  # a full disk leaves neither a half file nor an empty temp file behind
+        tmp.unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sounding.cli.common import EXIT_UNAVAILABLE, console, err_console, fail, settings_from
+from sounding.cli.common import EXIT_UNAVAILABLE, budget_value, console, err_console, fail, settings_from
 from sounding.cli.progress import rich_progress
 
 
@@ -26,7 +26,7 @@ def eval_reports(
         str, typer.Option("--judge-model", help="The judge: another model than the writer.")
     ] = "qwen2.5-coder-1.5b",
     budget: Annotated[
-        float, typer.Option("--budget", min=1, help="Each report's budget (token-eq.).")
+        float, typer.Option("--budget", callback=budget_value, help="Each report's budget (token-eq.).")
     ] = 30_000,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions.")] = None,
     depth: Annotated[

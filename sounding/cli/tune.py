@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from sounding.cli.common import check_writable, console, existing_store, fail
+from sounding.cli.common import budget_value, check_writable, console, existing_store, fail
 
 if TYPE_CHECKING:
     from sounding.evals.tune import Grid, TuneReport
@@ -31,7 +31,10 @@ def _grid(run_dir: Path, unit: str, metric: str, model: str | None) -> Grid:
 
 def tune(
     run_dir: Annotated[Path, typer.Argument(help="A `sounding bench` run directory holding a grid.")],
-    budget: Annotated[float, typer.Option("--budget", help="Target mean spend per question, in --unit.")],
+    budget: Annotated[
+        float,
+        typer.Option("--budget", callback=budget_value, help="Target mean spend per question, in --unit."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="The policy file to write (.json).")],
     unit: Annotated[str, typer.Option("--unit", help="tokens | flops | usd | latency")] = "tokens",
     metric: Annotated[str, typer.Option("--metric", help="em | f1 | cover_em")] = "cover_em",
