@@ -45,7 +45,11 @@ class LLMSettings(BaseModel):
     #: Temperature of reasoning samples (thinking; answers when several are voted).
     sample_temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     seed: int = Field(default=0, ge=0)
+    #: Per read of an HTTP LLM call (a silent server), and by default the total deadline of one call.
     timeout_s: float = Field(default=120.0, gt=0)
+    #: Total wall-clock deadline of one HTTP LLM call, retries and backoff included (a server that drips
+    #: a byte at a time never resets it); None: the same as ``timeout_s``.
+    deadline_s: float | None = Field(default=None, gt=0)
     max_retries: int = Field(default=4, ge=0)
     backoff_base_s: float = Field(default=0.5, ge=0)
     backoff_max_s: float = Field(default=20.0, ge=0)

@@ -369,3 +369,66 @@ def test_ctrl_c_on_ask_prints_the_draft_it_had(env, tmp_path, small_corpus):
     assert proc.returncode == 130, stderr[-2000:]
     assert "best draft so far" in stderr
     assert stdout.strip(), "the draft was not printed"
+
+
+HOSTILE_BODIES = {
+    "usage of infinity": b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, '
+    b'"finish_reason": "stop"}], "usage": {"prompt_tokens": Infinity, "completion_tokens": 1}}',
+    "choices as a string": b'{"choices": "none today", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}',
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE_BODIES))
+def test_a_hostile_llm_response_mid_run_prints_the_draft_and_exits_1(env, tmp_path, small_corpus, hostile):
+    """A real OpenAI-compatible server on 127.0.0.1 answers the agent's steps until a draft exists,
+    then sends a malformed completion: the run ends degraded (exit 1) with the draft, never exit 4."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.scripted import ScriptedLLM, step_of
+    from tests.test_agent_nodes import script
+
+    scripted = ScriptedLLM(script())
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            messages = request["messages"]
+            step = step_of(messages) if messages[0]["role"] == "system" else "ping"
+            seen.append(step)
+            if "reflect" in seen[:-1]:  # a draft was recorded after the first round's reflection
+                body = HOSTILE_BODIES[hostile]
+            else:
+                text = (
+                    "pong" if step == "ping" else scripted.complete(messages, max_tokens=512).choices[0].text
+                )
+                body = json.dumps({
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5},
+                }).encode()  # fmt: skip
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        out = run(
+            ["ask", "Which river flows through the capital of Hungary?", "--llm-url", url, "--model", "scripted",
+             "--corpus", f"jsonl:{small_corpus}", "--backend", "bm25", "--depth", "3", "--breadth", "1"],
+            env, timeout=300,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+    assert "reflect" in seen, seen
+    assert out.returncode == 1, (out.returncode, out.stderr[-2000:])
+    assert "Danube" in out.stdout  # the draft made before the hostile response
+    assert "Traceback" not in out.stderr and "internal error" not in out.stderr

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import gzip
 import json
+import os
 import threading
 import time
+import tracemalloc
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from sounding.settings import FetchSettings
-from sounding.tools.fetch import FetchError, HttpPageFetcher, refused_address
+from sounding.tools.fetch import (
+    DECODE_STEP,
+    BoundedDecoder,
+    FetchError,
+    HttpPageFetcher,
+    refused_address,
+    resolve_host,
+)
 from sounding.tools.search.base import Hit
 from sounding.tools.search.cassette import Cassette, CassetteFetcher, CassetteMiss, CassetteSearch
 from sounding.tools.search.web import SearxngSearch
@@ -31,10 +44,49 @@ countries, more than any other river in the world.</p></article>
 <footer>Copyright 2026 Example Corp. All rights reserved. Privacy policy.</footer></body></html>"""
 
 
+BOMB_MIB = 64
+LONG_LABEL = "a" * 64  # one more than DNS allows in a label: IDNA encoding raises UnicodeError
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """gzip(gzip(64 MiB of zeros)): a few hundred bytes on the wire, served as ``gzip, gzip``."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    zeros = bytes(1 << 20)
+    layer = b"".join(inner.compress(zeros) for _ in range(BOMB_MIB)) + inner.flush()
+    return gzip.compress(layer, 9)
+
+
+def hostile_results(port: int) -> list[object]:
+    """SearXNG results a hostile or broken engine might return, around one good page."""
+    base = f"http://127.0.0.1:{port}"
+    return [
+        {"url": "http://[::1", "title": "Bad IPv6", "content": "bracket snippet"},
+        {"url": f"http://{LONG_LABEL}.example/", "title": "Long label", "content": "label snippet"},
+        {"url": "http://example.com:99999/", "title": "Bad port", "content": "port snippet"},
+        "not an object",
+        {"url": f"{base}/bad-redirect", "title": "Bad redirect", "content": "redirect snippet"},
+        {"url": f"{base}/danube", "title": "Danube", "content": "danube snippet", "score": "high"},
+    ]
+
+
+def slow_results(port: int) -> list[object]:
+    base = f"http://127.0.0.1:{port}"
+    return [
+        {"url": f"{base}/drip-headers", "title": "Drip", "content": "drip snippet"},
+        {"url": f"{base}/slow-hop0", "title": "Hops", "content": "hops snippet"},
+        {"url": f"{base}/danube", "title": "Danube", "content": "danube snippet"},
+    ]
+
+
 class Site(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         port = self.server.server_address[1]
+        if url.path == "/search" and parse_qs(url.query)["q"][0] in ("hostile", "slow"):
+            q = parse_qs(url.query)["q"][0]
+            results = hostile_results(port) if q == "hostile" else slow_results(port)
+            return self._send(200, "application/json", json.dumps({"query": q, "results": results}).encode())
         if url.path == "/search":
             q = parse_qs(url.query)["q"][0]
             body = json.dumps(
@@ -74,6 +126,55 @@ class Site(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 pass
             return None
+        if url.path == "/drip-headers":  # a status line, then one header byte every 0.1 s for 30 s
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Drip: ")
+                for _ in range(300):
+                    self.wfile.write(b"x")
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            self.close_connection = True
+            return None
+        if url.path == "/stall":  # headers at once, then silence for 5 s before the body
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            time.sleep(5)
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"late")
+            return None
+        if url.path.startswith("/slow-hop"):  # each hop answers after 0.4 s with a redirect to the next
+            n = int(url.path.removeprefix("/slow-hop"))
+            time.sleep(0.4)
+            self.send_response(302)
+            self.send_header("Location", f"/slow-hop{n + 1}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if url.path == "/bad-redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://[::1")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        if url.path == "/bomb":
+            return self._send(200, "text/plain", gzip_bomb(), encoding="gzip, gzip")
+        if url.path == "/gzip-gzip":
+            body = gzip.compress(gzip.compress(b"The Danube flows east."))
+            return self._send(200, "text/plain", body, encoding="gzip, gzip")
+        if url.path == "/deflate-raw":  # "deflate" without the zlib wrapper, as some servers send it
+            squeeze = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+            body = squeeze.compress(b"The Danube flows east.") + squeeze.flush()
+            return self._send(200, "text/plain", body, encoding="deflate")
+        if url.path == "/big-gzip":  # incompressible: the raw bytes alone pass the cap
+            return self._send(200, "text/plain", gzip.compress(os.urandom(50_000)), encoding="gzip")
+        if url.path == "/triple":
+            body = gzip.compress(gzip.compress(gzip.compress(b"three layers")))
+            return self._send(200, "text/plain", body, encoding="gzip, gzip, gzip")
+        if url.path == "/brotli":
+            return self._send(200, "text/plain", b"\x0b\x02\x80hi\x03", encoding="br")
         if url.path == "/pdf":
             return self._send(200, "application/pdf", b"%PDF-1.4")
         if url.path.startswith("/loop"):
@@ -91,9 +192,11 @@ class Site(BaseHTTPRequestHandler):
             return None
         return self._send(404, "text/plain", b"not found")
 
-    def _send(self, status: int, ctype: str, body: bytes) -> None:
+    def _send(self, status: int, ctype: str, body: bytes, encoding: str = "") -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -255,3 +358,162 @@ def test_a_dripping_page_is_cut_at_the_total_deadline(site):
     with pytest.raises(FetchError, match="deadline"):
         fetcher.fetch(f"{site}/drip")
     assert time.monotonic() - start < 6
+
+
+# --- hostile inputs: malformed URLs, compression bombs, slow servers, special-purpose addresses ---
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1",
+        "http://[::1/page",
+        f"http://{LONG_LABEL}.example/",
+        "http://a..b/",
+        "http://example.com:99999/",
+        "http://example.com:port/",
+    ],
+)
+def test_a_malformed_url_is_a_fetch_error(url):
+    with pytest.raises(FetchError, match="malformed URL"):
+        HttpPageFetcher(FetchSettings()).fetch(url)
+    # the allow-listed path (no address check, httpx resolves) refuses it too
+    with pytest.raises(FetchError, match="malformed URL"):
+        HttpPageFetcher(FetchSettings(allow_hosts=[f"{LONG_LABEL}.example", "a..b", "example.com"])).fetch(
+            url
+        )
+
+
+def test_a_name_idna_cannot_encode_is_a_resolve_error():
+    with pytest.raises(FetchError, match="cannot resolve host"):
+        resolve_host(f"{LONG_LABEL}.example")
+
+
+def test_a_redirect_to_a_malformed_url_is_a_fetch_error(site):
+    with pytest.raises(FetchError, match=r"malformed URL|Invalid URL in location header"):
+        allowed().fetch(f"{site}/bad-redirect")
+
+
+def test_searxng_results_with_malformed_urls_keep_their_snippets_and_the_search_goes_on(site):
+    hits = SearxngSearch(site, fetcher=allowed(), fetch_top=10).search("hostile", 10)
+    by_title = {h.title: h for h in hits}
+    assert set(by_title) == {"Bad IPv6", "Long label", "Bad port", "Bad redirect", "The Danube"}
+    assert by_title["Bad IPv6"].text == "bracket snippet"
+    assert by_title["Long label"].text == "label snippet"
+    assert by_title["Bad port"].text == "port snippet"
+    assert by_title["Bad redirect"].text == "redirect snippet"
+    assert "second-longest" in by_title["The Danube"].text  # the good page is still fetched
+    assert by_title["The Danube"].score == pytest.approx(1 / 6)  # "high" is no number: rank score
+
+
+def test_a_nested_gzip_bomb_stops_at_the_decoded_cap_without_inflating(site):
+    bomb = gzip_bomb()
+    assert len(bomb) < 4096  # a few hundred bytes that decode to 64 MiB
+    cap = 64 * 1024
+    tracemalloc.start()
+    try:
+        start = time.monotonic()
+        with pytest.raises(FetchError, match=rf"larger than the {cap}-byte cap \(decoded\)"):
+            allowed(max_bytes=cap).fetch(f"{site}/bomb")
+        elapsed = time.monotonic() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"peak {peak} bytes while refusing the bomb"  # unbounded: >= 64 MiB
+    assert elapsed < 5
+    # the decoder never produces more than one step per piece, whatever one input chunk holds
+    produced, largest = 0, 0
+    for piece in BoundedDecoder(["gzip", "gzip"]).decode(bomb):
+        produced += len(piece)
+        largest = max(largest, len(piece))
+        if produced > cap:
+            break
+    assert largest <= DECODE_STEP
+    assert produced <= cap + DECODE_STEP
+
+
+def test_stacked_and_unusual_encodings(site):
+    assert allowed().fetch(f"{site}/gzip-gzip").text == "The Danube flows east."
+    assert allowed().fetch(f"{site}/deflate-raw").text == "The Danube flows east."
+    with pytest.raises(FetchError, match="3 stacked content encodings"):
+        allowed().fetch(f"{site}/triple")
+    with pytest.raises(FetchError, match="content encoding br is not supported"):
+        allowed().fetch(f"{site}/brotli")
+    with pytest.raises(FetchError, match=r"larger than the 10000-byte cap$"):  # raw bytes, before decoding
+        allowed(max_bytes=10_000).fetch(f"{site}/big-gzip")
+
+
+def no_deadline_timers_left() -> bool:
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.join(1)
+    return not any(isinstance(t, threading.Timer) and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.mark.parametrize(
+    ("path", "stage"),
+    [
+        ("/drip-headers", "headers dripped one byte every 0.1 s for 30 s"),
+        ("/slow-hop0", "an endless chain of redirects, 0.4 s per hop"),
+        ("/stall", "headers, then 5 s of silence (longer than the read timeout allows)"),
+    ],
+)
+def test_one_total_deadline_covers_headers_redirects_and_body(site, path, stage):
+    fetcher = allowed(timeout_s=5, total_timeout_s=1, max_redirects=20)
+    start = time.monotonic()
+    with pytest.raises(FetchError, match=r"longer than the 1\.0 s page deadline"):
+        fetcher.fetch(f"{site}{path}")
+    elapsed = time.monotonic() - start
+    assert 0.9 <= elapsed < 1 + 1.5, f"{stage}: {elapsed:.2f} s"
+    assert no_deadline_timers_left()
+
+
+def test_a_slow_name_lookup_counts_against_the_deadline():
+    release = threading.Event()
+
+    def slow_resolver(host: str) -> list[str]:
+        release.wait(10)
+        return ["93.184.216.34"]
+
+    fetcher = HttpPageFetcher(FetchSettings(total_timeout_s=0.5), resolver=slow_resolver)
+    start = time.monotonic()
+    try:
+        with pytest.raises(FetchError, match="page deadline"):
+            fetcher.fetch("http://slow-dns.example/")
+    finally:
+        release.set()
+    assert time.monotonic() - start < 0.5 + 1.5
+
+
+def test_a_search_over_slow_pages_spends_at_most_the_deadline_per_page(site):
+    search = SearxngSearch(site, fetcher=allowed(timeout_s=5, total_timeout_s=1), fetch_top=3)
+    start = time.monotonic()
+    hits = search.search("slow", 3)
+    elapsed = time.monotonic() - start
+    assert [h.text for h in hits[:2]] == ["drip snippet", "hops snippet"]  # cut at the deadline: snippets
+    assert "second-longest" in hits[2].text
+    assert elapsed < 2 * 1 + 2, f"{elapsed:.2f} s for two slow pages with a 1 s deadline each"
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("fec0::1", "site-local"),  # deprecated IPv6 site-local
+        ("fec0:1234::5", "site-local"),
+        ("192.88.99.1", "special-purpose"),  # deprecated 6to4 relay anycast
+        ("2002:c058:6301::1", "special-purpose"),  # 6to4 address wrapping 192.88.99.1
+        ("192.0.0.8", "special-purpose"),  # IPv4 dummy address
+        ("3fff::1", "special-purpose"),  # IPv6 documentation (RFC 9637)
+        ("2002:5db8:d822::1", None),  # 6to4 wrapping a public address stays allowed
+        ("192.31.196.1", None),  # AS112 is globally reachable
+    ],
+)
+def test_address_guard_refuses_special_purpose_ranges_is_global_misses(address, reason):
+    assert refused_address(address) == reason
+
+
+def test_special_purpose_answers_are_refused_before_connecting():
+    for answer in ("fec0::1", "192.88.99.1"):
+        fetcher = HttpPageFetcher(FetchSettings(), resolver=lambda host, a=answer: [a])
+        with pytest.raises(FetchError, match=rf"resolves to [a-z-]+ address {answer}"):
+            fetcher.fetch("http://relay.example/")

@@ -72,6 +72,7 @@ def make_llm(settings: Settings) -> LLM:
             api_key=cfg.api_key.get_secret_value() if cfg.api_key else None,
             structured_output=cfg.structured_output,
             timeout_s=cfg.timeout_s,
+            deadline_s=cfg.deadline_s,
             max_retries=cfg.max_retries,
             backoff_base_s=cfg.backoff_base_s,
             backoff_max_s=cfg.backoff_max_s,

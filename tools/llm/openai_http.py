@@ -10,22 +10,39 @@ Structured output, by what the server understands: ``json_schema`` (OpenAI ``res
 and unconstrained text, so every constrained answer is checked against its schema: a server that
 ignored the constraint is reported once, loudly, and counted in ``constraint_violations``.
 
+Nothing a server sends can crash a run: the body is validated at the boundary (`ChatCompletionBody`)
+and any shape it does not accept — a non-object body, ``choices`` that are not a list of objects, a
+missing message, content that is not a string, token counts that are negative, fractional, NaN,
+infinite or implausibly large, malformed logprobs — is an `LLMResponseError`.
+
+One call has a total deadline (``deadline_s``, by default ``timeout_s``): connecting, sending, the
+headers, the body and every retry with its backoff must all fit in it. httpx's read timeout restarts
+with every byte, so a server dripping one byte at a time would hold a call for ever; here every socket
+operation of the call is bounded by the time left (`_DeadlineBackend`), so the call ends at the
+deadline with an `LLMTimeoutError` in the calling thread, and the connection is closed, not reused.
+
 ``n`` samples go out as one request (the server shares the prompt's prefill); the client pools its
 connections and is safe to share between threads, so concurrent questions are concurrent requests.
 """
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
+import json
 import logging
+import math
 import random
 import re
+import reprlib
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
 
+import httpcore
 import httpx
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from sounding.tools.llm.base import (
     Choice,
@@ -50,7 +67,198 @@ log = logging.getLogger("sounding.llm")
 MAX_REPORTED_TOKENS = 10_000_000
 
 
+# --- the response body, validated at the boundary ---------------------------------------------------
+
+
+def _plausible_tokens(value: int) -> int:
+    if value < 0:
+        raise ValueError(f"negative token usage {value}")
+    if value > MAX_REPORTED_TOKENS:
+        raise ValueError(f"implausible token usage {value} (over {MAX_REPORTED_TOKENS:,} for one call)")
+    return value
+
+
+#: A token count as a server must report it: a JSON integer (not 2.5, "2", true, NaN or Infinity).
+TokenCount = Annotated[int, Field(strict=True), AfterValidator(_plausible_tokens)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class TokenLogprob(_Wire):
+    token: Annotated[str, Field(strict=True)]
+    logprob: Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class ChoiceLogprobs(_Wire):
+    content: list[TokenLogprob] | None = None
+
+
+class ChatMessage(_Wire):
+    #: null (no text) is allowed and read as ""; a missing key or a non-string is not.
+    content: Annotated[str, Field(strict=True)] | None
+
+
+class ChatChoice(_Wire):
+    index: Annotated[int, Field(strict=True, ge=0)] = 0
+    message: ChatMessage
+    finish_reason: Annotated[str, Field(strict=True)] | None = None
+    logprobs: ChoiceLogprobs | None = None
+
+    def to_choice(self) -> Choice:
+        items = (self.logprobs.content or []) if self.logprobs else []
+        return Choice(
+            text=self.message.content or "",
+            completion_tokens=len(items),
+            finish_reason=self.finish_reason,
+            tokens=[t.token for t in items] or None,
+            logprobs=[t.logprob for t in items] or None,
+        )
+
+
+class Usage(_Wire):
+    prompt_tokens: TokenCount
+    completion_tokens: TokenCount
+
+
+class ChatCompletionBody(_Wire):
+    """The part of an OpenAI chat-completion body this backend reads; anything else is ignored."""
+
+    model: Annotated[str, Field(strict=True)] | None = None
+    choices: list[ChatChoice] = Field(min_length=1)
+    usage: Usage
+
+
+#: Shows a value found in a body briefly, however long or deeply nested it is.
+_brief = reprlib.Repr()
+_brief.maxlevel, _brief.maxstring, _brief.maxother = 3, 60, 60
+
+
+def _summary(exc: ValidationError, limit: int = 3) -> str:
+    """The first problems of a validation, one short clause each: where, what, and the value found."""
+    parts = []
+    for error in exc.errors(include_url=False)[:limit]:
+        where = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']} (got {_brief.repr(error.get('input'))})")
+    if exc.error_count() > limit:
+        parts.append(f"and {exc.error_count() - limit} more")
+    return "; ".join(parts)
+
+
+# --- a total deadline for one call --------------------------------------------------------------------
+
+#: When the call running in this thread (context) must end, on the time.monotonic() clock; None outside
+#: a call. Read by `_DeadlineStream` at every socket operation, so it bounds the connection whichever
+#: call of which thread happens to use it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "sounding_llm_deadline", default=None
+)
+
+
+def _time_left(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of the current call's deadline; ``expired`` once it has passed."""
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the call's deadline has passed")
+    if math.isinf(left):  # no deadline (deadline_s=inf)
+        return timeout
+    return left if timeout is None else min(timeout, left)
+
+
+def _expired(deadline: float) -> bool:
+    """Whether the call's deadline has passed (a socket timeout cut to it may wake a hair early)."""
+    return time.monotonic() >= deadline - 0.01
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write waits no longer than the call's deadline allows."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.start_tls(ssl_context, server_hostname, left))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's network backend with `_DeadlineStream` connections."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self._inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, left, local_address, socket_options))
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_unix_socket(path, left, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _install_deadline(client: httpx.Client) -> bool:
+    """Put `_DeadlineBackend` under every httpx transport of ``client`` (its own and any proxy's).
+
+    httpx has no public hook for httpcore's network backend, so this reaches into two private
+    attributes (``HTTPTransport._pool``, ``ConnectionPool._network_backend``, stable since httpx 0.23);
+    a transport without them (a test's MockTransport, a future httpx) keeps only the per-request
+    bounds. Returns whether the client's own transport got it."""
+
+    def install(transport: object) -> bool:
+        pool: Any = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, _DeadlineBackend):
+            return True
+        if not isinstance(backend, httpcore.NetworkBackend):
+            return False
+        pool._network_backend = _DeadlineBackend(backend)
+        return True
+
+    for transport in getattr(client, "_mounts", {}).values():
+        install(transport)
+    return install(getattr(client, "_transport", None))
+
+
 class OpenAIHTTPLLM:
+    """``timeout_s`` bounds each wait for the server (connect at most 10 s of it); ``deadline_s``
+    (default: ``timeout_s``) bounds one `complete` call in all, retries and backoff included."""
+
     def __init__(
         self,
         base_url: str,
@@ -59,6 +267,7 @@ class OpenAIHTTPLLM:
         api_key: str | None = None,
         structured_output: StructuredOutput = "json_schema",
         timeout_s: float = 120.0,
+        deadline_s: float | None = None,
         max_retries: int = 4,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
@@ -68,10 +277,18 @@ class OpenAIHTTPLLM:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        deadline = timeout_s if deadline_s is None else deadline_s
+        if not (timeout_s > 0 and deadline > 0):  # NaN fails too; inf means no limit
+            raise ValueError(
+                f"timeout_s and deadline_s must be positive seconds, not {timeout_s}, {deadline_s}"
+            )
         root = base_url.rstrip("/")
         self._url = root + ("/chat/completions" if root.endswith("/v1") else "/v1/chat/completions")
         self._model = model
         self._structured_output = structured_output
+        self._timeout_s: float | None = timeout_s if math.isfinite(timeout_s) else None
+        self._connect_s = min(timeout_s, 10.0)
+        self._deadline_s = deadline
         self._max_retries = max_retries
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
@@ -81,12 +298,19 @@ class OpenAIHTTPLLM:
         self._sleep = sleep
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+            timeout=httpx.Timeout(self._timeout_s, connect=self._connect_s),
             headers=headers,
             transport=transport,
             # one pooled connection per concurrent question (bench --concurrency up to 64)
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
+        if not _install_deadline(self._client) and transport is None:
+            log.warning(
+                "httpx %s has no network backend to bound: a server that drips bytes can hold a call past "
+                "its %g s deadline",
+                httpx.__version__,
+                deadline,
+            )
         self.base_url = root
         self._violations = 0
         self._violations_lock = threading.Lock()
@@ -96,6 +320,11 @@ class OpenAIHTTPLLM:
     def constraint_violations(self) -> int:
         """Constrained answers that did not match their schema (the server ignored the constraint)."""
         return self._violations
+
+    @property
+    def deadline_s(self) -> float:
+        """The longest one `complete` call may take, retries included."""
+        return self._deadline_s
 
     @property
     def name(self) -> str:
@@ -165,6 +394,7 @@ class OpenAIHTTPLLM:
         seed: int | None = None,
         logprobs: bool = False,
     ) -> Completion:
+        deadline = time.monotonic() + self._deadline_s  # for every request this call makes
         base = self._seed if seed is None else seed
         choices: list[Choice] = []
         prompt_tokens, model = 0, self._model
@@ -175,7 +405,7 @@ class OpenAIHTTPLLM:
             offset_seed = base if not choices or base is None else sample_seed(base, len(choices))
             payload = self._payload(messages, max_tokens, schema, temperature, size, offset_seed, logprobs)
             try:
-                part = self._request(payload)
+                part = self._request(payload, deadline)
             except LLMHTTPError as exc:
                 cap = re.search(r"'n'.*?<=\s*value\s*<=\s*(\d+)", str(exc))
                 if exc.status != 400 or size == 1 or not cap:
@@ -212,17 +442,34 @@ class OpenAIHTTPLLM:
                     problem,
                 )
 
-    def _request(self, payload: dict[str, Any]) -> Completion:
+    def _past_deadline(self, what: str) -> LLMTimeoutError:
+        return LLMTimeoutError(f"{self._url} {what} within the {self._deadline_s:g} s deadline of one call")
+
+    def _bounded_timeout(self, deadline: float) -> httpx.Timeout:
+        """This request's timeouts, none longer than what is left of the call (the pool wait included;
+        `_DeadlineStream` then keeps cutting each socket operation to what is left)."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._past_deadline("did not answer")
+        longest = left if self._timeout_s is None else min(self._timeout_s, left)
+        return httpx.Timeout(None if math.isinf(longest) else longest, connect=min(self._connect_s, left))
+
+    def _request(self, payload: dict[str, Any], deadline: float) -> Completion:
         last_problem = ""
         for attempt in range(self._max_retries + 1):
             response: httpx.Response | None = None
+            token = _DEADLINE.set(deadline)
             try:
-                response = self._client.post(self._url, json=payload)
+                response = self._client.post(self._url, json=payload, timeout=self._bounded_timeout(deadline))
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise LLMUnavailableError(f"cannot use the endpoint {self._url}: {exc}") from exc
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if _expired(deadline):
+                    raise self._past_deadline(f"could not be reached ({exc})") from exc
                 last_problem = f"cannot connect to {self._url}: {exc}"
             except httpx.TimeoutException as exc:
+                if _expired(deadline):
+                    raise self._past_deadline("did not finish answering") from exc
                 raise LLMTimeoutError(f"{self._url} did not answer within the timeout ({exc})") from exc
             except (httpx.TransportError, httpx.DecodingError) as exc:  # reset, protocol, proxy errors
                 last_problem = f"the connection to {self._url} failed: {type(exc).__name__}: {exc}"
@@ -234,70 +481,64 @@ class OpenAIHTTPLLM:
                 if status != 429 and status < 500:
                     raise LLMHTTPError(f"{self._url} answered {status}: {body}", status)
                 last_problem = f"{self._url} answered {status}: {body}"
+            finally:
+                _DEADLINE.reset(token)
             if attempt < self._max_retries:
-                self._sleep(self._retry_delay(attempt, response))
+                delay = self._retry_delay(attempt, response)
+                if time.monotonic() + delay >= deadline:
+                    raise LLMTimeoutError(
+                        f"{last_problem} (no time left for another try within the {self._deadline_s:g} s "
+                        f"deadline of one call, after {attempt + 1} tries)"
+                    )
+                self._sleep(delay)
         tries = self._max_retries + 1
         if response is None:
             raise LLMConnectionError(f"{last_problem} (gave up after {tries} tries)")
         raise LLMHTTPError(f"{last_problem} (gave up after {tries} tries)", response.status_code)
 
     def _parse(self, response: httpx.Response) -> Completion:
-        try:
-            body = response.json()
-            usage = body["usage"]
-            raw = sorted(body["choices"], key=lambda c: int(c.get("index", 0)))
-            if not raw:
-                raise IndexError("no choices")
-            choices = [_choice(c) for c in raw]
-            total = int(usage["completion_tokens"])
-            prompt_tokens = int(usage["prompt_tokens"])
-            if total < 0 or prompt_tokens < 0:
-                raise ValueError(f"negative token usage {usage}")
-            if total > MAX_REPORTED_TOKENS or prompt_tokens > MAX_REPORTED_TOKENS:
-                raise ValueError(
-                    f"implausible token usage {usage} (over {MAX_REPORTED_TOKENS:,} for one call)"
-                )
-            if len(choices) == 1:
-                choices[0].completion_tokens = total
-            elif sum(c.completion_tokens for c in choices) == 0:  # no per-choice counts: split evenly
-                for i, c in enumerate(choices):
-                    c.completion_tokens = total // len(choices) + (1 if i < total % len(choices) else 0)
-            completion = Completion.of(
-                choices, prompt_tokens=prompt_tokens, model=str(body.get("model", self._model))
+        def malformed(problem: str) -> LLMResponseError:
+            return LLMResponseError(
+                f"{self._url} returned a body that is not a chat completion ({problem}): "
+                f"{response.text[:200]!r}"
             )
-            completion.completion_tokens = total  # the server's own total is what was spent
-            return completion
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise LLMResponseError(
-                f"{self._url} returned a body that is not a chat completion ({exc}): {response.text[:200]!r}"
-            ) from exc
 
-
-def _choice(raw: dict[str, Any]) -> Choice:
-    content = raw.get("logprobs", {}) or {}
-    items = content.get("content") or []
-    tokens = [str(t["token"]) for t in items] or None
-    logprobs = [float(t["logprob"]) for t in items] or None
-    return Choice(
-        text=raw["message"]["content"] or "",
-        completion_tokens=len(items),
-        finish_reason=raw.get("finish_reason"),
-        tokens=tokens,
-        logprobs=logprobs,
-    )
+        try:
+            raw = json.loads(response.content)  # Python's parser: NaN, Infinity and 1e999 reach the model
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the stack
+            raise malformed(f"not JSON: {type(exc).__name__}: {str(exc)[:100]}") from exc
+        try:
+            body = ChatCompletionBody.model_validate(raw)
+        except ValidationError as exc:
+            raise malformed(_summary(exc)) from exc
+        wire = sorted(body.choices, key=lambda c: c.index)
+        choices = [c.to_choice() for c in wire]
+        total = body.usage.completion_tokens
+        if len(choices) == 1:
+            choices[0].completion_tokens = total
+        elif sum(c.completion_tokens for c in choices) == 0:  # no per-choice counts: split evenly
+            for i, c in enumerate(choices):
+                c.completion_tokens = total // len(choices) + (1 if i < total % len(choices) else 0)
+        completion = Completion.of(
+            choices, prompt_tokens=body.usage.prompt_tokens, model=body.model or self._model
+        )
+        completion.completion_tokens = total  # the server's own total is what was spent
+        return completion
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date; None when it is neither."""
     if not value:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(0.0, when.timestamp() - time.time())

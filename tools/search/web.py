@@ -34,12 +34,16 @@ class SearxngSearch:
             response = self._client.get(self._url, params={"q": query, "format": "json"})
             response.raise_for_status()
             results = response.json()["results"]
+            if not isinstance(results, list):
+                raise TypeError(f"'results' is a {type(results).__name__}, not a list")
         except httpx.HTTPError as exc:
             raise SearchError(f"SearXNG at {self._url} failed: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise SearchError(f"SearXNG at {self._url} returned a body without 'results': {exc!r}") from exc
         hits = []
         for rank, result in enumerate(results[:k]):
+            if not isinstance(result, dict):
+                continue  # a malformed result is skipped, the others still count
             url = str(result.get("url") or "")
             if not url:
                 continue
@@ -50,7 +54,10 @@ class SearxngSearch:
                     page = self._fetcher.fetch(url)
                     text, title = page.text[: self._max_chars], page.title or title
                 except FetchError:
-                    pass  # keep the snippet: one unreachable page must not sink the search
-            score = float(result.get("score") or 1.0 / (rank + 1))
+                    pass  # keep the snippet: one unreachable or malformed page must not sink the search
+            try:
+                score = float(result.get("score") or 1.0 / (rank + 1))
+            except (TypeError, ValueError):
+                score = 1.0 / (rank + 1)
             hits.append(Hit(doc_id="web-" + stable_id(url), title=title, text=text, score=score, url=url))
         return hits
