@@ -393,7 +393,7 @@ def test_a_hostile_llm_response_mid_run_prints_the_draft_and_exits_1(env, tmp_pa
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             messages = request["messages"]
             step = step_of(messages) if messages[0]["role"] == "system" else "ping"
