@@ -21,6 +21,7 @@ from langgraph.types import Send
 
 from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.probe import DECOMPOSE_SCHEMA, charged_search, run_probe
+from sounding.agent.question import check_question
 from sounding.agent.reasoning import Reasoner, Reasoning
 from sounding.agent.report import MAX_SECTIONS, REPORT_PROMPTS, Report, ReportWriter, Unsupported
 from sounding.agent.state import ResearchState
@@ -261,7 +262,7 @@ class ResearchNodes:
     # plan: probe (if the controller wants one), then the controller's plan -------------------------
 
     def plan(self, state: ResearchState) -> dict[str, Any]:
-        question = state["question"]
+        question = check_question(state["question"])  # Studio's input reaches the graph unchecked
         controller, ledger = self.deps.controller, self.deps.ledger
         features = Features(question=question)
         update: dict[str, Any] = {

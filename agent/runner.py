@@ -10,14 +10,19 @@ from typing import Any
 from langgraph.errors import GraphRecursionError
 from pydantic import BaseModel
 
-from sounding.agent.graph import build_graph
 from sounding.agent.nodes import NO_ANSWER, AgentDeps, spend_snapshot
+from sounding.agent.question import MAX_QUESTION_CHARS, QuestionError, check_question
 from sounding.budgets.controllers import Plan
 from sounding.budgets.ledger import Charge
 
-__all__ = ["AgentDeps", "ResearchResult", "run_research"]
-
-MAX_QUESTION_CHARS = 2000
+__all__ = [
+    "MAX_QUESTION_CHARS",
+    "AgentDeps",
+    "QuestionError",
+    "ResearchResult",
+    "check_question",
+    "run_research",
+]
 
 
 class Source(BaseModel):
@@ -57,25 +62,6 @@ class ResearchResult(BaseModel):
     charges: list[dict[str, Any]]
     wall_seconds: float
     thread_id: str
-
-
-class QuestionError(ValueError):
-    """An empty or oversized question."""
-
-
-def check_question(question: str) -> str:
-    try:
-        question.encode("utf-8")
-    except UnicodeEncodeError as exc:  # bytes that were not UTF-8 reach Python as lone surrogates
-        raise QuestionError(f"the question is not valid UTF-8 text (character {exc.start})") from exc
-    question = question.strip()
-    if not question:
-        raise QuestionError("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise QuestionError(
-            f"the question is {len(question)} characters long; the limit is {MAX_QUESTION_CHARS}"
-        )
-    return question
 
 
 class CheckpointError(ValueError):
@@ -126,12 +112,16 @@ def run_research(
     *,
     thread_id: str | None = None,
     checkpointer: Any = None,
+    strategy: str = "iterative",
 ) -> ResearchResult:
-    """Answer one question under the ledger's budget. Never raises for backend failures: the result is
-    marked degraded instead. With a checkpointer and the ``thread_id`` of an interrupted run, resumes it."""
+    """Answer one question under the ledger's budget with the named strategy's graph. Never raises for
+    backend failures: the result is marked degraded instead. With a checkpointer and the ``thread_id``
+    of an interrupted run, resumes it."""
+    from sounding.agent.strategies import graph_for
+
     question = check_question(question)
     thread_id = thread_id or uuid.uuid4().hex
-    graph = build_graph(deps, checkpointer=checkpointer)
+    graph = graph_for(strategy, deps, checkpointer=checkpointer)
     # the plan is made inside the graph; the limit covers the deepest plan this controller can make
     deepest = Plan(controller=deps.controller.name, depth=deps.controller.max_depth, breadth=1)
     config: dict[str, Any] = {

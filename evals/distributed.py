@@ -21,10 +21,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from sounding.agent.runner import run_research
 from sounding.evals.datasets import Sample
 from sounding.evals.store import ResultStore, StoreError
-from sounding.evals.sweep import RunConfig, make_run_deps, question_features, rows_for, trace_of
+from sounding.evals.sweep import Outcome, RunConfig, question_features, solve, write_outcome
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
@@ -41,7 +40,12 @@ class Backends(Protocol):
 
 
 class SettingsBackends:
-    """The backends the settings name, as `sounding bench` builds them (the default)."""
+    """The backends the settings name, as `sounding bench` builds them (the default), with its cassette:
+    a worker replays (or records) the same searches as a sweep on this machine would (the path must be
+    readable on every node: a shared folder)."""
+
+    def __init__(self, cassette: Path | None = None, cassette_mode: str = "replay") -> None:
+        self.cassette, self.cassette_mode = cassette, cassette_mode
 
     def llm(self, settings: Settings, model: str) -> LLM:
         from sounding.tools.llm import make_llm
@@ -51,36 +55,39 @@ class SettingsBackends:
     def search(self, settings: Settings) -> SearchBackend:
         from sounding.tools.search.factory import make_search
 
-        return make_search(settings, on_mismatch="rebuild")
-
-
-class Outcome(BaseModel):
-    question_id: str
-    rows: list[dict[str, Any]] = []
-    trace: dict[str, Any] | None = None
-    features: dict[str, Any] | None = None
-    error: str | None = None
+        return make_search(
+            settings,
+            on_mismatch="rebuild",
+            cassette=self.cassette,
+            cassette_mode="replay-only" if self.cassette_mode == "replay-only" else "replay",
+        )
 
 
 class QuestionSolver:
-    """Solves questions of one run config with backends built once (the body of a Ray actor)."""
+    """Solves questions of one run spec with backends built once, on its node (a Ray actor's body):
+    the same ``solve`` as a sweep on this machine, with the judge and the cassette it would use."""
 
-    def __init__(self, config: RunConfig, settings: Settings, backends: Backends) -> None:
+    def __init__(
+        self, config: RunConfig, settings: Settings, backends: Backends, judge: str | None = None
+    ) -> None:
         self.config, self.settings = config, settings
         self.llm = backends.llm(settings, config.model)
         self.search = backends.search(settings)
+        self.judge = backends.llm(settings, judge) if judge else None
 
     def solve(self, sample: Sample) -> Outcome:
+        return solve(self.config, sample, self.settings, self.llm, self.search, judge=self.judge)
+
+    def features(self, sample: Sample) -> tuple[str, dict[str, Any] | None, str | None]:
+        """A stored question's features, measured late (questions stored before features existed)."""
         try:
-            deps = make_run_deps(self.config, self.settings, self.llm, self.search)
-            result = run_research(sample.question, deps)
-            if result.degraded:
-                return Outcome(question_id=sample.id, error=result.error or "degraded")
-            rows = rows_for(self.config, sample, result, None, deps.ledger.report_models)
-            features = question_features(self.config, sample.question, self.settings, self.llm, self.search)
-            return Outcome(question_id=sample.id, rows=rows, trace=trace_of(result), features=features)
-        except Exception as exc:  # one question's bug is that question's error, as in local sweeps
-            return Outcome(question_id=sample.id, error=f"unexpected {type(exc).__name__}: {exc}")
+            return (
+                sample.id,
+                question_features(self.config, sample.question, self.settings, self.llm, self.search),
+                None,
+            )
+        except Exception as exc:  # the rows stay; tune says which questions lack features
+            return sample.id, None, str(exc)
 
 
 def run_sweep_on_ray(
@@ -93,10 +100,13 @@ def run_sweep_on_ray(
     workers: int = 2,
     backends: Backends | None = None,
     retry_errors: bool = False,
+    judge: str | None = None,
     tick: Callable[[str, dict[str, Any] | None], None] = lambda status, row: None,
     max_retries: int = 3,
 ) -> None:
-    """Run every not-yet-done question of one config as Ray work; the driver writes every row."""
+    """Run every not-yet-done question of one config as Ray work (the same ``solve`` as on this
+    machine, judged by the same judge model); the driver writes every row. Questions stored before
+    features existed get them measured by the workers too."""
     try:
         import ray
         from ray.util import ActorPool
@@ -113,22 +123,24 @@ def run_sweep_on_ray(
             tick("skipped", None)
         elif s.id in errored and not retry_errors:
             tick("error", None)
-    if not todo:
+    featured = {q for _, q in store.features(config.key)}
+    backfill = [s for s in samples if s.id in done and s.id not in featured]
+    if not todo and not backfill:
         return
     actor = ray.remote(max_restarts=max_retries, max_task_retries=max_retries, num_cpus=1)(QuestionSolver)
     pool = ActorPool(
         [
-            actor.remote(config, settings, backends or SettingsBackends())
-            for _ in range(min(workers, len(todo)))
+            actor.remote(config, settings, backends or SettingsBackends(), judge)
+            for _ in range(max(1, min(workers, len(todo) or len(backfill))))
         ]
     )
+    for question_id, features, error in pool.map_unordered(lambda a, s: a.features.remote(s), backfill):
+        if features is None:
+            tick("features-error", {"question_id": question_id, "error": error})
+        else:
+            store.add_features(config.key, question_id, features)
     for outcome in pool.map_unordered(lambda a, s: a.solve.remote(s), todo):
-        if outcome.error is not None:
-            store.add_error(config.key, outcome.question_id, outcome.error)
-            tick("error", None)
-            continue
-        store.add_question(outcome.rows, outcome.trace, outcome.features)
-        tick("done", outcome.rows[-1] if outcome.rows else None)
+        write_outcome(store, config, outcome, tick)
 
 
 class MergeReport(BaseModel):

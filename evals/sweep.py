@@ -28,28 +28,25 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sounding import __version__
 from sounding.agent.nodes import NO_ANSWER, PROMPTS, AgentDeps
 from sounding.agent.probe import run_probe
 from sounding.agent.reasoning import Reasoning, vote_subsets
 from sounding.agent.runner import ResearchResult, run_research
-from sounding.budgets.controllers import (
-    AdaptiveController,
-    AllocationPolicy,
-    FixedController,
-    PolicyError,
-    calibrated_policy,
-    check_policy_model,
-    make_controller,
-)
+from sounding.budgets.controllers import PolicyError
 from sounding.budgets.cost import CostModel, Usage
 from sounding.budgets.features import FEATURE_GROUPS
-from sounding.budgets.tuned import TunedController, TunedPolicy, check_tuned_model, load_tuned_policy
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
 from sounding.evals.store import ResultStore, StoreWriteError
-from sounding.research import make_deps
+from sounding.factory import (
+    build_deps,
+    load_spec_policy,
+    model_identity,
+    prompts_hash,
+    spec_fields_from_settings,
+)
 from sounding.settings import Settings
+from sounding.spec import RunSpec
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
 
@@ -58,45 +55,8 @@ REASONING_NODES = frozenset({"think", "think_answer", "vote", "verify"})
 MAX_DEPTH = 64
 
 
-class RunConfig(BaseModel):
-    """Everything that determines a run's answers, and nothing machine-specific (no paths, no
-    endpoint addresses): its hash keys the rows in the store, the same on every machine."""
-
-    key_version: int = 2
-    suite: str
-    model: str
-    #: What the weights are: the GGUF's sha256 (embedded models: the pinned one) or, for a served
-    #: model, the backend and the name it is served under.
-    model_id: str
-    llm_backend: str
-    temperature: float
-    sample_temperature: float
-    #: sha256 of the prompts (agent/prompts/*.toml): a changed prompt is a different run.
-    prompts: str
-    controller: str
-    depth: int
-    breadth: int
-    think: int = 0
-    think_caps: list[int] = [0]
-    samples: int = 1
-    sample_counts: list[int] = [1]
-    verify: bool = False
-    seed: int
-    unit: str
-    budget: float | None
-    max_searches: int | None
-    search_backend: str
-    corpus: str
-    corpus_fingerprint: str
-    k: int = 5
-    read: int = 3
-    sounding_version: str = __version__
-    #: The tuned controller's allocation policy, in full: two policy files must not share a run.
-    policy: AllocationPolicy | TunedPolicy | None = None
-
-    @property
-    def key(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+#: The run spec (``sounding/spec.py``) under the name the sweep code has always used.
+RunConfig = RunSpec
 
 
 #: Config fields that vary *within* one curve (its points) or across repeated measures (seeds): all
@@ -137,38 +97,21 @@ class RunIdentity(BaseModel):
     prompts: str = Field(default_factory=lambda: prompts_hash())
 
 
-def prompts_hash() -> str:
-    return hashlib.sha256(json.dumps(PROMPTS, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def model_identity(model: str, settings: Settings) -> str:
-    """The weights' identity: pinned sha256 of an embedded model, the file's sha256 for a GGUF path,
-    and the served name for an endpoint (a server is identified by what it serves, not where)."""
-    from sounding.tools.llm.registry import EMBEDDED_MODELS, sha256_file
-
-    backend = settings.llm.backend
-    if backend != "llama":
-        return f"{backend}:{model}"
-    if model in EMBEDDED_MODELS:
-        return f"sha256:{EMBEDDED_MODELS[model].sha256}"
-    path = Path(model).expanduser()
-    return f"sha256:{sha256_file(path)}" if path.is_file() else f"file:{path.name}"
-
-
 def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> list[RunConfig]:
+    """The run specs of a sweep: one per model, breadth, budget and seed, each at the deepest depth,
+    the largest thinking cap and the most samples (the smaller ones are read off its run)."""
+    if spec.controller != "fixed" and (max(spec.thinks) > 0 or max(spec.samples) > 1 or spec.verify):
+        raise PolicyError(
+            f"--think, --samples and --verify set the fixed controller's reasoning; the {spec.controller} "
+            "controller takes its own from its policy (a run must not claim reasoning it did not do)"
+        )
     configs = []
     depth = max(spec.depths)
-    policy: AllocationPolicy | TunedPolicy | None = None
-    if spec.controller == "calibrated":
-        policy = calibrated_policy(settings.budget.policy_file)
-        for model in spec.models:
-            check_policy_model(policy, model, settings.budget.policy_file)
-    elif spec.controller == "tuned":
-        if settings.budget.policy_file is None:
-            raise PolicyError("the tuned controller needs a policy written by `sounding tune`: --policy FILE")
-        policy = load_tuned_policy(settings.budget.policy_file)
-        for model in spec.models:
-            check_tuned_model(policy, model, settings.budget.policy_file)
+    run_settings = settings.model_copy(
+        update={"budget": settings.budget.model_copy(update={"controller": spec.controller})}
+    )
+    policy = load_spec_policy(run_settings, spec.models)
+    common = spec_fields_from_settings(run_settings)
     for model in spec.models:
         model_id = model_identity(model, settings)
         for breadth in spec.breadths:
@@ -176,29 +119,25 @@ def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> l
                 for seed in range(spec.seeds):
                     configs.append(
                         RunConfig(
-                            suite=identity.suite,
-                            model=model,
-                            model_id=model_id,
-                            llm_backend=settings.llm.backend,
-                            temperature=settings.llm.temperature,
-                            sample_temperature=settings.llm.sample_temperature,
-                            prompts=identity.prompts,
-                            controller=spec.controller,
-                            depth=depth,
-                            breadth=breadth,
-                            think=max(spec.thinks),
-                            think_caps=sorted(set(spec.thinks)),
-                            samples=max(spec.samples),
-                            sample_counts=sorted(set(spec.samples)),
-                            verify=spec.verify,
-                            seed=seed,
-                            unit=settings.budget.unit,
-                            budget=budget,
-                            max_searches=settings.budget.max_searches,
-                            search_backend=settings.search.backend,
-                            corpus=identity.corpus,
-                            corpus_fingerprint=identity.corpus_fingerprint,
-                            policy=policy,
+                            **{
+                                **common,
+                                "suite": identity.suite,
+                                "model": model,
+                                "model_id": model_id,
+                                "prompts": identity.prompts,
+                                "depth": depth,
+                                "breadth": breadth,
+                                "think": max(spec.thinks),
+                                "think_caps": sorted(set(spec.thinks)),
+                                "samples": max(spec.samples),
+                                "sample_counts": sorted(set(spec.samples)),
+                                "verify": spec.verify,
+                                "seed": seed,
+                                "budget": budget,
+                                "corpus": identity.corpus,
+                                "corpus_fingerprint": identity.corpus_fingerprint,
+                                "policy": policy,
+                            }
                         )
                     )
     return configs
@@ -370,51 +309,10 @@ def make_run_deps(
     think: int | None = None,
     samples: int | None = None,
 ) -> AgentDeps:
-    """Deps for one question of a run: a fresh ledger, the run's controller, seed and reasoning grid,
-    harness-mode flags. ``depth``/``think``/``samples`` make an independent run at a smaller setting."""
-    run_settings = settings.model_copy(
-        update={
-            "budget": settings.budget.model_copy(
-                update={"budget": config.budget, "unit": config.unit, "max_searches": config.max_searches}
-            ),
-            "llm": settings.llm.model_copy(
-                update={
-                    "seed": config.seed,
-                    "temperature": config.temperature,
-                    "sample_temperature": config.sample_temperature,
-                }
-            ),
-        }
-    )
-    independent = depth is not None or think is not None or samples is not None
-    think = config.think if think is None else think
-    samples = config.samples if samples is None else samples
-    controller: Any
-    if config.controller == "fixed":
-        controller = FixedController(
-            config.depth if depth is None else depth,
-            config.breadth,
-            k=config.k,
-            read=config.read,
-            think=think,
-            samples=samples,
-            verify=config.verify,
-        )
-    elif isinstance(config.policy, TunedPolicy):  # the policy stored with the run, not the file now
-        controller = TunedController(config.policy)
-    elif config.policy is not None:
-        controller = AdaptiveController(config.policy, name=config.controller)
-    else:
-        controller = make_controller(config.controller, depth=config.depth, breadth=config.breadth)
-    return make_deps(
-        run_settings,
-        llm,
-        search,
-        controller=controller,
-        closed_book_draft=True,
-        improve_final=False,
-        think_caps=[] if independent else config.think_caps,
-    )
+    """Deps for one question of a run (the factory's, ``sounding/factory.py``): a fresh ledger, the
+    run's controller, seed and reasoning grid, harness mode. ``depth``/``think``/``samples`` make an
+    independent run at a smaller setting."""
+    return build_deps(config, settings, llm, search, depth=depth, think=think, samples=samples)
 
 
 def question_features(
@@ -430,6 +328,53 @@ def question_features(
 
 
 Tick = Callable[[str, dict[str, Any] | None], None]
+
+
+class Outcome(BaseModel):
+    """One question of one run, solved: its rows, trace and features, or the error it ended in."""
+
+    question_id: str
+    rows: list[dict[str, Any]] = []
+    trace: dict[str, Any] | None = None
+    features: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def solve(
+    config: RunConfig,
+    sample: Sample,
+    settings: Settings,
+    llm: LLM,
+    search: SearchBackend,
+    *,
+    judge: LLM | None = None,
+) -> Outcome:
+    """The one per-question body of every sweep (threads on this machine, Ray actors on a cluster):
+    run the question with the spec's agent, read its grid of settings into rows, measure its features.
+    A failure is that question's error; a store that cannot be written is not (it is raised)."""
+    try:
+        deps = build_deps(config, settings, llm, search)
+        result = run_research(sample.question, deps, strategy=config.strategy)
+        if result.degraded:
+            return Outcome(question_id=sample.id, error=result.error or "degraded")
+        rows = rows_for(config, sample, result, judge, deps.ledger.report_models)
+        features = question_features(config, sample.question, settings, llm, search)
+        return Outcome(question_id=sample.id, rows=rows, trace=trace_of(result), features=features)
+    except StoreWriteError:  # the disk, not the question: stop here, never record it as its error
+        raise
+    except Exception as exc:  # a bug on one question must not end a night's sweep
+        # Recorded like any failed question (listed in the report, rerun with --retry-errors).
+        return Outcome(question_id=sample.id, error=f"unexpected {type(exc).__name__}: {exc}")
+
+
+def write_outcome(store: ResultStore, config: RunConfig, outcome: Outcome, tick: Tick) -> None:
+    """The driver's half: a question's rows land once, whole, or its error does."""
+    if outcome.error is not None:
+        store.add_error(config.key, outcome.question_id, outcome.error)
+        tick("error", None)
+        return
+    store.add_question(outcome.rows, outcome.trace, outcome.features)
+    tick("done", outcome.rows[-1] if outcome.rows else None)
 
 
 def run_sweep_config(
@@ -459,26 +404,9 @@ def run_sweep_config(
     lock = threading.Lock()
 
     def one(sample: Sample) -> None:
-        try:
-            deps = make_run_deps(config, settings, llm, search)
-            result = run_research(sample.question, deps)
-            error = (result.error or "degraded") if result.degraded else None
-            if error is None:
-                rows = rows_for(config, sample, result, judge, deps.ledger.report_models)
-                features = question_features(config, sample.question, settings, llm, search)
-                store.add_question(rows, trace_of(result), features)
-        except StoreWriteError:  # the disk, not the question: stop here, never record it as its error
-            raise
-        except Exception as exc:  # a bug on one question must not end a night's sweep
-            # Recorded like any failed question (listed in the report, rerun with --retry-errors).
-            error = f"unexpected {type(exc).__name__}: {exc}"
-        if error is not None:
-            store.add_error(config.key, sample.id, error)
-            with lock:
-                tick("error", None)
-            return
+        outcome = solve(config, sample, settings, llm, search, judge=judge)
         with lock:
-            tick("done", rows[-1] if rows else None)
+            write_outcome(store, config, outcome, tick)
 
     # questions stored before features existed get them now (a cheap probe each; nothing else reruns)
     featured = {q for _, q in store.features(config.key)}

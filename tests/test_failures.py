@@ -119,6 +119,13 @@ def cases(tmp_path: Path, data: str) -> list[tuple[list[str | bytes], int, str]]
             2,
             "line 1: not an open question record",
         ),
+        # a run must not claim reasoning its controller does not do (issue 29)
+        (
+            ["bench", suite, "--controller", "adaptive", "--think", "0,64", "--out", str(tmp_path / "b5")],
+            2,
+            "fixed controller's reasoning",
+        ),
+        (["ask", "q", "--controller", "adaptive", "--think", "64", *m], 2, "fixed controller's reasoning"),
         # the hostile probe's cases (issue 28)
         (
             ["bench", suite, "--controller", "adaptive", "--budgets", "inf", "--out", str(tmp_path / "b1")],

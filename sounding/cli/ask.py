@@ -248,7 +248,8 @@ def ask(
         sqlite_checkpointer,
     )
     from sounding.budgets.controllers import PolicyError
-    from sounding.research import check_think_fits, make_deps, settings_controller
+    from sounding.factory import build_deps, spec_from_settings
+    from sounding.research import check_think_fits, settings_controller
     from sounding.tools.corpus import CorpusError, parse_corpus_spec
     from sounding.tools.llm.base import LLMError, UnknownModelError
     from sounding.tools.search.base import SearchError
@@ -296,7 +297,13 @@ def ask(
             fail(str(exc))
     from sounding.tools.llm import make_llm
 
-    try:  # a bad policy file is bad input, said before a model loads or an index is built
+    if settings.budget.controller != "fixed" and (think is not None or samples is not None or verify_vote):
+        fail(
+            f"--think, --samples and --verify set the fixed controller's reasoning; the "
+            f"{settings.budget.controller} controller takes its own from its policy"
+        )
+    try:  # the run spec; a bad policy file is bad input, said before a model loads or an index is built
+        run_spec = spec_from_settings(settings, format=answer_format, unsupported=unsupported)
         settings_controller(settings)
     except PolicyError as exc:
         fail(str(exc))
@@ -318,14 +325,7 @@ def ask(
                 "with: sounding index build"
             )
         view = LiveView(settings.budget.model_dump() | {"limit": settings.budget.budget})
-        deps = make_deps(
-            settings,
-            llm,
-            search,
-            on_event=view.on_event,
-            answer_format=answer_format,
-            unsupported=unsupported,
-        )
+        deps = build_deps(run_spec, settings, llm, search, on_event=view.on_event)
     except (CorpusError, PolicyError, UnknownModelError, ValueError) as exc:
         fail(str(exc))
     except (LLMError, SearchError) as exc:
@@ -336,10 +336,14 @@ def ask(
         if err_console.is_terminal:
             with Live(view.render(), console=err_console, refresh_per_second=4, transient=False) as live:
                 view.live = live
-                result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+                result = run_research(
+                    question, deps, thread_id=thread_id, checkpointer=saver, strategy=run_spec.strategy
+                )
         else:
             view.log = err_console
-            result = run_research(question, deps, thread_id=thread_id, checkpointer=saver)
+            result = run_research(
+                question, deps, thread_id=thread_id, checkpointer=saver, strategy=run_spec.strategy
+            )
             err_console.print(view.render().renderables[-1])
     except InterruptedRun as stop:  # Ctrl-C: the paid draft is still printed, then exit 130
         result, interrupted = stop.result, True

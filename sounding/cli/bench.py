@@ -244,7 +244,7 @@ def bench(
     except OSError as exc:
         fail(f"cannot write {out / 'sweep.json'}: {exc.strerror or exc}")
     judge_llm = None
-    if judge:
+    if judge and not (use_ray or ray_address is not None):  # on Ray every worker loads its own
         try:
             judge_llm = make_llm(
                 settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge})})
@@ -252,8 +252,8 @@ def bench(
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
     use_ray = use_ray or ray_address is not None
-    if use_ray and (judge or verify_anytime):
-        fail("--judge and --verify-anytime run on this machine: use them without --ray")
+    if use_ray and verify_anytime:
+        fail("--verify-anytime runs on this machine: use it without --ray")
     start = time.perf_counter()
     for model_name in spec.models:
         llm: Any = None
@@ -309,7 +309,7 @@ def bench(
                     bar.update(task, advance=1, acc=f"{acc} errors {stats['errors']}")
 
                 if use_ray:
-                    from sounding.evals.distributed import run_sweep_on_ray
+                    from sounding.evals.distributed import SettingsBackends, run_sweep_on_ray
 
                     run_sweep_on_ray(
                         config,
@@ -318,7 +318,9 @@ def bench(
                         store,
                         address=ray_address,
                         workers=concurrency,
+                        backends=SettingsBackends(cassette, "replay-only" if replay_only else "replay"),
                         retry_errors=retry_errors,
+                        judge=judge,
                         tick=tick,
                     )
                 else:

@@ -89,7 +89,8 @@ def eval_reports(
         fail(str(exc))
 
     from sounding.agent.runner import run_research
-    from sounding.research import make_deps, make_ledger
+    from sounding.factory import build_deps, spec_from_settings
+    from sounding.research import make_ledger
     from sounding.tools.llm import make_llm
     from sounding.tools.llm.base import LLMError, UnknownModelError
     from sounding.tools.search.base import SearchError
@@ -107,9 +108,12 @@ def eval_reports(
     except (LLMError, SearchError) as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
 
+    run_spec = spec_from_settings(settings, format="report")
+
     def research(question: str) -> object:
-        deps = make_deps(settings, writer, search, answer_format="report")
-        return run_research(question, deps)
+        return run_research(
+            question, build_deps(run_spec, settings, writer, search), strategy=run_spec.strategy
+        )
 
     def evaluate(question):  # type: ignore[no-untyped-def]
         return evaluate_question(question, research, writer, judge, lambda: make_ledger(settings, judge))
