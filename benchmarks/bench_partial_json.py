@@ -79,7 +79,7 @@ def collect(args: argparse.Namespace) -> None:
     from sounding.agent.runner import run_research
     from sounding.evals.datasets import load_suite
     from sounding.evals.reports import load_open_questions
-    from sounding.research import make_deps
+    from sounding.factory import build_deps, spec_from_settings
     from sounding.settings import load_settings
     from sounding.tools.llm import make_llm
     from sounding.tools.search.factory import make_search
@@ -102,10 +102,9 @@ def collect(args: argparse.Namespace) -> None:
                         out.write(json.dumps({"model": args.model, "question": question, **row}) + "\n")
                         out.flush()
 
-                    deps = make_deps(
-                        settings, RecordingLLM(llm, sink, mode=mode), search, answer_format=answer_format
-                    )  # type: ignore[arg-type]
-                    result = run_research(question, deps)
+                    spec = spec_from_settings(settings, format=answer_format)
+                    recording: Any = RecordingLLM(llm, sink, mode=mode)
+                    result = run_research(question, build_deps(spec, settings, recording, search))
                     print(
                         f"{mode} {answer_format}: {question[:60]!r} -> {str(result.answer)[:60]!r}",
                         file=sys.stderr,

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sounding.agent.nodes import NO_ANSWER, PROMPTS, AgentDeps
+from sounding.agent.nodes import NO_ANSWER, PROMPTS
 from sounding.agent.probe import run_probe
 from sounding.agent.reasoning import Reasoning, vote_subsets
 from sounding.agent.runner import ResearchResult, run_research
@@ -299,28 +299,12 @@ def trace_of(result: ResearchResult) -> dict[str, Any]:
     }
 
 
-def make_run_deps(
-    config: RunConfig,
-    settings: Settings,
-    llm: LLM,
-    search: SearchBackend,
-    *,
-    depth: int | None = None,
-    think: int | None = None,
-    samples: int | None = None,
-) -> AgentDeps:
-    """Deps for one question of a run (the factory's, ``sounding/factory.py``): a fresh ledger, the
-    run's controller, seed and reasoning grid, harness mode. ``depth``/``think``/``samples`` make an
-    independent run at a smaller setting."""
-    return build_deps(config, settings, llm, search, depth=depth, think=think, samples=samples)
-
-
 def question_features(
     config: RunConfig, question: str, settings: Settings, llm: LLM, search: SearchBackend
 ) -> dict[str, Any]:
     """Every feature group of one question, measured by the agent's probe on a ledger of its own
     (never in the rows' spend; ``Features.cost`` holds what each group cost, for ``sounding tune``)."""
-    deps = make_run_deps(config, settings, llm, search)
+    deps = build_deps(config, settings, llm, search)
     probe = run_probe(
         question, llm, search, deps.ledger, PROMPTS, groups=FEATURE_GROUPS, seed=config.seed, k=config.k
     )
@@ -457,8 +441,8 @@ def verify_anytime(
             row = rows.get((sample.id, depth, think, n))
             if row is None:
                 continue
-            deps = make_run_deps(config, settings, llm, search, depth=depth, think=think, samples=n)
-            result = run_research(sample.question, deps)
+            deps = build_deps(config, settings, llm, search, depth=depth, think=think, samples=n)
+            result = run_research(sample.question, deps, strategy=config.strategy)
             agree = normalize_answer(row["answer"]) == normalize_answer(result.answer)
             store.add_anytime_check(
                 config.key, sample.id, depth, row["answer"], result.answer, agree, think=think, samples=n

@@ -516,7 +516,8 @@ def test_budget_estimate_command_writes_a_policy_the_calibrated_controller_reads
 
 def test_run_keys_are_stable_and_a_calibrated_policy_is_part_of_the_key(tmp_path):
     from sounding.budgets.controllers import DEFAULT_POLICY, PolicyError, UsageEstimate
-    from sounding.evals.sweep import RunIdentity, SweepSpec, make_run_deps, run_configs
+    from sounding.evals.sweep import RunIdentity, SweepSpec, run_configs
+    from sounding.factory import build_deps
 
     # A v2 key is pinned: it may only change on purpose (a new key_version), never by accident.
     assert config().key == PINNED_KEY
@@ -534,9 +535,7 @@ def test_run_keys_are_stable_and_a_calibrated_policy_is_part_of_the_key(tmp_path
     calibrated = [config(controller="calibrated", budget=3000.0, policy=p) for p in (one, two)]
     assert len({c.key for c in calibrated}) == 2
     # the controller is built from the policy stored with the run, whatever file is on disk now
-    deps = make_run_deps(
-        calibrated[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS)
-    )
+    deps = build_deps(calibrated[1], load_settings(home=tmp_path), ScriptedLLM(script()), MemorySearch(DOCS))
     assert deps.controller.name == "calibrated" and deps.controller.policy.easy_margin == 0.5
     path = tmp_path / "policy.json"
     path.write_text(one.model_dump_json())

@@ -269,10 +269,10 @@ def test_seeds_reach_every_call_and_differ_between_runs(tmp_path):
 
 def test_rows_for_without_reasoning_are_one_per_round():
     llm = ScriptedLLM(script())
-    from sounding.evals.sweep import make_run_deps
+    from sounding.factory import build_deps
 
     cfg = config(depth=2)
-    d = make_run_deps(cfg, load_settings(), llm, MemorySearch(DOCS))
+    d = build_deps(cfg, load_settings(), llm, MemorySearch(DOCS))
     result = run_research(SAMPLES[0].question, d)
     rows = rows_for(cfg, SAMPLES[0], result, None, d.ledger.report_models)
     assert [(r["round"], r["think"], r["samples"]) for r in rows] == [(0, 0, 1), (1, 0, 1), (2, 0, 1)]
