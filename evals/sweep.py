@@ -28,15 +28,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from sounding.agent.nodes import NO_ANSWER, PROMPTS
+from sounding.agent.nodes import PROMPTS
 from sounding.agent.probe import run_probe
-from sounding.agent.reasoning import Reasoning, vote_subsets
 from sounding.agent.runner import ResearchResult, run_research
 from sounding.budgets.controllers import PolicyError
 from sounding.budgets.cost import CostModel, Usage
 from sounding.budgets.features import FEATURE_GROUPS
 from sounding.evals.datasets import Sample, Suite
-from sounding.evals.metrics import llm_judge, normalize_answer, score_answer, supporting_recall
+from sounding.evals.metrics import llm_judge, normalize_answer, supporting_recall
+from sounding.evals.scorers import SCORERS, reading, reasoning_of
 from sounding.evals.store import ResultStore, StoreWriteError
 from sounding.factory import (
     build_deps,
@@ -53,6 +53,8 @@ from sounding.tools.search.base import SearchBackend
 #: Nodes whose charges belong to a round's reasoning step (not to its search).
 REASONING_NODES = frozenset({"think", "think_answer", "vote", "verify"})
 MAX_DEPTH = 64
+#: The metrics stored as columns of every row when a question is solved.
+STORED_SCORERS = {name: SCORERS[name] for name in ("em", "f1", "cover_em")}
 
 
 #: The run spec (``sounding/spec.py``) under the name the sweep code has always used.
@@ -151,26 +153,12 @@ def _titles_read_by_round(result: ResearchResult) -> dict[int, list[str]]:
     return read
 
 
-def _reasonings(draft: dict[str, Any]) -> Reasoning | None:
-    raw = draft.get("reasoning")
-    return Reasoning.model_validate(raw) if raw else None
+_reasonings = reasoning_of
 
 
 def _reading(draft: dict[str, Any], think: int, n: int, golds: list[str]) -> tuple[str, dict[str, float]]:
-    """The answer at (think, n samples) of one round's draft and its scores (exact subset mean)."""
-    reasoning = _reasonings(draft)
-    if reasoning is None or (think == 0 and n == 1):
-        answer = draft.get("greedy", draft["answer"])
-        return answer, score_answer(answer, golds).model_dump()
-    vote = reasoning.vote_at(think, n)
-    answer = vote.answer or NO_ANSWER
-    subsets = vote_subsets(len(reasoning.drawn), n)
-    totals: dict[str, float] = {}
-    for subset in subsets:
-        voted = reasoning.vote_at(think, n, subset).answer or ""
-        for metric, value in score_answer(voted, golds).model_dump().items():
-            totals[metric] = totals.get(metric, 0.0) + float(value)
-    return answer, {m: v / len(subsets) for m, v in totals.items()}
+    """The answer at (think, n samples) of one round's draft and its stored scores (exact subset mean)."""
+    return reading(draft, think, n, golds, STORED_SCORERS)
 
 
 def _reading_spend(

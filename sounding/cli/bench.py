@@ -408,7 +408,7 @@ def corpus_fingerprint(settings: Any, corpus_spec: str | None) -> str:
 
 def fit(
     run_dir: Annotated[Path, typer.Argument(help="A bench run directory.")],
-    metric: Annotated[str, typer.Option("--metric", help="em | f1 | cover_em")] = "cover_em",
+    metric: Annotated[str, typer.Option("--metric", help="em | f1 | cover_em | judge, or any scorer of evals/scorers.py")] = "cover_em",
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
     by: Annotated[str | None, typer.Option("--by", help="Also fit per 'qtype' or 'hops'.")] = None,
 ) -> None:
@@ -421,20 +421,44 @@ def fit(
     console.print(f"wrote {run_dir / 'fits.json'}")
 
 
+def _check_metric(metric: str) -> None:
+    from sounding.evals.scorers import UnknownMetricError, check_metric
+
+    try:
+        check_metric(metric)
+    except UnknownMetricError as exc:
+        fail(str(exc))
+
+
+def _scored(store: Any, metric: str) -> list[dict[str, Any]]:
+    """The store's rows with ``metric``: stored, or scored off the stored traces (evals/scorers.py)."""
+    from sounding.evals.scorers import STORED, rescore
+
+    rows = store.results()
+    if metric in STORED:
+        return list(rows)
+    scored = rescore(rows, store.traces(), metric)
+    if len(scored) < len(rows):
+        err_console.print(
+            f"[yellow]note:[/] {len(rows) - len(scored)} of {len(rows)} rows of {store.path} have no stored "
+            f"trace and cannot be scored by {metric}: left out"
+        )
+    return scored
+
+
 def _analysis(run_dir: Path, metric: str, bootstrap: int, by: str | None = None) -> Analysis:
     from sounding.evals.fit import analyse
     from sounding.evals.store import ResultStore
 
     store_path = existing_store(run_dir)
-    if metric not in ("em", "f1", "cover_em", "judge"):
-        fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
+    _check_metric(metric)
     from sounding.evals.fit import load_manifest, unanswered_failures
     from sounding.evals.store import StoreError
     from sounding.evals.sweep import manifest_depths
 
     try:  # read-only: a report never creates, migrates or writes the store it reads
         store = ResultStore.open_read_only(store_path)
-        rows = store.results()
+        rows = _scored(store, metric)
     except StoreError as exc:
         fail(str(exc))
     if not rows:
@@ -521,14 +545,13 @@ def frontier(
     from sounding.evals.store import ResultStore, StoreError
     from sounding.evals.sweep import MAX_DEPTH
 
-    if metric not in ("em", "f1", "cover_em", "judge"):
-        fail(f"unknown metric {metric!r}: use em, f1, cover_em or judge")
+    _check_metric(metric)
     rows: list[dict[str, Any]] = []
     configs: dict[str, dict[str, Any]] = {}
     for run_dir in runs:
         try:
             store = ResultStore.open_read_only(existing_store(run_dir))
-            rows += store.results()
+            rows += _scored(store, metric)
             configs |= store.runs()
         except StoreError as exc:
             fail(str(exc))
