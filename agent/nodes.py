@@ -504,65 +504,22 @@ class ResearchNodes:
             return {}
         plan = Plan.model_validate(state["plan"])
         round_ = state["round"]
-        read_ids = set(state.get("read_ids", []))
-        fused: dict[str, float] = {}
-        by_id: dict[str, dict[str, Any]] = {}
-        for hit in state.get("hits", []):
-            if hit["doc_id"] in read_ids or hit["round"] > round_:
-                continue
-            # reciprocal-rank fusion across this run's queries: a passage several queries agree on wins
-            fused[hit["doc_id"]] = fused.get(hit["doc_id"], 0.0) + 1.0 / (60 + hit["rank"]) * (
-                2 if hit["round"] == round_ else 1
-            )
-            by_id.setdefault(hit["doc_id"], hit)
-        ranked = sorted(fused, key=lambda d: (-fused[d], d))
-        chosen = [by_id[d] for d in ranked[: plan.read]]
+        chosen = unread_passages(state, round_)[: plan.read]
         if not chosen:
             return {"events": [self._event("read", round=round_, passages=[], facts=0)]}
         if plan.format == "report":
             return self._read_quotes(state, chosen, round_)
-        result: StepResult | None = None
-        while chosen:  # shrink the step (fewer passages) until it is affordable
-            passages = "\n\n".join(
-                f"Passage {i} ({h['title']}):\n{quote(h['text'])}" for i, h in enumerate(chosen, 1)
-            )
-            max_facts = 2 * len(chosen)
-            msgs = messages("extract", question=state["question"], passages=passages, max_facts=max_facts)
-            try:
-                result = self._json(
-                    msgs,
-                    extract_schema(len(chosen), max_facts),
-                    cap=plan.caps.extract,
-                    node="read",
-                    round=round_,
-                    min_tokens=24,
-                )
-            except LLMError as exc:
-                return self._fail("read", exc)
-            if result.failure != "budget":
-                break
-            chosen = chosen[:-1]
+        try:
+            result, chosen = self._extract_affordable(state, plan, chosen, round_)
+        except LLMError as exc:
+            return self._fail("read", exc)
         if result is None or result.failure == "budget" or not chosen:
             return {
                 "stop_reason": "budget",
                 "events": [self._event("read_skipped", round=round_, reason="budget")],
                 "charges": charges_of(result) if result else [],
             }
-        notes = []
-        for fact in (result.value or {}).get("facts", []):
-            try:  # the grammar asks for an integer, but a repaired or retried output may hold null
-                index = int(fact["passage"]) - 1
-            except (TypeError, ValueError, KeyError):
-                continue  # a fact naming no passage cannot be cited
-            text = str(fact.get("fact", "")).strip()
-            if 0 <= index < len(chosen) and text:
-                hit = chosen[index]
-                notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": text, "round": round_})
-        if not notes:
-            # the extractor found nothing usable: keep the best passage's opening verbatim as evidence
-            top = chosen[0]
-            opening = " ".join(re.split(r"(?<=[.!?])\s+", top["text"])[:2])
-            notes.append({"doc_id": top["doc_id"], "title": top["title"], "fact": opening, "round": round_})
+        notes = notes_from_facts(result, chosen, round_)
         event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
         return {
             "notes": notes,
@@ -570,6 +527,30 @@ class ResearchNodes:
             "charges": charges_of(result),
             "events": [event],
         }
+
+    def _extract_affordable(
+        self, state: ResearchState, plan: Plan, chosen: list[dict[str, Any]], round_: int
+    ) -> tuple[StepResult | None, list[dict[str, Any]]]:
+        """Extract facts from the chosen passages, shrinking the step (fewer passages) until affordable."""
+        result: StepResult | None = None
+        while chosen:
+            passages = "\n\n".join(
+                f"Passage {i} ({h['title']}):\n{quote(h['text'])}" for i, h in enumerate(chosen, 1)
+            )
+            max_facts = 2 * len(chosen)
+            msgs = messages("extract", question=state["question"], passages=passages, max_facts=max_facts)
+            result = self._json(
+                msgs,
+                extract_schema(len(chosen), max_facts),
+                cap=plan.caps.extract,
+                node="read",
+                round=round_,
+                min_tokens=24,
+            )
+            if result.failure != "budget":
+                break
+            chosen = chosen[:-1]
+        return result, chosen
 
     def _read_quotes(self, state: ResearchState, chosen: list[dict[str, Any]], round_: int) -> dict[str, Any]:
         """A report's notes are quotations: from each passage, the sentences that share the most words
@@ -759,16 +740,7 @@ class ResearchNodes:
         body = report.markdown(source_of) if report.printed_claims() else NO_ANSWER
         no_answer_reason = None
         if body == NO_ANSWER:
-            skipped = {section.skipped for section in report.sections}
-            no_answer_reason = (
-                "backend"
-                if all_errors
-                else "budget"
-                if "budget" in skipped or not report.sections
-                else "malformed"
-                if "malformed" in skipped
-                else "no notes"
-            )
+            no_answer_reason = report_no_answer_reason(report, bool(all_errors))
             body = {
                 "malformed": NO_ANSWER_MALFORMED,
                 "no notes": "No answer: the searches found nothing to write a report from.",
@@ -807,88 +779,175 @@ class ResearchNodes:
         notes = state.get("notes", [])
         drafts = [d for d in state.get("drafts", []) if d["round"] > 0] or state.get("drafts", [])
         last = drafts[-1] if drafts else None
-        errors = state.get("errors", [])
-        llm_failed = any(e["kind"] == "llm" for e in errors)
-        answer = last["answer"] if last else NO_ANSWER
-        citations = list(last["citations"]) if last else []
-        removed = 0
-        improved = False
-        charges: list[dict[str, Any]] = []
-        reasoning_events: list[dict[str, Any]] = []
-        malformed = state.get("stop_reason") == "malformed output"
+        out = FinalAnswer(
+            answer=last["answer"] if last else NO_ANSWER,
+            citations=list(last["citations"]) if last else [],
+            errors=list(state.get("errors", [])),
+            malformed=state.get("stop_reason") == "malformed output",
+        )
+        llm_failed = any(e["kind"] == "llm" for e in out.errors)
         if not llm_failed and last is None and plan.reasons:
-            try:  # a closed-book plan that reasons: think / sample / vote once, from memory
-                reasoning, charges = self._reason(state["question"], None, plan, state.get("round", 0))
-                reasoning_events.append(self._reasoning_event(reasoning))
-                answer = reasoning.vote.answer or NO_ANSWER
-                improved = reasoning.vote.answer is not None
-                malformed = malformed or (reasoning.vote.answer is None and reasoning.failure is None)
-            except LLMError as exc:
-                errors = [*errors, {"node": "answer", "kind": "llm", "message": str(exc)}]
+            self._answer_from_memory(state, plan, out)
         elif not llm_failed and (last is None or (self.deps.improve_final and notes and not plan.reasons)):
-            if notes:
-                msgs = messages(
-                    "answer",
-                    question=state["question"],
-                    notes=number_notes(notes),
-                    draft=last["answer"] if last else "(none)",
-                )
-                schema = ANSWER_SCHEMA
-            else:
-                msgs, schema = messages("closed_book", question=state["question"]), SHORT_ANSWER_SCHEMA
-            try:
-                result = self._json(
-                    msgs,
-                    schema,
-                    cap=plan.caps.answer,
-                    node="answer",
-                    round=state.get("round", 0),
-                )
-                charges = charges_of(result)
-                malformed = malformed or result.failure == "malformed"
-                if result.value and str(result.value.get("answer", "")).strip():
-                    answer = str(result.value["answer"]).strip()
-                    if notes:
-                        citations, removed = cite(result.value.get("notes", []), notes)
-                    improved = last is None or answer != last["answer"]
-            except LLMError as exc:
-                errors = [*errors, {"node": "answer", "kind": "llm", "message": str(exc)}]
-        # a citation must name a passage actually retrieved in this run
-        retrieved = {h["doc_id"] for h in state.get("hits", [])}
-        kept = [c for c in citations if c in retrieved]
-        removed += len(citations) - len(kept)
-        sources = []
-        for doc_id in kept:
-            hit = next(h for h in state.get("hits", []) if h["doc_id"] == doc_id)
-            sources.append(
-                {"doc_id": doc_id, "title": hit["title"], "url": hit.get("url"), "passage": hit["text"]}
-            )
-        no_answer_reason = None
-        if answer == NO_ANSWER:
-            no_answer_reason = "backend" if errors else "malformed" if malformed else "budget"
-            if no_answer_reason == "malformed":
-                answer = NO_ANSWER_MALFORMED
+            self._improve_answer(state, plan, notes, last, out)
+        kept, sources = self._retrieved_citations(state, out)
+        no_answer_reason = out.settle_no_answer()
         final = {
-            "answer": answer,
+            "answer": out.answer,
             "no_answer_reason": no_answer_reason,
             "citations": kept,
             "sources": sources,
-            "citations_removed": removed,
-            "improved": improved,
-            "degraded": bool(errors),
-            "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
-            "stop_reason": "error"
-            if errors
-            else state.get("stop_reason") or ("depth" if plan.depth == 0 else "done"),
+            "citations_removed": out.removed,
+            "improved": out.improved,
+            "degraded": bool(out.errors),
+            "error": "; ".join(f"{e['node']}: {e['message']}" for e in out.errors) or None,
+            "stop_reason": out.stop_reason(
+                state.get("stop_reason") or ("depth" if plan.depth == 0 else "done")
+            ),
         }
-        event = self._event("answer", answer=answer, citations=kept, degraded=final["degraded"])
-        new_errors = errors[len(state.get("errors", [])) :]
+        event = self._event("answer", answer=out.answer, citations=kept, degraded=final["degraded"])
         return {
             "final": final,
-            "charges": charges,
-            "events": [*reasoning_events, event],
-            "errors": new_errors,
+            "charges": out.charges,
+            "events": [*out.events, event],
+            "errors": out.errors[len(state.get("errors", [])) :],
         }
+
+    def _answer_from_memory(self, state: ResearchState, plan: Plan, out: FinalAnswer) -> None:
+        """A closed-book plan that reasons: think / sample / vote once, from memory."""
+        try:
+            reasoning, out.charges = self._reason(state["question"], None, plan, state.get("round", 0))
+        except LLMError as exc:
+            out.errors.append({"node": "answer", "kind": "llm", "message": str(exc)})
+            return
+        out.events.append(self._reasoning_event(reasoning))
+        out.answer = reasoning.vote.answer or NO_ANSWER
+        out.improved = reasoning.vote.answer is not None
+        out.malformed = out.malformed or (reasoning.vote.answer is None and reasoning.failure is None)
+
+    def _improve_answer(
+        self,
+        state: ResearchState,
+        plan: Plan,
+        notes: list[dict[str, Any]],
+        last: dict[str, Any] | None,
+        out: FinalAnswer,
+    ) -> None:
+        """One last answer call over every note (or from memory, with none); the draft stays if it fails."""
+        if notes:
+            msgs = messages(
+                "answer",
+                question=state["question"],
+                notes=number_notes(notes),
+                draft=last["answer"] if last else "(none)",
+            )
+            schema = ANSWER_SCHEMA
+        else:
+            msgs, schema = messages("closed_book", question=state["question"]), SHORT_ANSWER_SCHEMA
+        try:
+            result = self._json(
+                msgs, schema, cap=plan.caps.answer, node="answer", round=state.get("round", 0)
+            )
+        except LLMError as exc:
+            out.errors.append({"node": "answer", "kind": "llm", "message": str(exc)})
+            return
+        out.charges = charges_of(result)
+        out.malformed = out.malformed or result.failure == "malformed"
+        if result.value and str(result.value.get("answer", "")).strip():
+            out.answer = str(result.value["answer"]).strip()
+            if notes:
+                out.citations, out.removed = cite(result.value.get("notes", []), notes)
+            out.improved = last is None or out.answer != last["answer"]
+
+    def _retrieved_citations(
+        self, state: ResearchState, out: FinalAnswer
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """A citation must name a passage actually retrieved in this run; the others are counted out."""
+        hits = state.get("hits", [])
+        retrieved = {h["doc_id"] for h in hits}
+        kept = [c for c in out.citations if c in retrieved]
+        out.removed += len(out.citations) - len(kept)
+        sources = []
+        for doc_id in kept:
+            hit = next(h for h in hits if h["doc_id"] == doc_id)
+            sources.append(
+                {"doc_id": doc_id, "title": hit["title"], "url": hit.get("url"), "passage": hit["text"]}
+            )
+        return kept, sources
+
+
+@dataclass
+class FinalAnswer:
+    """What the answer node settles on, step by step: the answer, its citations, what it cost."""
+
+    answer: str
+    citations: list[str]
+    errors: list[dict[str, str]]
+    malformed: bool
+    removed: int = 0
+    improved: bool = False
+    charges: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def settle_no_answer(self) -> str | None:
+        """Why there is no answer, if there is none ("backend", "malformed" or "budget"); a malformed
+        output says so in the answer itself (not the budget's no-answer text)."""
+        if self.answer != NO_ANSWER:
+            return None
+        reason = "backend" if self.errors else "malformed" if self.malformed else "budget"
+        if reason == "malformed":
+            self.answer = NO_ANSWER_MALFORMED
+        return reason
+
+    def stop_reason(self, otherwise: str) -> str:
+        return "error" if self.errors else otherwise
+
+
+def unread_passages(state: ResearchState, round_: int) -> list[dict[str, Any]]:
+    """The passages not yet read, best first: reciprocal-rank fusion across this run's queries (a
+    passage several queries agree on wins), this round's hits counted twice."""
+    read_ids = set(state.get("read_ids", []))
+    fused: dict[str, float] = {}
+    by_id: dict[str, dict[str, Any]] = {}
+    for hit in state.get("hits", []):
+        if hit["doc_id"] in read_ids or hit["round"] > round_:
+            continue
+        fused[hit["doc_id"]] = fused.get(hit["doc_id"], 0.0) + 1.0 / (60 + hit["rank"]) * (
+            2 if hit["round"] == round_ else 1
+        )
+        by_id.setdefault(hit["doc_id"], hit)
+    return [by_id[d] for d in sorted(fused, key=lambda d: (-fused[d], d))]
+
+
+def notes_from_facts(result: StepResult, chosen: list[dict[str, Any]], round_: int) -> list[dict[str, Any]]:
+    """The extracted facts as notes on the passages they name; if none is usable, the best passage's
+    opening sentences verbatim (evidence is never thrown away)."""
+    notes = []
+    for fact in (result.value or {}).get("facts", []):
+        try:  # the grammar asks for an integer, but a repaired or retried output may hold null
+            index = int(fact["passage"]) - 1
+        except (TypeError, ValueError, KeyError):
+            continue  # a fact naming no passage cannot be cited
+        text = str(fact.get("fact", "")).strip()
+        if 0 <= index < len(chosen) and text:
+            hit = chosen[index]
+            notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": text, "round": round_})
+    if not notes:
+        top = chosen[0]
+        opening = " ".join(re.split(r"(?<=[.!?])\s+", top["text"])[:2])
+        notes.append({"doc_id": top["doc_id"], "title": top["title"], "fact": opening, "round": round_})
+    return notes
+
+
+def report_no_answer_reason(report: Report, failed: bool) -> str:
+    """Why a report printed nothing: the backend failed, the budget ran out (or nothing was planned),
+    the model's output never parsed, or the searches found nothing to write from."""
+    skipped = {section.skipped for section in report.sections}
+    if failed:
+        return "backend"
+    if "budget" in skipped or not report.sections:
+        return "budget"
+    return "malformed" if "malformed" in skipped else "no notes"
 
 
 def passage_title(state: ResearchState, doc_id: str) -> str:

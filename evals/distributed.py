@@ -13,7 +13,6 @@ Without Ray, shards of a sweep run anywhere can be combined with `merge_stores` 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,14 @@ from pydantic import BaseModel
 
 from sounding.evals.datasets import Sample
 from sounding.evals.store import ResultStore, StoreError
-from sounding.evals.sweep import Outcome, RunConfig, question_features, solve, write_outcome
+from sounding.evals.sweep import (
+    Outcome,
+    RunConfig,
+    pending_questions,
+    question_features,
+    solve,
+    write_outcome,
+)
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
@@ -114,17 +120,7 @@ def run_sweep_on_ray(
         raise RuntimeError(RAY_MISSING) from exc
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    store.register_run(config.key, json.loads(config.model_dump_json()))
-    done = store.done_questions(config.key)
-    errored = store.errored_questions(config.key)
-    todo = [s for s in samples if s.id not in done and (retry_errors or s.id not in errored)]
-    for s in samples:
-        if s.id in done:
-            tick("skipped", None)
-        elif s.id in errored and not retry_errors:
-            tick("error", None)
-    featured = {q for _, q in store.features(config.key)}
-    backfill = [s for s in samples if s.id in done and s.id not in featured]
+    todo, backfill = pending_questions(store, config, samples, retry_errors, tick)
     if not todo and not backfill:
         return
     actor = ray.remote(max_restarts=max_retries, max_task_retries=max_retries, num_cpus=1)(QuestionSolver)

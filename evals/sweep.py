@@ -222,19 +222,14 @@ def rows_for(
         read_titles = [t for r, titles in read_by_round.items() if r <= depth for t in titles]
         charges = [c for c in result.charges if c["round"] <= max(draft["round"], 0)]
         for think, n in settings:
+            reading = Reading(depth=depth, think=think, samples=n, draft=draft, charges=charges)
             answer, scores = _reading(draft, think, n, sample.answers)
             spend = (
-                draft["spend"]
-                if not reasoned
-                else _reading_spend(drafts, draft, result.charges, think, n, models or {})
+                _reading_spend(drafts, draft, result.charges, think, n, models or {})
+                if reasoned
+                else draft["spend"]
             )
             full = think == config.think and n == config.samples
-            by_event: dict[str, float] = {}
-            for c in charges:
-                if c["node"] in REASONING_NODES and not full:
-                    continue  # the reading's own reasoning is in its spend, not in the run's events
-                by_event[c["event"]] = by_event.get(c["event"], 0.0) + c["cost"].get("tokens", 0.0)
-            verdict = llm_judge(judge, sample.question, answer, sample.answers) if judge is not None else None
             rows.append(
                 {
                     "run_key": config.key,
@@ -252,26 +247,61 @@ def rows_for(
                     "f1": scores["f1"],
                     "cover_em": scores["cover_em"],
                     "recall": supporting_recall(sample.supporting_titles, read_titles),
-                    "judge": None if verdict is None or verdict.correct is None else int(verdict.correct),
-                    "judge_model": verdict.judge_model if verdict else None,
+                    **_judged(judge, sample, answer),
                     "searches": spend["searches"],
                     "prompt_tokens": spend["prompt_tokens"],
                     "completion_tokens": spend["completion_tokens"],
                     "cost": spend["cost"],
-                    "llm_calls": sum(
-                        1
-                        for c in charges
-                        if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
-                        and (full or c["node"] not in REASONING_NODES)
-                    )
-                    + (0 if full else _reading_calls(drafts, draft, think, n)),
-                    "spend_by_event": by_event,
+                    "llm_calls": reading.llm_calls(full, drafts),
+                    "spend_by_event": reading.spend_by_event(full),
                     "wall_seconds": result.wall_seconds,
                     "stop_reason": result.stop_reason,
                     "is_final": int(depth == config.depth),
                 }
             )
     return rows
+
+
+def _judged(judge: LLM | None, sample: Sample, answer: str) -> dict[str, Any]:
+    """The judge's columns of a row: its verdict (None when there is no judge or it could not say)."""
+    if judge is None:
+        return {"judge": None, "judge_model": None}
+    verdict = llm_judge(judge, sample.question, answer, sample.answers)
+    return {
+        "judge": None if verdict.correct is None else int(verdict.correct),
+        "judge_model": verdict.judge_model,
+    }
+
+
+class Reading(BaseModel):
+    """One setting read off a run: its round's draft and the run's charges up to that draft."""
+
+    depth: int
+    think: int
+    samples: int
+    draft: dict[str, Any]
+    charges: list[dict[str, Any]]
+
+    def spend_by_event(self, full: bool) -> dict[str, float]:
+        """Token-equivalents per event. The run's own reasoning charges count only at the run's own
+        setting: a smaller reading's reasoning is in its spend, not in the run's events."""
+        by_event: dict[str, float] = {}
+        for c in self.charges:
+            if c["node"] in REASONING_NODES and not full:
+                continue
+            by_event[c["event"]] = by_event.get(c["event"], 0.0) + c["cost"].get("tokens", 0.0)
+        return by_event
+
+    def llm_calls(self, full: bool, drafts: list[dict[str, Any]]) -> int:
+        """The calls a run at this setting would have made: the run's paid calls (its reasoning only at
+        its own setting), plus the reading's own reasoning calls otherwise."""
+        paid = sum(
+            1
+            for c in self.charges
+            if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
+            and (full or c["node"] not in REASONING_NODES)
+        )
+        return paid + (0 if full else _reading_calls(drafts, self.draft, self.think, self.samples))
 
 
 def trace_of(result: ResearchResult) -> dict[str, Any]:
@@ -349,6 +379,24 @@ def write_outcome(store: ResultStore, config: RunConfig, outcome: Outcome, tick:
     tick("done", outcome.rows[-1] if outcome.rows else None)
 
 
+def pending_questions(
+    store: ResultStore, config: RunConfig, samples: list[Sample], retry_errors: bool, tick: Tick
+) -> tuple[list[Sample], list[Sample]]:
+    """Register the run; the questions still to solve (failed ones only with ``retry_errors``) and the
+    stored ones whose features are missing (stored before features existed). Ticks the rest."""
+    store.register_run(config.key, json.loads(config.model_dump_json()))
+    done = store.done_questions(config.key)
+    errored = store.errored_questions(config.key)
+    todo = [s for s in samples if s.id not in done and (retry_errors or s.id not in errored)]
+    for s in samples:
+        if s.id in done:
+            tick("skipped", None)
+        elif s.id in errored and not retry_errors:
+            tick("error", None)
+    featured = {q for _, q in store.features(config.key)}
+    return todo, [s for s in samples if s.id in done and s.id not in featured]
+
+
 def run_sweep_config(
     config: RunConfig,
     samples: list[Sample],
@@ -364,15 +412,7 @@ def run_sweep_config(
 ) -> None:
     """Run every not-yet-done question of one config; safe to kill and rerun at any point, and to run
     with many threads (the store serialises its writes; a failure is that question's error only)."""
-    store.register_run(config.key, json.loads(config.model_dump_json()))
-    done = store.done_questions(config.key)
-    errored = store.errored_questions(config.key)
-    todo = [s for s in samples if s.id not in done and (retry_errors or s.id not in errored)]
-    for s in samples:
-        if s.id in done:
-            tick("skipped", None)
-        elif s.id in errored and not retry_errors:
-            tick("error", None)
+    todo, backfill = pending_questions(store, config, samples, retry_errors, tick)
     lock = threading.Lock()
 
     def one(sample: Sample) -> None:
@@ -381,15 +421,13 @@ def run_sweep_config(
             write_outcome(store, config, outcome, tick)
 
     # questions stored before features existed get them now (a cheap probe each; nothing else reruns)
-    featured = {q for _, q in store.features(config.key)}
-    for sample in samples:
-        if sample.id in done and sample.id not in featured:
-            try:
-                features = question_features(config, sample.question, settings, llm, search)
-            except Exception as exc:  # the rows stay; tune says which questions lack features
-                tick("features-error", {"question_id": sample.id, "error": str(exc)})
-                continue
-            store.add_features(config.key, sample.id, features)
+    for sample in backfill:
+        try:
+            features = question_features(config, sample.question, settings, llm, search)
+        except Exception as exc:  # the rows stay; tune says which questions lack features
+            tick("features-error", {"question_id": sample.id, "error": str(exc)})
+            continue
+        store.add_features(config.key, sample.id, features)
     if concurrency <= 1:
         for sample in todo:
             one(sample)
