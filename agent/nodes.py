@@ -39,6 +39,7 @@ from sounding.budgets.features import Features, answer_format
 from sounding.budgets.ledger import BudgetExceeded, Ledger
 from sounding.tools.llm.base import LLM, LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchBackend, SearchError
+from sounding.tools.search.fusion import DEFAULT_K, fuse
 from sounding.tools.text import content_words
 
 PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
@@ -74,6 +75,8 @@ class AgentDeps:
     reasoning_temperature: float = 0.7
     #: Extra thinking caps to read off each reasoning step (the harness's grid), below the plan's.
     think_caps: list[int] = field(default_factory=list)
+    #: k of the reciprocal-rank fusion that orders a round's unread hits (``search.rrf_k``).
+    rrf_k: int = DEFAULT_K
     #: "short" answers, cited "report"s, or "auto": the question's wording decides (`answer_format`).
     answer_format: str = "short"
     #: What a report does with a sentence its cited notes do not support: "mark" it or "drop" it.
@@ -504,7 +507,7 @@ class ResearchNodes:
             return {}
         plan = Plan.model_validate(state["plan"])
         round_ = state["round"]
-        chosen = unread_passages(state, round_)[: plan.read]
+        chosen = unread_passages(state, round_, self.deps.rrf_k)[: plan.read]
         if not chosen:
             return {"events": [self._event("read", round=round_, passages=[], facts=0)]}
         if plan.format == "report":
@@ -903,20 +906,16 @@ class FinalAnswer:
         return "error" if self.errors else otherwise
 
 
-def unread_passages(state: ResearchState, round_: int) -> list[dict[str, Any]]:
+def unread_passages(state: ResearchState, round_: int, rrf_k: int = DEFAULT_K) -> list[dict[str, Any]]:
     """The passages not yet read, best first: reciprocal-rank fusion across this run's queries (a
     passage several queries agree on wins), this round's hits counted twice."""
     read_ids = set(state.get("read_ids", []))
-    fused: dict[str, float] = {}
+    unread = [h for h in state.get("hits", []) if h["doc_id"] not in read_ids and h["round"] <= round_]
     by_id: dict[str, dict[str, Any]] = {}
-    for hit in state.get("hits", []):
-        if hit["doc_id"] in read_ids or hit["round"] > round_:
-            continue
-        fused[hit["doc_id"]] = fused.get(hit["doc_id"], 0.0) + 1.0 / (60 + hit["rank"]) * (
-            2 if hit["round"] == round_ else 1
-        )
+    for hit in unread:
         by_id.setdefault(hit["doc_id"], hit)
-    return [by_id[d] for d in sorted(fused, key=lambda d: (-fused[d], d))]
+    entries = ((h["doc_id"], h["rank"], 2.0 if h["round"] == round_ else 1.0) for h in unread)
+    return [by_id[doc_id] for doc_id, _ in fuse(entries, k=rrf_k)]
 
 
 def notes_from_facts(result: StepResult, chosen: list[dict[str, Any]], round_: int) -> list[dict[str, Any]]:

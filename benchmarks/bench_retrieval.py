@@ -40,7 +40,7 @@ from sounding.tools.corpus import load_qa_corpus, load_wiki_vital, parse_corpus_
 from sounding.tools.search.base import passage_text, tokenize
 from sounding.tools.search.bm25 import BM25Index
 from sounding.tools.search.dense import DenseSearch, Embedder
-from sounding.tools.search.hybrid import rrf
+from sounding.tools.search.fusion import rrf
 from sounding.tools.search.store import IndexStore, folder_size, read_manifest
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sounding.budgets.cost import CostModel, Usage
 from sounding.budgets.features import Features
 from sounding.budgets.ledger import Budget
+from sounding.tools.text import normalize_answer
 
 
 class StepCaps(BaseModel):
@@ -466,7 +467,8 @@ class AdaptiveController:
     def after_round(self, report: RoundReport, plan: Plan) -> tuple[Decision, Plan]:
         if report.round >= plan.depth:
             return Decision.STOP, plan
-        drafts = [" ".join(d.lower().split()) for d in report.drafts if d.strip()]
+        # "the same answer" as the vote, the tuned early stop and the metrics say it (one normaliser)
+        drafts = [normalize_answer(d) for d in report.drafts if normalize_answer(d)]
         if report.supported and len(drafts) >= 2 and drafts[-1] == drafts[-2]:
             return Decision.STOP, plan
         if report.new_evidence == 0 and plan.breadth < plan.max_breadth:

@@ -94,6 +94,7 @@ def make_deps(
         think_caps=list(think_caps or []),
         answer_format=answer_format,
         unsupported="drop" if unsupported == "drop" else "mark",
+        rrf_k=settings.search.rrf_k,
     )
 
 

@@ -236,6 +236,18 @@ def test_adaptive_stops_when_stable_and_supported_and_widens_without_evidence():
     assert decision == Decision.REPLAN and wider.breadth == plan.breadth + 1
 
 
+def test_adaptive_and_tuned_early_stops_agree_on_what_the_same_answer_is():
+    """One normaliser (SQuAD's, as the vote and the metrics use): "The Danube." repeats "danube"."""
+    from sounding.budgets.tuned import TunedController  # noqa: F401 - the tuned rule is tested in test_tune
+
+    c = AdaptiveController()
+    plan = c.plan(HARD, BUDGET, COST)
+    same = RoundReport(round=2, drafts=["The Danube.", "danube"], supported=True, new_evidence=2)
+    assert c.after_round(same, plan)[0] == Decision.STOP
+    empty = RoundReport(round=2, drafts=["The", "the ."], supported=True, new_evidence=2)
+    assert c.after_round(empty, plan)[0] != Decision.STOP  # no answer twice is not a stable answer
+
+
 def test_calibrated_policy_file_round_trip(tmp_path):
     path = tmp_path / "policy.toml"
     path.write_text(

@@ -10,7 +10,7 @@ from sounding.settings import load_settings
 from sounding.tools.corpus import load_qa_corpus, parse_corpus_spec
 from sounding.tools.search.base import passage_text, tokenize
 from sounding.tools.search.bm25 import BM25Index, top_k
-from sounding.tools.search.hybrid import rrf
+from sounding.tools.search.fusion import fuse, rrf
 from sounding.tools.search.store import IndexMismatchError, IndexStore, read_manifest
 
 
@@ -97,3 +97,21 @@ def test_interrupted_build_never_loads_as_valid(tmp_path, small_corpus, monkeypa
     assert not any(p.name.startswith(".") for p in store.folder(spec, "bm25").parent.iterdir())
     monkeypatch.undo()
     assert store.open(spec, "bm25", on_mismatch="rebuild").search("Paris", 1)[0].title == "Paris"
+
+
+def test_one_fusion_function_for_hybrid_search_and_the_read_step():
+    assert rrf([[1, 2, 3], [3, 1]], k=60) == fuse(
+        [(1, 1, 1.0), (2, 2, 1.0), (3, 3, 1.0), (3, 1, 1.0), (1, 2, 1.0)]
+    )
+    # the read step: this round's hits weigh twice, and k comes from search.rrf_k
+    from sounding.agent.nodes import unread_passages
+
+    hits = [
+        {"doc_id": "old", "rank": 1, "round": 0, "title": "Old", "text": "x"},
+        {"doc_id": "new", "rank": 5, "round": 1, "title": "New", "text": "y"},
+        {"doc_id": "read", "rank": 1, "round": 1, "title": "Read", "text": "z"},
+        {"doc_id": "later", "rank": 1, "round": 2, "title": "Later", "text": "w"},
+    ]
+    state = {"hits": hits, "read_ids": ["read"]}
+    assert [h["doc_id"] for h in unread_passages(state, 1)] == ["new", "old"]  # 2/65 > 1/61
+    assert [h["doc_id"] for h in unread_passages(state, 1, rrf_k=1)] == ["old", "new"]  # 1/2 > 2/6

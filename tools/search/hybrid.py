@@ -8,15 +8,9 @@ from sounding.tools.corpus import Document
 from sounding.tools.search.base import Hit, hit_from
 from sounding.tools.search.bm25 import BM25Search
 from sounding.tools.search.dense import DenseSearch
+from sounding.tools.search.fusion import rrf
 
-
-def rrf(rankings: Sequence[Sequence[int]], *, k: int = 60) -> list[tuple[int, float]]:
-    """Fuse ranked lists of row ids: score = sum of 1 / (k + rank); ties broken by row id."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, row in enumerate(ranking, 1):
-            fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
-    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+__all__ = ["HybridSearch", "rrf"]
 
 
 class HybridSearch:

@@ -20,7 +20,7 @@ from sounding.tools.corpus import Document
 from sounding.tools.search.base import Hit, hit_from, passage_text
 from sounding.tools.search.bm25 import BM25Search
 from sounding.tools.search.dense import EMBED_MODEL_NAME, Embedder
-from sounding.tools.search.hybrid import rrf
+from sounding.tools.search.fusion import rrf
 
 
 class EmbeddingCache:
