@@ -55,6 +55,15 @@ class Reading(BaseModel):
     completion_tokens: int = 0
 
 
+#: The ledger node names of a round's reasoning steps. The harness reads smaller settings off a run by
+#: taking these charges out of its spend (evals/sweep.py), so they are named once, here.
+THINK_NODE = "think"
+THINK_ANSWER_NODE = "think_answer"
+VOTE_NODE = "vote"
+VERIFY_NODE = "verify"
+REASONING_NODES = frozenset({THINK_NODE, THINK_ANSWER_NODE, VOTE_NODE, VERIFY_NODE})
+
+
 class ReasoningSample(BaseModel):
     index: int
     seed: int
@@ -223,7 +232,7 @@ class Reasoner:
         completion = self._call(
             msgs,
             cap=self.answer_cap,
-            node="vote",
+            node=VOTE_NODE,
             round=round,
             min_tokens=8,
             schema=ANSWER_SCHEMA,
@@ -244,7 +253,7 @@ class Reasoner:
         completion = self._call(
             msgs,
             cap=max(caps),
-            node="think",
+            node=THINK_NODE,
             round=round,
             min_tokens=1,
             temperature=self.temperature,
@@ -282,7 +291,7 @@ class Reasoner:
         completion = self._call(
             forced,
             cap=self.answer_cap,
-            node="think_answer",
+            node=THINK_ANSWER_NODE,
             round=round,
             min_tokens=8,
             schema=ANSWER_SCHEMA,
@@ -306,7 +315,13 @@ class Reasoner:
                 "verify", question=question, evidence=_evidence(notes_text), answer=candidate
             )
             completion = self._call(
-                msgs, cap=16, node="verify", round=round, min_tokens=6, schema=VERIFY_SCHEMA, temperature=0.0
+                msgs,
+                cap=16,
+                node=VERIFY_NODE,
+                round=round,
+                min_tokens=6,
+                schema=VERIFY_SCHEMA,
+                temperature=0.0,
             )
             if completion is None:
                 break

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from sounding.agent.nodes import PROMPTS
 from sounding.agent.probe import run_probe
+from sounding.agent.reasoning import REASONING_NODES
 from sounding.agent.runner import ResearchResult, run_research
 from sounding.budgets.controllers import PolicyError
 from sounding.budgets.cost import CostModel, Usage
@@ -50,8 +51,6 @@ from sounding.spec import RunSpec
 from sounding.tools.llm.base import LLM
 from sounding.tools.search.base import SearchBackend
 
-#: Nodes whose charges belong to a round's reasoning step (not to its search).
-REASONING_NODES = frozenset({"think", "think_answer", "vote", "verify"})
 MAX_DEPTH = 64
 #: The metrics stored as columns of every row when a question is solved.
 STORED_SCORERS = {name: SCORERS[name] for name in ("em", "f1", "cover_em")}
