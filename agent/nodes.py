@@ -77,6 +77,9 @@ class AgentDeps:
     think_caps: list[int] = field(default_factory=list)
     #: k of the reciprocal-rank fusion that orders a round's unread hits (``search.rrf_k``).
     rrf_k: int = DEFAULT_K
+    #: The decompose strategy's votes: the lead that decides one, and the most ballots it may draw.
+    vote_k: int = 2
+    vote_max_samples: int = 8
     #: "short" answers, cited "report"s, or "auto": the question's wording decides (`answer_format`).
     answer_format: str = "short"
     #: What a report does with a sentence its cited notes do not support: "mark" it or "drop" it.

@@ -87,6 +87,10 @@ class SweepSpec(BaseModel):
     retry_errors: bool = False
     verify_anytime: int = 0
     judge: str | None = None
+    #: How each question's budget becomes an answer (agent/strategies), and the decompose dials.
+    strategy: str = "iterative"
+    vote_k: int = 2
+    vote_max_samples: int = 8
 
 
 class RunIdentity(BaseModel):
@@ -105,6 +109,11 @@ def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> l
         raise PolicyError(
             f"--think, --samples and --verify set the fixed controller's reasoning; the {spec.controller} "
             "controller takes its own from its policy (a run must not claim reasoning it did not do)"
+        )
+    if spec.strategy != "iterative" and (max(spec.thinks) > 0 or max(spec.samples) > 1 or spec.verify):
+        raise PolicyError(
+            f"--think, --samples and --verify are the iterative strategy's reasoning; {spec.strategy} "
+            "votes with --vote-k and --vote-max-samples"
         )
     configs = []
     depth = max(spec.depths)
@@ -138,6 +147,9 @@ def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> l
                                 "corpus": identity.corpus,
                                 "corpus_fingerprint": identity.corpus_fingerprint,
                                 "policy": policy,
+                                "strategy": spec.strategy,
+                                "vote_k": spec.vote_k,
+                                "vote_max_samples": spec.vote_max_samples,
                             }
                         )
                     )
@@ -213,7 +225,10 @@ def rows_for(
     reasoned = any(d.get("reasoning") for d in drafts)
     settings = [(t, n) for t in config.think_caps for n in config.sample_counts] if reasoned else [(0, 1)]
     rows = []
-    for depth in range(config.depth + 1):
+    # the iterative loop's anytime drafts are its smaller depths; another strategy's are only its
+    # closed-book draft and its final answer (a smaller depth would have decomposed differently)
+    depths = range(config.depth + 1) if config.strategy == "iterative" else sorted({0, config.depth})
+    for depth in depths:
         at = [d for d in drafts if d["round"] <= depth]
         if not at:
             continue

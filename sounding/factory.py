@@ -124,6 +124,9 @@ def spec_from_settings(
     unsupported: str = "mark",
     suite: str = "ask",
     corpus_fingerprint: str = "",
+    strategy: str = "iterative",
+    vote_k: int = 2,
+    vote_max_samples: int = 8,
 ) -> RunSpec:
     """The spec of one `ask` (or Studio) run: the settings' model, budget and controller, ask's mode."""
     from sounding.tools.corpus import parse_corpus_spec
@@ -139,6 +142,9 @@ def spec_from_settings(
         format=format,  # checked by the spec (a Literal)
         unsupported=unsupported,
         harness=False,
+        strategy=strategy,
+        vote_k=vote_k,
+        vote_max_samples=vote_max_samples,
         **spec_fields_from_settings(settings),
     )
 
@@ -222,6 +228,8 @@ def build_deps(
         think_caps=spec.think_caps if spec.harness and not independent else [],
         answer_format=spec.format,
         unsupported=spec.unsupported,
+        vote_k=spec.vote_k,
+        vote_max_samples=spec.vote_max_samples,
     )
 
 

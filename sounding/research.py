@@ -74,6 +74,8 @@ def make_deps(
     think_caps: list[int] | None = None,
     answer_format: str = "short",
     unsupported: str = "mark",
+    vote_k: int = 2,
+    vote_max_samples: int = 8,
 ) -> AgentDeps:
     """The one place the agent is wired: `sounding ask`, the sweep harness and LangGraph Studio all
     build their dependencies here (the harness passes its run's own controller). ``answer_format``:
@@ -95,6 +97,8 @@ def make_deps(
         answer_format=answer_format,
         unsupported="drop" if unsupported == "drop" else "mark",
         rrf_k=settings.search.rrf_k,
+        vote_k=vote_k,
+        vote_max_samples=vote_max_samples,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sounding import __version__
 from sounding.budgets.controllers import AllocationPolicy
@@ -37,6 +37,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "unsupported": "mark",
     "harness": True,
     "strategy": "iterative",
+    "vote_k": 2,
+    "vote_max_samples": 8,
 }
 
 
@@ -102,6 +104,10 @@ class RunSpec(BaseModel):
     harness: bool = True
     #: How the budget is turned into an answer (agent/strategies). Today's research loop is "iterative".
     strategy: str = "iterative"
+    #: The decompose strategy's dials: the lead that decides a first-to-ahead-by-k vote, and the most
+    #: ballots one vote may draw.
+    vote_k: int = Field(default=2, ge=1, le=16)
+    vote_max_samples: int = Field(default=8, ge=1, le=64)
 
     @property
     def key(self) -> str:

@@ -11,6 +11,9 @@ from sounding.tools.llm.base import Choice, Completion, LLMConnectionError, Mess
 from sounding.tools.search.base import Hit, SearchError
 
 STEP_BY_SYSTEM = {
+    "split a question into a chain": "split",  # the decompose strategy (agent/strategies/decompose.toml)
+    "answer one simple question": "step",
+    "from the answers to its sub-questions": "compose",
     "plan a short research report": "outline",
     "write one paragraph of a research report": "write",
     "check whether notes support claims": "check",

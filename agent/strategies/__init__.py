@@ -13,6 +13,7 @@ from typing import Any
 
 from sounding.agent.graph import build_graph as iterative_graph
 from sounding.agent.nodes import AgentDeps
+from sounding.agent.strategies.decompose import build_graph as decompose_graph
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ STRATEGIES: dict[str, Strategy] = {
         "iterative",
         "rounds of query -> search -> read -> reflect (depth, breadth), thinking and voted answers",
         iterative_graph,
+    ),
+    "decompose": Strategy(
+        "decompose",
+        "a chain of single-fact sub-questions, each searched, read and answered by a first-to-ahead-by-k vote",
+        decompose_graph,
     ),
 }
 

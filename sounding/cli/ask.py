@@ -81,6 +81,25 @@ class LiveView:
                     f"  vote: {votes or 'no answer'}{abstained}{verified} -> {event.get('answer')}", "magenta"
                 )
             )
+        elif kind == "split":  # the decompose strategy's chain, then each step and its vote
+            self.lines.append(Text(f"decompose into {len(event['subquestions'])} sub-questions:", "bold"))
+            for i, sub in enumerate(event["subquestions"], 1):
+                self.lines.append(Text(f"    {i}. {sub}"))
+        elif kind in ("step", "compose"):
+            votes = ", ".join(f"{answer} x{n}" for answer, n in event.get("votes", {}).items())
+            flags = ", ".join(f"{n} {flag}" for flag, n in event.get("red_flags", {}).items())
+            where = f"step {event['step']}: {event['question']}" if kind == "step" else "compose"
+            self.lines.append(Text(where, "cyan"))
+            if event.get("hits"):
+                self.lines.append(Text(f"  search -> {', '.join(event['hits'][:5])}"))
+            self.lines.append(
+                Text(
+                    f"  vote: {votes or 'no valid ballot'}"
+                    + (f" (discarded: {flags})" if flags else "")
+                    + f" -> {event.get('answer')} ({event.get('ended')})",
+                    "magenta",
+                )
+            )
         elif kind == "queries":
             self.lines.append(Text(f"round {event['round']}: queries {event['queries']}", "cyan"))
         elif kind == "search":
@@ -194,6 +213,20 @@ def ask(
         typer.Option("--verify-vote", help="Check each voted candidate against its notes (charged)."),
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", min=0, help="Seed of every sampled call.")] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="How the budget becomes an answer: iterative (rounds of search, read, reflect) or "
+            "decompose (a chain of sub-questions, each voted on; --depth caps the sub-questions).",
+        ),
+    ] = "iterative",
+    vote_k: Annotated[
+        int, typer.Option("--vote-k", min=1, max=16, help="decompose: the lead that decides a vote.")
+    ] = 2,
+    vote_max_samples: Annotated[
+        int, typer.Option("--vote-max-samples", min=1, max=64, help="decompose: most ballots per vote.")
+    ] = 8,
     searxng_url: Annotated[
         str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")
     ] = None,
@@ -295,15 +328,27 @@ def ask(
             parse_corpus_spec(settings.search.corpus)
         except CorpusError as exc:
             fail(str(exc))
+    from sounding.agent.strategies import STRATEGIES
     from sounding.tools.llm import make_llm
 
+    if strategy not in STRATEGIES:
+        fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+    if strategy == "decompose" and answer_format == "report":
+        fail("--strategy decompose answers short questions: use --format short (or auto)")
     if settings.budget.controller != "fixed" and (think is not None or samples is not None or verify_vote):
         fail(
             f"--think, --samples and --verify set the fixed controller's reasoning; the "
             f"{settings.budget.controller} controller takes its own from its policy"
         )
     try:  # the run spec; a bad policy file is bad input, said before a model loads or an index is built
-        run_spec = spec_from_settings(settings, format=answer_format, unsupported=unsupported)
+        run_spec = spec_from_settings(
+            settings,
+            format=answer_format,
+            unsupported=unsupported,
+            strategy=strategy,
+            vote_k=vote_k,
+            vote_max_samples=vote_max_samples,
+        )
         settings_controller(settings)
     except PolicyError as exc:
         fail(str(exc))

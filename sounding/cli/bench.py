@@ -139,6 +139,20 @@ def bench(
     judge: Annotated[
         str | None, typer.Option("--judge", help="Also grade answers with this model (LLM judge).")
     ] = None,
+    strategy: Annotated[
+        str,
+        typer.Option(
+            "--strategy",
+            help="iterative (depth x breadth x think x samples grid) or decompose (sub-questions, each "
+            "voted on; --depths caps the sub-questions, rows at 0 and the deepest).",
+        ),
+    ] = "iterative",
+    vote_k: Annotated[
+        int, typer.Option("--vote-k", min=1, max=16, help="decompose: the lead that decides a vote.")
+    ] = 2,
+    vote_max_samples: Annotated[
+        int, typer.Option("--vote-max-samples", min=1, max=64, help="decompose: most ballots per vote.")
+    ] = 8,
 ) -> None:
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
     from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK, PolicyError
@@ -192,7 +206,14 @@ def bench(
         retry_errors=retry_errors,
         verify_anytime=verify_anytime,
         judge=judge,
+        strategy=strategy,
+        vote_k=vote_k,
+        vote_max_samples=vote_max_samples,
     )
+    from sounding.agent.strategies import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
     if controller not in CONTROLLERS:
         fail(f"unknown controller {controller!r}: use {', '.join(CONTROLLERS)}")
     if out.exists() and not out.is_dir():
@@ -408,7 +429,9 @@ def corpus_fingerprint(settings: Any, corpus_spec: str | None) -> str:
 
 def fit(
     run_dir: Annotated[Path, typer.Argument(help="A bench run directory.")],
-    metric: Annotated[str, typer.Option("--metric", help="em | f1 | cover_em | judge, or any scorer of evals/scorers.py")] = "cover_em",
+    metric: Annotated[
+        str, typer.Option("--metric", help="em | f1 | cover_em | judge, or any scorer of evals/scorers.py")
+    ] = "cover_em",
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, max=10000)] = 500,
     by: Annotated[str | None, typer.Option("--by", help="Also fit per 'qtype' or 'hops'.")] = None,
 ) -> None:
