@@ -262,38 +262,11 @@ class DecomposeNodes:
     # compose: the final answer from the steps ----------------------------------------------------------
 
     def compose(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
         steps = state.get("steps", [])
-        done = len(steps) == len(state.get("subquestions", [])) and all(s["answer"] for s in steps)
-        charges: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
         errors = list(state.get("errors", []))
-        answer: str | None = None
-        if done and len(steps) == 1:
-            answer = steps[0]["answer"]
-        elif done and steps and not errors:
-            facts = "\n".join(f"{s['index']}. {s['question']} -> {s['answer']}" for s in steps)
-            try:
-                vote, charges = self._vote(
-                    prompt("compose", question=state["question"], facts=facts),
-                    plan,
-                    len(steps) + 1,
-                    state["question"],
-                )
-                answer = vote.winner
-                events.append(
-                    self._event(
-                        "compose",
-                        answer=vote.winner,
-                        votes=vote.votes,
-                        red_flags=vote.red_flags,
-                        ended=vote.ended,
-                    )
-                )
-            except LLMError as exc:
-                errors.append({"node": "compose", "kind": "llm", "message": str(exc)})
+        answer, charges, events = self._composed(state, steps, errors)
         drafts = list(state.get("drafts", []))
-        citations = list(dict.fromkeys(d for s in steps for d in s["evidence"]))
+        citations = list(dict.fromkeys(d for s in steps for d in s["evidence"])) if answer else []
         new_drafts = []
         if answer:
             new_drafts = [self._draft(len(steps), answer, citations)]
@@ -308,25 +281,27 @@ class DecomposeNodes:
                 )
             )
         best = answer or (drafts[-1]["answer"] if drafts else NO_ANSWER)
-        kept = citations if answer else []
         hits = {h["doc_id"]: h for h in state.get("hits", [])}
-        sources = [
-            {"doc_id": d, "title": hits[d]["title"], "url": hits[d].get("url"), "passage": hits[d]["text"]}
-            for d in kept
-        ]
-        stop = "error" if errors else state.get("stop_reason") or "done"
         final = {
             "answer": best,
             "no_answer_reason": None if best != NO_ANSWER else ("backend" if errors else "budget"),
-            "citations": kept,
-            "sources": sources,
+            "citations": citations,
+            "sources": [
+                {
+                    "doc_id": d,
+                    "title": hits[d]["title"],
+                    "url": hits[d].get("url"),
+                    "passage": hits[d]["text"],
+                }
+                for d in citations
+            ],
             "citations_removed": 0,
             "improved": False,
             "degraded": bool(errors),
             "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
-            "stop_reason": stop,
+            "stop_reason": "error" if errors else state.get("stop_reason") or "done",
         }
-        events.append(self._event("answer", answer=best, citations=kept, degraded=bool(errors)))
+        events.append(self._event("answer", answer=best, citations=citations, degraded=bool(errors)))
         return {
             "final": final,
             "drafts": new_drafts,
@@ -334,6 +309,31 @@ class DecomposeNodes:
             "events": events,
             "errors": errors[len(state.get("errors", [])) :],
         }
+
+    def _composed(
+        self, state: ResearchState, steps: list[dict[str, Any]], errors: list[dict[str, str]]
+    ) -> tuple[str | None, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The answer the finished chain gives (None when it did not finish): one sub-question's winner,
+        or a voted composition of several. A failed composition is added to ``errors``."""
+        done = len(steps) == len(state.get("subquestions", [])) and all(s["answer"] for s in steps)
+        if not done or not steps:
+            return None, [], []
+        if len(steps) == 1:
+            return steps[0]["answer"], [], []
+        if errors:
+            return None, [], []
+        plan = Plan.model_validate(state["plan"])
+        facts = "\n".join(f"{s['index']}. {s['question']} -> {s['answer']}" for s in steps)
+        try:
+            msgs = prompt("compose", question=state["question"], facts=facts)
+            vote, charges = self._vote(msgs, plan, len(steps) + 1, state["question"])
+        except LLMError as exc:
+            errors.append({"node": "compose", "kind": "llm", "message": str(exc)})
+            return None, [], []
+        event = self._event(
+            "compose", answer=vote.winner, votes=vote.votes, red_flags=vote.red_flags, ended=vote.ended
+        )
+        return vote.winner, charges, [event]
 
 
 def supporting(passages: list[dict[str, Any]], answer: str | None) -> list[dict[str, Any]]:
