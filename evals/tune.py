@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -31,6 +31,9 @@ from pydantic import BaseModel
 from sounding.budgets.features import FEATURE_GROUPS, Features, vector
 from sounding.budgets.tuned import LinearModel, Setting, TunedPolicy
 from sounding.evals.metrics import normalize_answer
+
+if TYPE_CHECKING:
+    from sounding.evals.frontier import Matrix
 
 #: Feature subsets tried, cheapest first (form is free; the others cost a probe each).
 GROUP_SETS: tuple[tuple[str, ...], ...] = (
@@ -81,18 +84,12 @@ def _setting_key(s: Setting) -> tuple[int, int, int, bool]:
     return (s.depth, s.think, s.samples, s.stop_on_agree)
 
 
-def load_grid(
-    rows: list[dict[str, Any]],
-    runs: dict[str, dict[str, Any]],
-    features: dict[tuple[str, str], dict[str, Any]],
-    *,
-    unit: str = "tokens",
-    metric: str = "cover_em",
-    model: str | None = None,
-) -> Grid:
-    """The grid of one model from a store's rows; clear errors when there is none to tune on."""
+def _only_grid(
+    rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]], model: str | None
+) -> tuple[tuple[str, str, str], Matrix]:
+    """The store's one fixed-controller grid (of ``model`` when given) as its family (model, suite,
+    setting identity) and question matrix; a `TuneError` when there is none, or several to choose from."""
     from sounding.evals.frontier import _question_matrix
-    from sounding.evals.sweep import setting_identity
 
     families = _question_matrix(rows, runs)
     if model is not None:
@@ -107,57 +104,117 @@ def load_grid(
         names = "; ".join(f"{m} on {s}" for m, s, _ in families)
         raise TuneError(f"the store holds several grids ({names}): choose one with --model")
     (family, matrix), *_ = families.items()
-    model_name, suite, identity = family
-    keys = [
+    return family, matrix
+
+
+def _grid_run_keys(runs: dict[str, dict[str, Any]], identity: str) -> list[str]:
+    """The fixed-controller runs of the grid whose setting identity is ``identity``, in store order."""
+    from sounding.evals.sweep import setting_identity
+
+    return [
         k for k, cfg in runs.items() if cfg.get("controller") == "fixed" and setting_identity(cfg) == identity
     ]
-    config = runs[keys[0]]
-    breadth = int(config.get("breadth", 1))
-    by_key: dict[str, dict[str, Any]] = {}
+
+
+def _features_by_question(
+    features: dict[tuple[str, str], dict[str, Any]], run_keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Each question's probe features, the first stored by one of ``run_keys`` (the grid's runs)."""
+    by_question: dict[str, dict[str, Any]] = {}
     for (k, q), f in features.items():
-        if k in keys:
-            by_key.setdefault(q, f)
-    all_settings = sorted({s for by in matrix.values() for s in by})
-    complete = [q for q, by in matrix.items() if all(s in by for s in all_settings)]
-    featured = [q for q in complete if q in by_key]
-    if len(all_settings) < 2:
+        if k in run_keys:
+            by_question.setdefault(q, f)
+    return by_question
+
+
+def _check_tunable(
+    model: str, matrix: Matrix, grid: list[tuple[int, int, int]], featured: list[str], unit: str
+) -> None:
+    """A `TuneError` saying what is missing when the grid has one setting only, no question with
+    features, or no spend in ``unit``."""
+    if len(grid) < 2:
         raise TuneError(
-            f"the run of {model_name} has one setting only ({all_settings[0]}): a policy needs a grid "
+            f"the run of {model} has one setting only ({grid[0]}): a policy needs a grid "
             "(several depths, thinking caps or sample counts)"
         )
     if not featured:
         raise TuneError(
-            f"no question of the {model_name} grid has probe features: rerun the same `sounding bench` "
+            f"no question of the {model} grid has probe features: rerun the same `sounding bench` "
             "command into the run directory (done questions are not rerun; only their features are measured)"
         )
-    if unit not in matrix[featured[0]][all_settings[0]]["cost"]:
+    if unit not in matrix[featured[0]][grid[0]]["cost"]:
         raise TuneError(f"the rows hold no spend in unit {unit!r}")
+
+
+def _agreement_stop(
+    readings: dict[tuple[int, int, int], dict[str, Any]], deepest: int, think: int, samples: int
+) -> int:
+    """The depth where "stop once two consecutive rounds agree" stops a question: the first round
+    whose (non-empty) answer equals the round before's, else ``deepest``."""
+    for d in range(2, deepest + 1):
+        a, b = readings[(d, think, samples)]["answer"], readings[(d - 1, think, samples)]["answer"]
+        if normalize_answer(a) and normalize_answer(a) == normalize_answer(b):
+            return d
+    return deepest
+
+
+def _early_stop_columns(
+    matrix: Matrix,
+    questions: list[str],
+    grid: list[tuple[int, int, int]],
+    breadth: int,
+    metric: str,
+    unit: str,
+) -> tuple[list[Setting], list[list[Any]], list[list[Any]]]:
+    """Early stopping, learned as settings: for each (think, samples) the grid reads at every depth
+    from 1 to its deepest, the setting "to the deepest depth, stopping once two rounds agree", with
+    each question's score and spend under it (one list per setting, in ``questions`` order)."""
+    deepest = max(d for d, _, _ in grid)
+    settings: list[Setting] = []
+    accs: list[list[Any]] = []
+    costs: list[list[Any]] = []
+    # below depth 3 the rule always ends at the deepest depth (2 at most): a copy of a plain setting
+    if deepest < 3:
+        return settings, accs, costs
+    for t, n in sorted({(t, n) for _, t, n in grid}):
+        if not all((d, t, n) in grid for d in range(1, deepest + 1)):
+            continue
+        settings.append(Setting(depth=deepest, breadth=breadth, think=t, samples=n, stop_on_agree=True))
+        stopped = [matrix[q][(_agreement_stop(matrix[q], deepest, t, n), t, n)] for q in questions]
+        accs.append([row[metric] for row in stopped])
+        costs.append([row["cost"][unit] for row in stopped])
+    return settings, accs, costs
+
+
+def load_grid(
+    rows: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    features: dict[tuple[str, str], dict[str, Any]],
+    *,
+    unit: str = "tokens",
+    metric: str = "cover_em",
+    model: str | None = None,
+) -> Grid:
+    """The grid of one model from a store's rows; clear errors when there is none to tune on."""
+    (model_name, suite, identity), matrix = _only_grid(rows, runs, model)
+    keys = _grid_run_keys(runs, identity)
+    config = runs[keys[0]]
+    breadth = int(config.get("breadth", 1))
+    by_question = _features_by_question(features, keys)
+    all_settings = sorted({s for by in matrix.values() for s in by})
+    complete = [q for q, by in matrix.items() if all(s in by for s in all_settings)]
+    featured = [q for q in complete if q in by_question]
+    _check_tunable(model_name, matrix, all_settings, featured, unit)
     settings = [Setting(depth=d, breadth=breadth, think=t, samples=n) for d, t, n in all_settings]
     acc = np.array([[matrix[q][s][metric] for s in all_settings] for q in featured], dtype=float)
     cost = np.array([[matrix[q][s]["cost"][unit] for s in all_settings] for q in featured], dtype=float)
-    # early stop, learned as settings: to the deepest depth, stopping once two rounds agree
-    deepest = max(d for d, _, _ in all_settings)
-    if deepest >= 3:
-        extra_acc, extra_cost = [], []
-        for t, n in sorted({(t, n) for _, t, n in all_settings}):
-            if not all((d, t, n) in all_settings for d in range(1, deepest + 1)):
-                continue
-            settings.append(Setting(depth=deepest, breadth=breadth, think=t, samples=n, stop_on_agree=True))
-            accs, costs = [], []
-            for q in featured:
-                stop = deepest
-                for d in range(2, deepest + 1):
-                    a, b = matrix[q][(d, t, n)]["answer"], matrix[q][(d - 1, t, n)]["answer"]
-                    if normalize_answer(a) and normalize_answer(a) == normalize_answer(b):
-                        stop = d
-                        break
-                accs.append(matrix[q][(stop, t, n)][metric])
-                costs.append(matrix[q][(stop, t, n)]["cost"][unit])
-            extra_acc.append(accs)
-            extra_cost.append(costs)
-        if extra_acc:
-            acc = np.hstack([acc, np.array(extra_acc).T])
-            cost = np.hstack([cost, np.array(extra_cost).T])
+    stop_settings, stop_acc, stop_cost = _early_stop_columns(
+        matrix, featured, all_settings, breadth, metric, unit
+    )
+    if stop_settings:
+        settings += stop_settings
+        acc = np.hstack([acc, np.array(stop_acc).T])
+        cost = np.hstack([cost, np.array(stop_cost).T])
     return Grid(
         model=model_name,
         model_id=config.get("model_id"),
@@ -169,7 +226,7 @@ def load_grid(
         settings=settings,
         acc=acc,
         cost=cost,
-        features=[Features.model_validate(by_key[q]) for q in featured],
+        features=[Features.model_validate(by_question[q]) for q in featured],
     )
 
 
