@@ -242,6 +242,10 @@ def r_squared(y: np.ndarray, pred: np.ndarray) -> float | None:
     return 1.0 - float(np.sum((y - pred) ** 2)) / total
 
 
+CurveKey = tuple[Any, ...]
+QuestionRows = dict[str, dict[int, dict[str, Any]]]  # question (#seed) -> depth -> row
+
+
 def _point_stats(
     by_question: dict[str, dict[int, dict[str, Any]]], depths: list[int], metric: str, ids: list[str]
 ) -> dict[int, float]:
@@ -397,11 +401,7 @@ def collapse_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
         u: float(np.mean([r["cost"][u] for r in rows]))
         for u in set.intersection(*(set(r["cost"]) for r in rows))
     }
-    events: dict[str, float] = defaultdict(float)
-    for r in rows:
-        for e, v in r["spend_by_event"].items():
-            events[e] += v / len(rows)
-    out["spend_by_event"] = dict(events)
+    out["spend_by_event"] = _mean_spend_by_event(rows)
     out["seeds"] = len(rows)
     return out
 
@@ -441,28 +441,32 @@ def _distinct_settings(runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     return out
 
 
-def analyse(
-    rows: list[dict[str, Any]],
-    runs: dict[str, dict[str, Any]],
-    *,
-    metric: str = "cover_em",
-    n_boot: int = 500,
-    n_splits: int = 200,
-    by: str | None = None,
-    depths: dict[str, list[int]] | None = None,
-) -> Analysis:
-    """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs).
+def _mean_spend_by_event(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Each event's spend averaged over ``rows`` (a row without the event adds nothing to its sum)."""
+    events: dict[str, float] = defaultdict(float)
+    for r in rows:
+        for e, v in r["spend_by_event"].items():
+            events[e] += v / len(rows)
+    return dict(events)
 
-    A curve is one setting (every config field but depth, seed and the reasoning grid) at one
-    (think, samples) reading; its points are depths. Seeds of a setting are averaged per question."""
+
+def _percentile_ci(values: list[float]) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap replicates."""
+    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+
+
+SeedRows = dict[str, dict[int, list[dict[str, Any]]]]  # question -> depth -> the row of each seed
+
+
+def _rows_by_curve(
+    rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]], by: str | None
+) -> tuple[dict[CurveKey, SeedRows], dict[CurveKey, set[str]]]:
+    """The rows of each curve (by question and depth, every seed's row kept) and the run keys behind
+    it. A row counts in the "all" group and, with ``by``, in its own group as well."""
     from sounding.evals.sweep import setting_identity
 
-    distinct = _distinct_settings(runs)
-    # curve key -> question -> depth -> rows of each seed
-    raw: dict[tuple[Any, ...], dict[str, dict[int, list[dict[str, Any]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    run_keys: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    raw: dict[CurveKey, SeedRows] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    run_keys: dict[CurveKey, set[str]] = defaultdict(set)
     for row in rows:
         cfg = runs[row["run_key"]]
         ident = setting_identity(cfg)
@@ -481,87 +485,142 @@ def analyse(
             )
             raw[key][row["question_id"]][row["round"]].append(row)
             run_keys[key].add(row["run_key"])
-    groups: dict[tuple[Any, ...], dict[str, dict[int, dict[str, Any]]]] = {
+    return raw, run_keys
+
+
+def _mean_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean of every stored metric that some of ``rows`` have (beside the analysed one)."""
+    return {
+        m: float(np.mean(vs))
+        for m in ("em", "f1", "cover_em", "judge")
+        if (vs := [r[m] for r in rows if r.get(m) is not None])
+    }
+
+
+def _depth_point(
+    by_question: QuestionRows,
+    qids: list[str],
+    depth: int,
+    breadth: int,
+    metric: str,
+    samples: list[dict[int, float]],
+) -> Point | None:
+    """One depth of a curve: accuracy over the questions scored there, its CI from the bootstrap
+    ``samples`` and the mean spend; None when no question has a score at that depth."""
+    rows_d = [by_question[q][depth] for q in qids if depth in by_question[q]]
+    values = [r[metric] for r in rows_d if r[metric] is not None]
+    if not values:
+        return None
+    boot = [s[depth] for s in samples if math.isfinite(s[depth])]
+    ci = _percentile_ci(boot) if boot else (float("nan"), float("nan"))
+    cost_units = set.intersection(*(set(r["cost"]) for r in rows_d))
+    recalls = [r["recall"] for r in rows_d if r["recall"] is not None]
+    return Point(
+        depth=depth,
+        steps_given=depth * breadth,
+        n=len(values),
+        acc=float(np.mean(values)),
+        ci=ci,
+        searches=float(np.mean([r["searches"] for r in rows_d])),
+        tokens=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in rows_d])),
+        cost={u: float(np.mean([r["cost"][u] for r in rows_d])) for u in sorted(cost_units)},
+        llm_calls=float(np.mean([r["llm_calls"] for r in rows_d])),
+        spend_by_event=_mean_spend_by_event(rows_d),
+        recall=float(np.mean(recalls)) if recalls else None,
+        metrics=_mean_metrics(rows_d),
+    )
+
+
+def _max_seeds(by_question: QuestionRows) -> int:
+    """The most seeds averaged into any one question's row of a curve."""
+    return max((int(r.get("seeds", 1)) for q in by_question.values() for r in q.values()), default=1)
+
+
+def _build_curve(
+    curve_key: CurveKey,
+    by_question: QuestionRows,
+    run_keys: set[str],
+    distinct: dict[str, dict[str, Any]],
+    *,
+    metric: str,
+    n_boot: int,
+    n_splits: int,
+    depths: dict[str, list[int]] | None,
+) -> Curve:
+    """One curve: its points (the depths kept), bootstrap CIs, split-half samples and fitted laws."""
+    model, suite, controller, breadth, budget, unit, group, think, n_samples, ident = curve_key
+    qids = sorted(by_question)
+    all_depths = sorted({d for q in by_question.values() for d in q})
+    # the depths the sweeps asked for, per controller (rows exist for every round up to the deepest)
+    wanted = (depths or {}).get(controller)
+    use = [d for d in all_depths if wanted is None or d in wanted]
+    samples = [_point_stats(by_question, use, metric, ids) for ids in _bootstrap_ids(qids, n_boot)]
+    halves = (
+        [
+            (_point_stats(by_question, use, metric, a), _point_stats(by_question, use, metric, b))
+            for a, b in split_halves(qids, n_splits)
+        ]
+        if controller == "fixed" and len(qids) >= 4
+        else []
+    )
+    points = [
+        point
+        for d in use
+        if (point := _depth_point(by_question, qids, d, breadth, metric, samples)) is not None
+    ]
+    return Curve(
+        model=model,
+        suite=suite,
+        controller=controller,
+        breadth=breadth,
+        budget=budget,
+        unit=unit,
+        group=group,
+        run_keys=sorted(run_keys),
+        points=points,
+        think=think,
+        samples=n_samples,
+        setting=ident,
+        distinct=distinct.get(ident, {}),
+        seeds=_max_seeds(by_question),
+        # an adaptive run's rounds are its own choice, not budgets given: no law to fit
+        fits=fit_curve(points, samples, breadth, halves) if controller == "fixed" else [],
+    )
+
+
+def analyse(
+    rows: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    *,
+    metric: str = "cover_em",
+    n_boot: int = 500,
+    n_splits: int = 200,
+    by: str | None = None,
+    depths: dict[str, list[int]] | None = None,
+) -> Analysis:
+    """Curves, fits and exchange rates from result rows (``runs`` maps run keys to their configs).
+
+    A curve is one setting (every config field but depth, seed and the reasoning grid) at one
+    (think, samples) reading; its points are depths. Seeds of a setting are averaged per question."""
+    distinct = _distinct_settings(runs)
+    raw, run_keys = _rows_by_curve(rows, runs, by)
+    groups: dict[CurveKey, QuestionRows] = {
         key: {q: {d: collapse_seeds(rs) for d, rs in by_depth.items()} for q, by_depth in questions.items()}
         for key, questions in raw.items()
     }
-    curves = []
-    for curve_key, by_question in sorted(groups.items(), key=str):
-        model, suite, controller, breadth, budget, unit, group, think, n_samples, ident = curve_key
-        qids = sorted(by_question)
-        all_depths = sorted({d for q in by_question.values() for d in q})
-        # the depths the sweeps asked for, per controller (rows exist for every round up to the deepest)
-        wanted = (depths or {}).get(controller)
-        use = [d for d in all_depths if wanted is None or d in wanted]
-        samples = [_point_stats(by_question, use, metric, ids) for ids in _bootstrap_ids(qids, n_boot)]
-        halves = (
-            [
-                (_point_stats(by_question, use, metric, a), _point_stats(by_question, use, metric, b))
-                for a, b in split_halves(qids, n_splits)
-            ]
-            if controller == "fixed" and len(qids) >= 4
-            else []
+    curves = [
+        _build_curve(
+            curve_key,
+            by_question,
+            run_keys[curve_key],
+            distinct,
+            metric=metric,
+            n_boot=n_boot,
+            n_splits=n_splits,
+            depths=depths,
         )
-        points = []
-        for d in use:
-            rows_d = [by_question[q][d] for q in qids if d in by_question[q]]
-            values = [r[metric] for r in rows_d if r[metric] is not None]
-            if not values:
-                continue
-            boot = [s[d] for s in samples if math.isfinite(s[d])]
-            ci = (
-                (float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5)))
-                if boot
-                else (float("nan"), float("nan"))
-            )
-            cost_units = set.intersection(*(set(r["cost"]) for r in rows_d))
-            events: dict[str, float] = defaultdict(float)
-            for r in rows_d:
-                for e, v in r["spend_by_event"].items():
-                    events[e] += v / len(rows_d)
-            recalls = [r["recall"] for r in rows_d if r["recall"] is not None]
-            points.append(
-                Point(
-                    depth=d,
-                    steps_given=d * breadth,
-                    n=len(values),
-                    acc=float(np.mean(values)),
-                    ci=ci,
-                    searches=float(np.mean([r["searches"] for r in rows_d])),
-                    tokens=float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in rows_d])),
-                    cost={u: float(np.mean([r["cost"][u] for r in rows_d])) for u in sorted(cost_units)},
-                    llm_calls=float(np.mean([r["llm_calls"] for r in rows_d])),
-                    spend_by_event=dict(events),
-                    recall=float(np.mean(recalls)) if recalls else None,
-                    metrics={
-                        m: float(np.mean(vs))
-                        for m in ("em", "f1", "cover_em", "judge")
-                        if (vs := [r[m] for r in rows_d if r.get(m) is not None])
-                    },
-                )
-            )
-        curves.append(
-            Curve(
-                model=model,
-                suite=suite,
-                controller=controller,
-                breadth=breadth,
-                budget=budget,
-                unit=unit,
-                group=group,
-                run_keys=sorted(run_keys[curve_key]),
-                points=points,
-                think=think,
-                samples=n_samples,
-                setting=ident,
-                distinct=distinct.get(ident, {}),
-                seeds=max(
-                    (int(r.get("seeds", 1)) for q in by_question.values() for r in q.values()), default=1
-                ),
-                # an adaptive run's rounds are its own choice, not budgets given: no law to fit
-                fits=fit_curve(points, samples, breadth, halves) if controller == "fixed" else [],
-            )
-        )
+        for curve_key, by_question in sorted(groups.items(), key=str)
+    ]
     return Analysis(
         metric=metric,
         n_rows=len(rows),
@@ -589,10 +648,6 @@ def _interp_compute(points: list[tuple[float, float]], target: float) -> float |
 def model_size(model: str) -> float:
     spec = EMBEDDED_MODELS.get(model)
     return float(spec.n_params) if spec else float("inf")
-
-
-CurveKey = tuple[Any, ...]
-QuestionRows = dict[str, dict[int, dict[str, Any]]]  # question (#seed) -> depth -> row
 
 
 def _key(c: Curve) -> CurveKey:
@@ -652,6 +707,88 @@ def _exchange_at(
     return large_c, target, _interp_compute(small_pts, target)
 
 
+def _exchange_axes(c_small: Curve, c_large: Curve) -> list[str]:
+    """The axes two curves are exchanged on: search calls, and each cost unit every point of both has."""
+    points = c_small.points + c_large.points
+    return [
+        axis
+        for axis in ("searches", "tokens", "flops")
+        if axis == "searches" or all(axis in p.cost for p in points)
+    ]
+
+
+def _ratio_ci(
+    small: QuestionRows,
+    large: QuestionRows,
+    shared: list[str],
+    depths: list[int],
+    depth: int,
+    axis: str,
+    metric: str,
+    n_boot: int,
+) -> tuple[float, float] | None:
+    """Paired bootstrap CI of an exchange ratio over the ``shared`` questions; None when too few
+    resamples reach the larger model's accuracy (then there is no finite CI)."""
+    ratios = []
+    for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
+        lc, _, nd = _exchange_at(small, large, ids, depths, depth, axis, metric)
+        if nd is not None and lc > 0:
+            ratios.append(nd / lc)
+    if len(ratios) >= max(10, 0.5 * min(n_boot, 300)):
+        return _percentile_ci(ratios)
+    return None
+
+
+def _exchange(
+    c_small: Curve,
+    c_large: Curve,
+    small: QuestionRows,
+    large: QuestionRows,
+    shared: list[str],
+    depths: list[int],
+    depth: int,
+    axis: str,
+    metric: str,
+    n_boot: int,
+) -> Exchange:
+    """The exchange rate at one depth of the larger model on one axis."""
+    large_c, large_acc, needed = _exchange_at(small, large, shared, depths, depth, axis, metric)
+    ratio = needed / large_c if needed and large_c > 0 else None
+    ci = None if ratio is None else _ratio_ci(small, large, shared, depths, depth, axis, metric, n_boot)
+    return Exchange(
+        small=c_small.model,
+        large=c_large.model,
+        axis=axis,
+        group=c_large.group,
+        depth=depth,
+        n=len(shared),
+        large_compute=large_c,
+        large_acc=large_acc,
+        small_compute=needed,
+        ratio=ratio,
+        ratio_ci=ci,
+        note="reached" if ratio else "not reached within the budgets tried",
+    )
+
+
+def _pair_exchanges(
+    c_small: Curve, c_large: Curve, groups: dict[CurveKey, QuestionRows], metric: str, n_boot: int
+) -> list[Exchange]:
+    """Every exchange rate of one (smaller, larger) pair: per axis, per depth both curves have."""
+    small, large = groups[_key(c_small)], groups[_key(c_large)]
+    shared = sorted(set(small) & set(large))
+    depths = sorted(set(p.depth for p in c_small.points) & set(p.depth for p in c_large.points))
+    if not shared or not depths:
+        return []
+    out = []
+    for axis in _exchange_axes(c_small, c_large):
+        for depth in depths:
+            if depth == 0 and axis == "searches":
+                continue  # the larger model searched nothing: no multiple of it to state
+            out.append(_exchange(c_small, c_large, small, large, shared, depths, depth, axis, metric, n_boot))
+    return out
+
+
 def exchange_rates(
     curves: list[Curve], groups: dict[CurveKey, QuestionRows], metric: str, n_boot: int
 ) -> list[Exchange]:
@@ -660,45 +797,7 @@ def exchange_rates(
     on the questions both answered, with a paired bootstrap CI over those questions."""
     out = []
     for c_small, c_large in _model_pairs(curves):
-        qs, ql = groups[_key(c_small)], groups[_key(c_large)]
-        shared = sorted(set(qs) & set(ql))
-        depths = sorted(set(p.depth for p in c_small.points) & set(p.depth for p in c_large.points))
-        if not shared or not depths:
-            continue
-        for axis in ("searches", "tokens", "flops"):
-            if axis != "searches" and not all(axis in p.cost for p in c_small.points + c_large.points):
-                continue
-            for depth in depths:
-                if depth == 0 and axis == "searches":
-                    continue  # the larger model searched nothing: no multiple of it to state
-                large_c, large_acc, needed = _exchange_at(qs, ql, shared, depths, depth, axis, metric)
-                ratio = needed / large_c if needed and large_c > 0 else None
-                ci = None
-                if ratio is not None:
-                    ratios = []
-                    for ids in _bootstrap_ids(shared, min(n_boot, 300), seed=1):
-                        lc, _, nd = _exchange_at(qs, ql, ids, depths, depth, axis, metric)
-                        if nd is not None and lc > 0:
-                            ratios.append(nd / lc)
-                    # when many resamples never reach the target there is no finite CI
-                    if len(ratios) >= max(10, 0.5 * min(n_boot, 300)):
-                        ci = (float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5)))
-                out.append(
-                    Exchange(
-                        small=c_small.model,
-                        large=c_large.model,
-                        axis=axis,
-                        group=c_large.group,
-                        depth=depth,
-                        n=len(shared),
-                        large_compute=large_c,
-                        large_acc=large_acc,
-                        small_compute=needed,
-                        ratio=ratio,
-                        ratio_ci=ci,
-                        note="reached" if ratio else "not reached within the budgets tried",
-                    )
-                )
+        out += _pair_exchanges(c_small, c_large, groups, metric, n_boot)
     return out
 
 
@@ -788,6 +887,87 @@ def _controller_diff(
     return spend, acc, _interp_acc(fixed_pts, spend)
 
 
+def _fixed_reference(adaptive: Curve, curves: list[Curve]) -> Curve | None:
+    """The fixed-controller curve an adaptive run is measured against: same model and suite, all
+    questions, no budget and no reasoning (think 0, one sample)."""
+    return next(
+        (
+            c
+            for c in curves
+            if c.controller == "fixed"
+            and c.model == adaptive.model
+            and c.suite == adaptive.suite
+            and c.group == "all"
+            and c.budget is None
+            and c.think == 0
+            and c.samples == 1
+        ),
+        None,
+    )
+
+
+def _diff_ci(
+    adaptive: QuestionRows,
+    fixed: QuestionRows,
+    shared: list[str],
+    final_depth: int,
+    fixed_depths: list[int],
+    unit: str,
+    metric: str,
+    n_boot: int,
+) -> tuple[float, float] | None:
+    """Paired bootstrap CI of (adaptive - fixed) accuracy over the ``shared`` questions; None when
+    half the resamples or more put the adaptive spend outside the fixed curve's range."""
+    diffs = []
+    for ids in _bootstrap_ids(shared, min(n_boot, 500), seed=2):
+        _, a, f = _controller_diff(adaptive, fixed, ids, final_depth, fixed_depths, unit, metric)
+        if f is not None:
+            diffs.append(a - f)
+    if len(diffs) >= 0.5 * min(n_boot, 500):
+        return _percentile_ci(diffs)
+    return None
+
+
+def _compare_controller(
+    adaptive: Curve,
+    curves: list[Curve],
+    groups: dict[CurveKey, QuestionRows],
+    metric: str,
+    n_boot: int,
+) -> ControllerComparison | None:
+    """One adaptive (or tuned) curve against its fixed reference; None when it has nothing to be
+    compared with (a fixed or per-group curve, no reference, no spend in its unit, no shared question)."""
+    if adaptive.controller == "fixed" or adaptive.group != "all" or not adaptive.points:
+        return None
+    unit = adaptive.unit
+    fixed = _fixed_reference(adaptive, curves)
+    final = adaptive.points[-1]
+    if fixed is None or unit not in final.cost:
+        return None
+    qa, qf = groups[_key(adaptive)], groups[_key(fixed)]
+    shared = sorted(set(qa) & set(qf))
+    if not shared:
+        return None
+    fixed_depths = [p.depth for p in fixed.points]
+    spend, acc, fixed_acc = _controller_diff(qa, qf, shared, final.depth, fixed_depths, unit, metric)
+    diff = None if fixed_acc is None else acc - fixed_acc
+    ci = None if diff is None else _diff_ci(qa, qf, shared, final.depth, fixed_depths, unit, metric, n_boot)
+    return ControllerComparison(
+        model=adaptive.model,
+        suite=adaptive.suite,
+        controller=adaptive.controller,
+        budget=adaptive.budget,
+        unit=unit,
+        spend=spend,
+        acc=acc,
+        fixed_acc=fixed_acc,
+        diff=diff,
+        diff_ci=ci,
+        n=len(shared),
+        note="compared" if diff is not None else "mean spend outside the fixed curve's range",
+    )
+
+
 def compare_controllers(
     curves: list[Curve],
     groups: dict[CurveKey, QuestionRows],
@@ -796,61 +976,8 @@ def compare_controllers(
 ) -> list[ControllerComparison]:
     """Adaptive/tuned final answers vs the fixed curve interpolated at the same mean spend (in the
     budget's unit), both on the questions the two runs answered, with a paired bootstrap CI."""
-    out = []
-    for adaptive in curves:
-        if adaptive.controller == "fixed" or adaptive.group != "all" or not adaptive.points:
-            continue
-        unit = adaptive.unit
-        fixed = next(
-            (
-                c
-                for c in curves
-                if c.controller == "fixed"
-                and c.model == adaptive.model
-                and c.suite == adaptive.suite
-                and c.group == "all"
-                and c.budget is None
-                and c.think == 0
-                and c.samples == 1
-            ),
-            None,
-        )
-        final = adaptive.points[-1]
-        if fixed is None or unit not in final.cost:
-            continue
-        qa, qf = groups[_key(adaptive)], groups[_key(fixed)]
-        shared = sorted(set(qa) & set(qf))
-        if not shared:
-            continue
-        fixed_depths = [p.depth for p in fixed.points]
-        spend, acc, fixed_acc = _controller_diff(qa, qf, shared, final.depth, fixed_depths, unit, metric)
-        diff = None if fixed_acc is None else acc - fixed_acc
-        ci = None
-        if diff is not None:
-            diffs = []
-            for ids in _bootstrap_ids(shared, min(n_boot, 500), seed=2):
-                _, a, f = _controller_diff(qa, qf, ids, final.depth, fixed_depths, unit, metric)
-                if f is not None:
-                    diffs.append(a - f)
-            if len(diffs) >= 0.5 * min(n_boot, 500):
-                ci = (float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5)))
-        out.append(
-            ControllerComparison(
-                model=adaptive.model,
-                suite=adaptive.suite,
-                controller=adaptive.controller,
-                budget=adaptive.budget,
-                unit=unit,
-                spend=spend,
-                acc=acc,
-                fixed_acc=fixed_acc,
-                diff=diff,
-                diff_ci=ci,
-                n=len(shared),
-                note="compared" if diff is not None else "mean spend outside the fixed curve's range",
-            )
-        )
-    return out
+    comparisons = (_compare_controller(c, curves, groups, metric, n_boot) for c in curves)
+    return [c for c in comparisons if c is not None]
 
 
 def fits_table(analysis: Analysis) -> Table:

@@ -11,8 +11,9 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 
-from sounding.evals.fit import LAWS, Analysis, Curve
+from sounding.evals.fit import LAWS, Analysis, Curve, LawFit
 from sounding.evals.frontier import AXES, Frontier, Setting, SplitExchange
 
 CLOSED_BOOK_X = 0.5  # where depth 0 (no search) sits on a log axis of search steps
@@ -52,44 +53,53 @@ def _suite_slug(suite: str) -> str:
     return f"{kind}-{Path(path).name.split('.')[0]}"
 
 
-def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, xlabel: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    fixed = [c for c in curves if c.controller == "fixed"]
-    for i, c in enumerate(fixed):
-        color = f"C{i % 10}"
-        if axis == "steps":
-            xs = np.array(
-                [p.steps_given if p.steps_given > 0 else CLOSED_BOOK_X for p in c.points], dtype=float
-            )
-        else:
-            if not all(axis in p.cost for p in c.points):
-                continue
-            xs = np.array([p.cost[axis] for p in c.points], dtype=float)
-        ys = np.array([p.acc for p in c.points])
-        lo = np.array([p.ci[0] for p in c.points])
-        hi = np.array([p.ci[1] for p in c.points])
-        order = np.argsort(xs)
-        ax.plot(xs[order], ys[order], "o", color=color, label=_label(c))
-        ax.fill_between(xs[order], lo[order], hi[order], color=color, alpha=0.15, linewidth=0)
-        for f in c.fits:
-            if f.axis != axis:
-                continue
-            law, _ = LAWS[f.form]
-            positive = xs[xs > (CLOSED_BOOK_X if axis == "steps" else 0)]
-            if len(positive) < 2:
-                continue
-            grid = np.geomspace(positive.min(), positive.max() * 1.5, 60)
-            style = "-" if f.form == "linear" else "--"
-            r2 = "" if f.r2 is None else f", R²={f.r2:.2f}"
-            ax.plot(
-                grid,
-                law(grid, *f.params.values()),
-                style,
-                color=color,
-                alpha=0.8,
-                label=f"  {f.form}-in-log fit{r2}",
-            )
-    # adaptive/tuned runs choose their own depth: one marker each at their final mean spend
+def _axis_xs(c: Curve, axis: str) -> np.ndarray | None:
+    """A curve's x values on ``axis``: search steps given (closed book at CLOSED_BOOK_X, as a log axis
+    has no 0) or mean spend in a cost unit; None when some point was not priced in that unit."""
+    if axis == "steps":
+        return np.array(
+            [p.steps_given if p.steps_given > 0 else CLOSED_BOOK_X for p in c.points], dtype=float
+        )
+    if not all(axis in p.cost for p in c.points):
+        return None
+    return np.array([p.cost[axis] for p in c.points], dtype=float)
+
+
+def _plot_law(ax: Axes, f: LawFit, xs: np.ndarray, axis: str, color: str) -> None:
+    """A fitted law drawn over the curve's searched range and half as far again (the extrapolation)."""
+    law, _ = LAWS[f.form]
+    positive = xs[xs > (CLOSED_BOOK_X if axis == "steps" else 0)]
+    if len(positive) < 2:
+        return
+    grid = np.geomspace(positive.min(), positive.max() * 1.5, 60)
+    style = "-" if f.form == "linear" else "--"
+    r2 = "" if f.r2 is None else f", R²={f.r2:.2f}"
+    ax.plot(
+        grid,
+        law(grid, *f.params.values()),
+        style,
+        color=color,
+        alpha=0.8,
+        label=f"  {f.form}-in-log fit{r2}",
+    )
+
+
+def _plot_fixed_curve(ax: Axes, c: Curve, xs: np.ndarray, axis: str, color: str) -> None:
+    """A fixed-controller curve: its points with the CI band, then its laws fitted on ``axis``."""
+    ys = np.array([p.acc for p in c.points])
+    lo = np.array([p.ci[0] for p in c.points])
+    hi = np.array([p.ci[1] for p in c.points])
+    order = np.argsort(xs)
+    ax.plot(xs[order], ys[order], "o", color=color, label=_label(c))
+    ax.fill_between(xs[order], lo[order], hi[order], color=color, alpha=0.15, linewidth=0)
+    for f in c.fits:
+        if f.axis == axis:
+            _plot_law(ax, f, xs, axis, color)
+
+
+def _plot_adaptive_runs(ax: Axes, curves: list[Curve], axis: str, first_color: int) -> None:
+    """Adaptive/tuned runs choose their own depth: one marker each at their final mean spend (none on
+    the steps axis, where they were given no fixed number of steps)."""
     for j, c in enumerate(c for c in curves if c.controller != "fixed"):
         final = c.points[-1] if c.points else None
         if axis == "steps" or final is None or axis not in final.cost:
@@ -100,9 +110,21 @@ def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, x
             yerr=[[final.acc - final.ci[0]], [final.ci[1] - final.acc]],
             fmt="*",
             markersize=11,
-            color=f"C{(len(fixed) + j) % 10}",
+            color=f"C{(first_color + j) % 10}",
             label=_label(c),
         )
+
+
+def _plot_axis(analysis: Analysis, curves: list[Curve], axis: str, title: str, xlabel: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fixed = [c for c in curves if c.controller == "fixed"]
+    for i, c in enumerate(fixed):
+        # the color follows the curve's place among the fixed ones, drawn or not, so that it does not
+        # change between the figures of one suite
+        xs = _axis_xs(c, axis)
+        if xs is not None:
+            _plot_fixed_curve(ax, c, xs, axis, f"C{i % 10}")
+    _plot_adaptive_runs(ax, curves, axis, len(fixed))
     ax.set_xscale("log")
     if axis == "steps":
         ax.axvline(0.75, color="grey", linewidth=0.5)

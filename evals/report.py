@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sounding.evals.fit import Analysis, Exchange
+from sounding.evals.fit import Analysis, ControllerComparison, Exchange, LawFit, ModelGap, Point
 
 Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"table"|"img"|"code", content)
 # usd and latency are rescalings of these; fits.json has the fits on every axis
@@ -43,93 +43,122 @@ def _ratio(e: Exchange) -> str:
     return f"{e.ratio:.2f}x{ci}"
 
 
-def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
-    m = analysis.manifest or {}
-    blocks: list[Block] = [("h1", "sounding bench report")]
-    blocks.append(
+def _intro_blocks(analysis: Analysis) -> list[Block]:
+    return [
+        ("h1", "sounding bench report"),
         (
             "p",
             f"Metric: **{analysis.metric}**; {analysis.n_rows} result rows; generated "
             f"{time.strftime('%Y-%m-%d %H:%M')}. Accuracy CIs are 95% percentile bootstrap intervals "
             "over questions. Search steps are the steps *given* (depth x breadth); compute is the mean "
             "spend *realised* at that depth.",
-        )
-    )
-    if m:
-        blocks.append(("h2", "How this was produced"))
-        commands = m.get("commands") or [m.get("command", [])]
-        blocks.append(("code", "\n".join(" ".join(c) for c in commands)))
-        versions = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
-        blocks.append(
-            (
-                "p",
-                f"Suite {m.get('suite')} (each table's n counts the questions behind a point); "
-                f"Python {m.get('python')}; "
-                f"{versions}; machine {m.get('machine')}.",
-            )
-        )
-    blocks.append(("h2", "Accuracy by depth"))
+        ),
+    ]
+
+
+def _provenance_blocks(manifest: dict[str, Any]) -> list[Block]:
+    """The commands that produced the run and the versions and machine they ran on (from sweep.json)."""
+    if not manifest:
+        return []
+    commands = manifest.get("commands") or [manifest.get("command", [])]
+    versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())
+    return [
+        ("h2", "How this was produced"),
+        ("code", "\n".join(" ".join(c) for c in commands)),
+        (
+            "p",
+            f"Suite {manifest.get('suite')} (each table's n counts the questions behind a point); "
+            f"Python {manifest.get('python')}; "
+            f"{versions}; machine {manifest.get('machine')}.",
+        ),
+    ]
+
+
+def _accuracy_header(metric: str) -> list[str]:
+    return [
+        "depth",
+        "steps given",
+        "n",
+        metric,
+        "95% CI",
+        "EM",
+        "F1",
+        "searches",
+        "tokens",
+        "token-eq.",
+        "FLOPs",
+        "LLM calls",
+        "support recall",
+    ]
+
+
+def _accuracy_row(p: Point) -> list[str]:
+    return [
+        str(p.depth),
+        str(p.steps_given),
+        str(p.n),
+        f"{p.acc:.3f}",
+        f"[{p.ci[0]:.3f}, {p.ci[1]:.3f}]",
+        _fmt(p.metrics.get("em")),
+        _fmt(p.metrics.get("f1")),
+        f"{p.searches:.2f}",
+        f"{p.tokens:.0f}",
+        format_amount(p.cost.get("tokens")),
+        format_amount(p.cost.get("flops")),
+        f"{p.llm_calls:.1f}",
+        _fmt(p.recall),
+    ]
+
+
+def _accuracy_blocks(analysis: Analysis) -> list[Block]:
+    """One table per curve over all questions: every depth's accuracy, CI and spend."""
+    blocks: list[Block] = [("h2", "Accuracy by depth")]
     for c in analysis.curves:
         if c.group != "all":
             continue
-        rows = [
-            [
-                "depth",
-                "steps given",
-                "n",
-                analysis.metric,
-                "95% CI",
-                "EM",
-                "F1",
-                "searches",
-                "tokens",
-                "token-eq.",
-                "FLOPs",
-                "LLM calls",
-                "support recall",
-            ]
-        ]
-        for p in c.points:
-            rows.append(
-                [
-                    str(p.depth),
-                    str(p.steps_given),
-                    str(p.n),
-                    f"{p.acc:.3f}",
-                    f"[{p.ci[0]:.3f}, {p.ci[1]:.3f}]",
-                    _fmt(p.metrics.get("em")),
-                    _fmt(p.metrics.get("f1")),
-                    f"{p.searches:.2f}",
-                    f"{p.tokens:.0f}",
-                    format_amount(p.cost.get("tokens")),
-                    format_amount(p.cost.get("flops")),
-                    f"{p.llm_calls:.1f}",
-                    _fmt(p.recall),
-                ]
-            )
-        blocks.append(
-            (
-                "p",
-                f"**{c.label}**"
-                + (f", {c.seeds} seeds averaged per question" if c.seeds > 1 else "")
-                + f" — run {', '.join(c.run_keys)}",
-            )
-        )
-        blocks.append(("table", rows))
+        seeds = f", {c.seeds} seeds averaged per question" if c.seeds > 1 else ""
+        blocks.append(("p", f"**{c.label}**" + seeds + f" — run {', '.join(c.run_keys)}"))
+        blocks.append(("table", [_accuracy_header(analysis.metric), *(_accuracy_row(p) for p in c.points)]))
+    return blocks
+
+
+def _group_blocks(analysis: Analysis) -> list[Block]:
+    """Accuracy per question type: one row per curve and group, one column per depth."""
     groups = [c for c in analysis.curves if c.group != "all"]
-    if groups:
-        blocks.append(("h2", "By question type"))
-        # runs may stop at different depths (a tuned sweep to 3 beside a fixed one to 8): one column
-        # per depth any of them has, blank where a run has none
-        depths = sorted({p.depth for c in groups for p in c.points})
-        rows = [["run", "group", *[f"d={d}" for d in depths]]]
-        for c in groups:
-            at = {p.depth: f"{p.acc:.2f} (n={p.n})" for p in c.points}
-            rows.append([c.label, c.group, *[at.get(d, "") for d in depths]])
-        blocks.append(("table", rows))
-    blocks += frontier_blocks(analysis)
-    blocks.append(("h2", "Fitted laws"))
-    blocks.append(
+    if not groups:
+        return []
+    # runs may stop at different depths (a tuned sweep to 3 beside a fixed one to 8): one column
+    # per depth any of them has, blank where a run has none
+    depths = sorted({p.depth for c in groups for p in c.points})
+    rows = [["run", "group", *[f"d={d}" for d in depths]]]
+    for c in groups:
+        at = {p.depth: f"{p.acc:.2f} (n={p.n})" for p in c.points}
+        rows.append([c.label, c.group, *[at.get(d, "") for d in depths]])
+    return [("h2", "By question type"), ("table", rows)]
+
+
+def _law_params(f: LawFit) -> str:
+    """A law's parameters, each with its 95% CI when the bootstrap gave one."""
+    return "; ".join(
+        f"{k} = {v:.3g}"
+        + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
+        for k, v in f.params.items()
+    )
+
+
+def _fit_blocks(analysis: Analysis) -> list[Block]:
+    """Every curve's fitted laws on the reported axes."""
+    rows = [["model", "group", "axis", "law", "parameters [95% CI]", "R²", "holdout error", "split-half"]]
+    for c in analysis.curves:
+        for f in c.fits:
+            if f.axis not in REPORTED_AXES:
+                continue
+            split = "-" if f.split_half is None else f"{f.split_half:.2f}"
+            rows.append(
+                [c.label, c.group, f.axis, f.form, _law_params(f), _fmt(f.r2), _fmt(f.holdout_error), split]
+            )
+    return [
+        ("h2", "Fitted laws"),
         (
             "p",
             "linear: acc = a + b·ln C; logistic: acc = 1/(1+exp(-(α + β·ln C))). Holdout error: a fit "
@@ -139,177 +168,203 @@ def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
             "in which the linear slope fitted on each half has the whole curve's sign (1.00: every half "
             "shows the trend; lower: it rests on some of the questions; coin flips give about 0.5-0.8). "
             "It cannot see past the sample: only other questions can.",
-        )
-    )
-    rows = [["model", "group", "axis", "law", "parameters [95% CI]", "R²", "holdout error", "split-half"]]
-    for c in analysis.curves:
-        for f in c.fits:
-            if f.axis not in REPORTED_AXES:
-                continue
-            params = "; ".join(
-                f"{k} = {v:.3g}"
-                + (f" [{f.params_ci[k][0]:.3g}, {f.params_ci[k][1]:.3g}]" if k in f.params_ci else "")
-                for k, v in f.params.items()
-            )
-            split = "-" if f.split_half is None else f"{f.split_half:.2f}"
-            rows.append([c.label, c.group, f.axis, f.form, params, _fmt(f.r2), _fmt(f.holdout_error), split])
-    blocks.append(("table", rows))
-    if analysis.exchanges:
-        blocks.append(("h2", "Exchange rates"))
-        blocks.append(
-            (
-                "p",
-                "At each depth of the larger model: the search calls (axis *searches*) or compute the "
-                "smaller model needs to match its accuracy, interpolated in log spend along the smaller "
-                "model's curve, as a multiple of what the larger model spent. Both sides are measured on "
-                "the n questions both models answered; the CI is a paired bootstrap over those questions.",
-            )
-        )
-        for title, wanted in (("All questions", "all"), ("By question type", None)):
-            chosen = [e for e in analysis.exchanges if (e.group == "all") == (wanted == "all")]
-            if not chosen:
-                continue
-            blocks.append(("p", f"**{title}**"))
-            rows = [
-                [
-                    "small",
-                    "large",
-                    "group",
-                    "axis",
-                    "depth",
-                    "n",
-                    "large spends",
-                    "large acc",
-                    "small needs",
-                    "ratio [95% CI]",
-                ]
-            ]
-            for e in chosen:
-                rows.append(
-                    [
-                        e.small,
-                        e.large,
-                        e.group,
-                        e.axis,
-                        str(e.depth),
-                        str(e.n),
-                        format_amount(e.large_compute),
-                        f"{e.large_acc:.3f}",
-                        format_amount(e.small_compute),
-                        _ratio(e),
-                    ]
-                )
-            blocks.append(("table", rows))
-    if analysis.gaps:
-        blocks.append(("h2", "Does searching more close the gap?"))
-        blocks.append(
-            (
-                "p",
-                "The smaller model at its deepest point (most search) against the larger model at each "
-                "depth, on the n questions both answered: accuracy difference (small − large) with a "
-                "paired bootstrap CI. A CI above zero means the smaller model that searched more beat "
-                "the larger one at that depth; below zero, it did not catch up.",
-            )
-        )
-        rows = [
-            [
-                "small (depth)",
-                "large",
-                "group",
-                "large depth",
-                "n",
-                "small acc",
-                "large acc",
-                "difference [95% CI]",
-            ]
+        ),
+        ("table", rows),
+    ]
+
+
+def _exchange_row(e: Exchange) -> list[str]:
+    return [
+        e.small,
+        e.large,
+        e.group,
+        e.axis,
+        str(e.depth),
+        str(e.n),
+        format_amount(e.large_compute),
+        f"{e.large_acc:.3f}",
+        format_amount(e.small_compute),
+        _ratio(e),
+    ]
+
+
+def _exchange_blocks(analysis: Analysis) -> list[Block]:
+    """Exchange rates between models: a table over all questions, another per question type."""
+    if not analysis.exchanges:
+        return []
+    blocks: list[Block] = [
+        ("h2", "Exchange rates"),
+        (
+            "p",
+            "At each depth of the larger model: the search calls (axis *searches*) or compute the "
+            "smaller model needs to match its accuracy, interpolated in log spend along the smaller "
+            "model's curve, as a multiple of what the larger model spent. Both sides are measured on "
+            "the n questions both models answered; the CI is a paired bootstrap over those questions.",
+        ),
+    ]
+    for title, wanted in (("All questions", "all"), ("By question type", None)):
+        chosen = [e for e in analysis.exchanges if (e.group == "all") == (wanted == "all")]
+        if not chosen:
+            continue
+        blocks.append(("p", f"**{title}**"))
+        header = [
+            "small",
+            "large",
+            "group",
+            "axis",
+            "depth",
+            "n",
+            "large spends",
+            "large acc",
+            "small needs",
+            "ratio [95% CI]",
         ]
-        for g in analysis.gaps:
-            rows.append(
-                [
-                    f"{g.small} ({g.small_depth})",
-                    g.large,
-                    g.group,
-                    str(g.depth),
-                    str(g.n),
-                    f"{g.small_acc:.3f}",
-                    f"{g.large_acc:.3f}",
-                    f"{g.diff:+.3f} [{g.diff_ci[0]:+.3f}, {g.diff_ci[1]:+.3f}]",
-                ]
-            )
-        blocks.append(("table", rows))
-    if analysis.comparisons:
-        blocks.append(("h2", "Adaptive vs fixed controller at equal mean spend"))
-        blocks.append(
-            (
-                "p",
-                "Each adaptive (or tuned) run's final accuracy against the fixed-controller curve of the "
-                "same model, interpolated (linear in log spend) at the adaptive run's mean spend, both on the "
-                "n questions the two runs answered; the CI is a paired bootstrap over those questions.",
-            )
-        )
-        rows = [
-            [
-                "model",
-                "controller",
-                "budget",
-                "mean spend",
-                "accuracy",
-                "fixed at same spend",
-                "difference [95% CI]",
-                "n",
-            ]
-        ]
-        for cmp in analysis.comparisons:
-            diff = (
-                "-"
-                if cmp.diff is None
-                else f"{cmp.diff:+.3f}"
-                + (f" [{cmp.diff_ci[0]:+.3f}, {cmp.diff_ci[1]:+.3f}]" if cmp.diff_ci else "")
-            )
-            rows.append(
-                [
-                    cmp.model,
-                    cmp.controller,
-                    "-" if cmp.budget is None else f"{cmp.budget:g} {cmp.unit}",
-                    f"{format_amount(cmp.spend)} {cmp.unit}",
-                    f"{cmp.acc:.3f}",
-                    _fmt(cmp.fixed_acc),
-                    diff if cmp.diff is not None else cmp.note,
-                    str(cmp.n),
-                ]
-            )
-        blocks.append(("table", rows))
-    if analysis.failures:
-        blocks.append(("h2", "Failed questions"))
-        blocks.append(
-            (
-                "p",
-                "Questions that failed (a backend error, or a bug) and were not answered by a retry "
-                "(`sounding bench ... --retry-errors`): they are left out of every accuracy above.",
-            )
-        )
-        rows = [["model", "controller", "budget", "failed", "first error"]]
-        for failed in analysis.failures:
-            budget = "-" if failed.budget is None else f"{failed.budget:g}"
-            rows.append(
-                [failed.model, failed.controller, budget, str(failed.questions), failed.first_error[:120]]
-            )
-        blocks.append(("table", rows))
-    if analysis.anytime:
-        blocks.append(("h2", "Anytime answers vs independent runs"))
-        a = analysis.anytime
-        blocks.append(
-            (
-                "p",
-                f"{a['agreed']} of {a['checked']} independent runs at smaller depths gave the same "
-                "(normalised) answer as the anytime answer of the deeper run.",
-            )
-        )
-    if figures:
-        blocks.append(("h2", "Figures"))
-        for fig in figures:
-            blocks.append(("img", fig))
+        blocks.append(("table", [header, *(_exchange_row(e) for e in chosen)]))
     return blocks
+
+
+def _gap_row(g: ModelGap) -> list[str]:
+    return [
+        f"{g.small} ({g.small_depth})",
+        g.large,
+        g.group,
+        str(g.depth),
+        str(g.n),
+        f"{g.small_acc:.3f}",
+        f"{g.large_acc:.3f}",
+        f"{g.diff:+.3f} [{g.diff_ci[0]:+.3f}, {g.diff_ci[1]:+.3f}]",
+    ]
+
+
+def _gap_blocks(analysis: Analysis) -> list[Block]:
+    """The smaller model at its deepest point against the larger model at each depth."""
+    if not analysis.gaps:
+        return []
+    header = [
+        "small (depth)",
+        "large",
+        "group",
+        "large depth",
+        "n",
+        "small acc",
+        "large acc",
+        "difference [95% CI]",
+    ]
+    return [
+        ("h2", "Does searching more close the gap?"),
+        (
+            "p",
+            "The smaller model at its deepest point (most search) against the larger model at each "
+            "depth, on the n questions both answered: accuracy difference (small − large) with a "
+            "paired bootstrap CI. A CI above zero means the smaller model that searched more beat "
+            "the larger one at that depth; below zero, it did not catch up.",
+        ),
+        ("table", [header, *(_gap_row(g) for g in analysis.gaps)]),
+    ]
+
+
+def _comparison_row(cmp: ControllerComparison) -> list[str]:
+    # without a difference (spend outside the fixed curve's range) the cell says why
+    if cmp.diff is None:
+        diff = cmp.note
+    else:
+        ci = f" [{cmp.diff_ci[0]:+.3f}, {cmp.diff_ci[1]:+.3f}]" if cmp.diff_ci else ""
+        diff = f"{cmp.diff:+.3f}" + ci
+    return [
+        cmp.model,
+        cmp.controller,
+        "-" if cmp.budget is None else f"{cmp.budget:g} {cmp.unit}",
+        f"{format_amount(cmp.spend)} {cmp.unit}",
+        f"{cmp.acc:.3f}",
+        _fmt(cmp.fixed_acc),
+        diff,
+        str(cmp.n),
+    ]
+
+
+def _comparison_blocks(analysis: Analysis) -> list[Block]:
+    """Adaptive (or tuned) runs against the fixed controller at the same mean spend."""
+    if not analysis.comparisons:
+        return []
+    header = [
+        "model",
+        "controller",
+        "budget",
+        "mean spend",
+        "accuracy",
+        "fixed at same spend",
+        "difference [95% CI]",
+        "n",
+    ]
+    return [
+        ("h2", "Adaptive vs fixed controller at equal mean spend"),
+        (
+            "p",
+            "Each adaptive (or tuned) run's final accuracy against the fixed-controller curve of the "
+            "same model, interpolated (linear in log spend) at the adaptive run's mean spend, both on the "
+            "n questions the two runs answered; the CI is a paired bootstrap over those questions.",
+        ),
+        ("table", [header, *(_comparison_row(cmp) for cmp in analysis.comparisons)]),
+    ]
+
+
+def _failure_blocks(analysis: Analysis) -> list[Block]:
+    """Questions left out of every accuracy because they failed and no retry answered them."""
+    if not analysis.failures:
+        return []
+    rows = [["model", "controller", "budget", "failed", "first error"]]
+    for failed in analysis.failures:
+        budget = "-" if failed.budget is None else f"{failed.budget:g}"
+        rows.append(
+            [failed.model, failed.controller, budget, str(failed.questions), failed.first_error[:120]]
+        )
+    return [
+        ("h2", "Failed questions"),
+        (
+            "p",
+            "Questions that failed (a backend error, or a bug) and were not answered by a retry "
+            "(`sounding bench ... --retry-errors`): they are left out of every accuracy above.",
+        ),
+        ("table", rows),
+    ]
+
+
+def _anytime_blocks(analysis: Analysis) -> list[Block]:
+    if not analysis.anytime:
+        return []
+    a = analysis.anytime
+    return [
+        ("h2", "Anytime answers vs independent runs"),
+        (
+            "p",
+            f"{a['agreed']} of {a['checked']} independent runs at smaller depths gave the same "
+            "(normalised) answer as the anytime answer of the deeper run.",
+        ),
+    ]
+
+
+def _figure_blocks(figures: list[str]) -> list[Block]:
+    if not figures:
+        return []
+    return [("h2", "Figures"), *(("img", fig) for fig in figures)]
+
+
+def build_blocks(analysis: Analysis, figures: list[str]) -> list[Block]:
+    """The whole report, section by section, in reading order."""
+    return [
+        *_intro_blocks(analysis),
+        *_provenance_blocks(analysis.manifest or {}),
+        *_accuracy_blocks(analysis),
+        *_group_blocks(analysis),
+        *frontier_blocks(analysis),
+        *_fit_blocks(analysis),
+        *_exchange_blocks(analysis),
+        *_gap_blocks(analysis),
+        *_comparison_blocks(analysis),
+        *_failure_blocks(analysis),
+        *_anytime_blocks(analysis),
+        *_figure_blocks(figures),
+    ]
 
 
 def frontier_blocks(analysis: Analysis) -> list[Block]:

@@ -38,7 +38,9 @@ class UnknownMetricError(ValueError):
 
 def check_metric(name: str) -> str:
     if name not in STORED and name not in SCORERS:
-        raise UnknownMetricError(f"unknown metric {name!r}: use {', '.join(dict.fromkeys([*STORED, *SCORERS]))}")
+        raise UnknownMetricError(
+            f"unknown metric {name!r}: use {', '.join(dict.fromkeys([*STORED, *SCORERS]))}"
+        )
     return name
 
 
