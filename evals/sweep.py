@@ -105,6 +105,18 @@ class RunIdentity(BaseModel):
 def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> list[RunConfig]:
     """The run specs of a sweep: one per model, breadth, budget and seed, each at the deepest depth,
     the largest thinking cap and the most samples (the smaller ones are read off its run)."""
+    check_sweep(spec)
+    configs: list[RunConfig] = []
+    depth = max(spec.depths)
+    run_settings = settings.model_copy(
+        update={"budget": settings.budget.model_copy(update={"controller": spec.controller})}
+    )
+    return _configs(spec, settings, identity, run_settings, depth, configs)
+
+
+def check_sweep(spec: SweepSpec) -> None:
+    """A sweep must not claim reasoning its controller or strategy does not do (said before anything
+    is loaded or built)."""
     if spec.controller != "fixed" and (max(spec.thinks) > 0 or max(spec.samples) > 1 or spec.verify):
         raise PolicyError(
             f"--think, --samples and --verify set the fixed controller's reasoning; the {spec.controller} "
@@ -115,11 +127,16 @@ def run_configs(spec: SweepSpec, settings: Settings, identity: RunIdentity) -> l
             f"--think, --samples and --verify are the iterative strategy's reasoning; {spec.strategy} "
             "votes with --vote-k and --vote-max-samples"
         )
-    configs = []
-    depth = max(spec.depths)
-    run_settings = settings.model_copy(
-        update={"budget": settings.budget.model_copy(update={"controller": spec.controller})}
-    )
+
+
+def _configs(
+    spec: SweepSpec,
+    settings: Settings,
+    identity: RunIdentity,
+    run_settings: Settings,
+    depth: int,
+    configs: list[RunConfig],
+) -> list[RunConfig]:
     policy = load_spec_policy(run_settings, spec.models)
     common = spec_fields_from_settings(run_settings)
     for model in spec.models:

@@ -214,6 +214,12 @@ def bench(
 
     if strategy not in STRATEGIES:
         fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+    from sounding.evals.sweep import check_sweep
+
+    try:  # before the corpus is indexed or a model loaded
+        check_sweep(spec)
+    except PolicyError as exc:
+        fail(str(exc))
     if controller not in CONTROLLERS:
         fail(f"unknown controller {controller!r}: use {', '.join(CONTROLLERS)}")
     if out.exists() and not out.is_dir():
