@@ -286,46 +286,78 @@ class ReportWriter:
     ) -> CitationCheck:
         """Judge every sentence (model + lexical), in place; the totals."""
         totals = CitationCheck()
-
-        def evidence(n: int) -> list[str]:
-            note = notes[n - 1]
-            return [note["fact"], note["title"], passages.get(note["doc_id"], "")]
-
         for section in sections:
             claims = [c for c in section.claims if c.notes]
-            verdicts: list[Any] = []
-            if claims:
-                numbers = sorted({n for c in claims for n in c.notes})
-                lines = "\n".join(
-                    f"Claim {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
-                    for i, c in enumerate(claims, 1)
-                )
-                value, _ = self._call(
-                    "check",
-                    check_schema(len(claims)),
-                    self.caps.check,
-                    notes=numbered(notes, numbers),
-                    claims=lines,
-                )
-                verdicts = list((value or {}).get("claims", []))
+            # one charged call per section, and none for a section that cites nothing
+            verdicts = self._check_verdicts(claims, notes) if claims else []
             for i, claim in enumerate(claims):
-                verdict = verdicts[i] if i < len(verdicts) and isinstance(verdicts[i], dict) else None
-                claim.lexical = lexical_support(claim.text, [t for n in claim.notes for t in evidence(n)])
-                if verdict is not None:
-                    claim.model_supported = bool(verdict.get("supported"))
-                    named = [n for n in verdict.get("notes") or [] if n in claim.notes]
-                    # a "yes" that names none of its notes vouches for all of them
-                    model_notes = named or (claim.notes if claim.model_supported else [])
-                else:
+                verdict = _verdict_at(verdicts, i)
+                if verdict is None:
                     totals.lexical_only += 1
-                    model_notes = claim.notes
-                claim.supported = claim.lexical >= SENTENCE_LEXICAL and claim.model_supported is not False
-                claim.supporting = [
-                    n for n in model_notes if lexical_support(claim.text, evidence(n)) >= CITATION_LEXICAL
-                ]
-            for claim in section.claims:
-                totals.sentences += 1
-                totals.supported += claim.supported
-                totals.citations += len(claim.notes)
-                totals.precise += len(claim.supporting)
+                _check_claim(claim, verdict, notes, passages)
+            _add_section_totals(totals, section)
         return totals
+
+    def _check_verdicts(self, claims: list[Claim], notes: list[dict[str, Any]]) -> list[Any]:
+        """The model check of one section's cited claims: its verdicts, in claim order (none when the
+        call cannot be paid for or its output does not parse)."""
+        numbers = sorted({n for c in claims for n in c.notes})
+        lines = "\n".join(
+            f"Claim {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
+            for i, c in enumerate(claims, 1)
+        )
+        value, _ = self._call(
+            "check",
+            check_schema(len(claims)),
+            self.caps.check,
+            notes=numbered(notes, numbers),
+            claims=lines,
+        )
+        return list((value or {}).get("claims", []))
+
+
+def _verdict_at(verdicts: list[Any], i: int) -> dict[str, Any] | None:
+    """The model's verdict on the i-th claim, or None when its answer has no usable one there."""
+    return verdicts[i] if i < len(verdicts) and isinstance(verdicts[i], dict) else None
+
+
+def _evidence(note: dict[str, Any], passages: dict[str, str]) -> list[str]:
+    """What one cited note offers the lexical check: its fact, its title and its source's passage."""
+    return [note["fact"], note["title"], passages.get(note["doc_id"], "")]
+
+
+def _check_claim(
+    claim: Claim, verdict: dict[str, Any] | None, notes: list[dict[str, Any]], passages: dict[str, str]
+) -> None:
+    """Set the claim's lexical share, model verdict, supported flag and supporting notes."""
+    claim.lexical = lexical_support(
+        claim.text, [t for n in claim.notes for t in _evidence(notes[n - 1], passages)]
+    )
+    model_notes = _record_model_verdict(claim, verdict)
+    claim.supported = claim.lexical >= SENTENCE_LEXICAL and claim.model_supported is not False
+    claim.supporting = [
+        n
+        for n in model_notes
+        if lexical_support(claim.text, _evidence(notes[n - 1], passages)) >= CITATION_LEXICAL
+    ]
+
+
+def _record_model_verdict(claim: Claim, verdict: dict[str, Any] | None) -> list[int]:
+    """Set the claim's model verdict; the cited notes the model vouches for. With no verdict (the
+    check could not be paid for, or its answer had none for this claim) every cited note is left to
+    the lexical check alone."""
+    if verdict is None:
+        return claim.notes
+    claim.model_supported = bool(verdict.get("supported"))
+    named = [n for n in verdict.get("notes") or [] if n in claim.notes]
+    # a "yes" that names none of its notes vouches for all of them
+    return named or (claim.notes if claim.model_supported else [])
+
+
+def _add_section_totals(totals: CitationCheck, section: Section) -> None:
+    """Count every sentence of the section, cited or not, into the report's totals."""
+    for claim in section.claims:
+        totals.sentences += 1
+        totals.supported += claim.supported
+        totals.citations += len(claim.notes)
+        totals.precise += len(claim.supporting)

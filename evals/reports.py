@@ -24,7 +24,7 @@ import os
 import re
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -203,36 +203,55 @@ def judge_claims(
         claim.lexical = lexical_support(claim.text, [notes[n - 1]["fact"] for n in claim.notes])
     cited = [c for c in judged if c.notes]
     for start in range(0, len(cited), JUDGE_BATCH):
-        batch = cited[start : start + JUDGE_BATCH]
-        numbers = sorted({n for c in batch for n in c.notes})
-        sources = "\n".join(f"[{n}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for n in numbers)
-        sentences = "\n".join(
-            f"Sentence {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
-            for i, c in enumerate(batch, 1)
-        )
-        msgs: list[Message] = [
-            {"role": "system", "content": JUDGE_PROMPT["system"]},
-            {"role": "user", "content": JUDGE_PROMPT["user"].format(sources=sources, sentences=sentences)},
-        ]
-        result = budgeted_json(
-            judge,
-            ledger,
-            msgs,
-            judge_schema(len(batch)),
-            cap=40 * len(batch) + 40,
-            node="judge",
-            round=0,
-            seed=0,
-        )
-        verdicts = list((result.value or {}).get("sentences", []))
-        for i, claim in enumerate(batch):
-            verdict = verdicts[i] if i < len(verdicts) and isinstance(verdicts[i], dict) else None
-            if verdict is None:
-                continue
-            claim.judge_supported = bool(verdict.get("supported"))
-            named = [n for n in verdict.get("sources") or [] if n in claim.notes]
-            claim.judge_notes = named or (list(claim.notes) if claim.judge_supported else [])
+        _judge_batch(judge, ledger, cited[start : start + JUDGE_BATCH], notes)
     return judged
+
+
+def _judge_batch(judge: LLM, ledger: Any, batch: list[JudgedClaim], notes: list[dict[str, Any]]) -> None:
+    """One judge call for a batch of cited claims, its verdicts written into them (a claim the
+    judge's answer has no verdict for stays unjudged)."""
+    result = budgeted_json(
+        judge,
+        ledger,
+        _judge_messages(batch, notes),
+        judge_schema(len(batch)),
+        cap=40 * len(batch) + 40,
+        node="judge",
+        round=0,
+        seed=0,
+    )
+    verdicts = list((result.value or {}).get("sentences", []))
+    for i, claim in enumerate(batch):
+        verdict = _verdict_at(verdicts, i)
+        if verdict is not None:
+            _apply_verdict(claim, verdict)
+
+
+def _judge_messages(batch: list[JudgedClaim], notes: list[dict[str, Any]]) -> list[Message]:
+    """The judge's prompt: every note the batch cites (once, in number order), then its sentences."""
+    numbers = sorted({n for c in batch for n in c.notes})
+    sources = "\n".join(f"[{n}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for n in numbers)
+    sentences = "\n".join(
+        f"Sentence {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
+        for i, c in enumerate(batch, 1)
+    )
+    return [
+        {"role": "system", "content": JUDGE_PROMPT["system"]},
+        {"role": "user", "content": JUDGE_PROMPT["user"].format(sources=sources, sentences=sentences)},
+    ]
+
+
+def _verdict_at(verdicts: list[Any], i: int) -> dict[str, Any] | None:
+    """The judge's verdict on the i-th sentence, or None when its answer has no usable one there."""
+    return verdicts[i] if i < len(verdicts) and isinstance(verdicts[i], dict) else None
+
+
+def _apply_verdict(claim: JudgedClaim, verdict: dict[str, Any]) -> None:
+    """Set the judge's verdict on the claim and the cited notes it names as supporting."""
+    claim.judge_supported = bool(verdict.get("supported"))
+    # only notes the claim cites count; a "yes" that names none of them vouches for all of them
+    named = [n for n in verdict.get("sources") or [] if n in claim.notes]
+    claim.judge_notes = named or (list(claim.notes) if claim.judge_supported else [])
 
 
 def score(claims: list[JudgedClaim]) -> ArmScore:
@@ -387,40 +406,9 @@ def summarise(records: list[ReportRecord]) -> dict[str, Any]:
     of each report arm against the one-shot baseline on the questions both have sentences for."""
     out: dict[str, Any] = {"questions": len(records), "arms": {}, "paired": {}}
     for arm in ARMS:
-        scores = [r.scores[arm] for r in records]
-        shares = np.array([s.supported_share for s in scores if s.supported_share is not None])
-        precisions = np.array([s.citation_precision for s in scores if s.citation_precision is not None])
-        lexical = np.array([s.lexical_share for s in scores if s.lexical_share is not None])
-        both = np.array([s.both_share for s in scores if s.both_share is not None])
-        total = ArmScore()
-        for s in scores:
-            for field in ArmScore.model_fields:
-                setattr(total, field, getattr(total, field) + getattr(s, field))
-        out["arms"][arm] = {
-            "label": ARM_LABELS[arm],
-            "answers_with_sentences": len(shares),
-            "sentences_per_answer": total.sentences / max(len(records), 1),
-            "supported_share": float(shares.mean()) if len(shares) else None,
-            "supported_share_ci": _ci(shares) if len(shares) else None,
-            "citation_precision": float(precisions.mean()) if len(precisions) else None,
-            "citation_precision_ci": _ci(precisions) if len(precisions) else None,
-            "lexical_share": float(lexical.mean()) if len(lexical) else None,
-            "both_share": float(both.mean()) if len(both) else None,
-            "both_share_ci": _ci(both) if len(both) else None,
-            "micro": total.model_dump(),
-        }
+        out["arms"][arm] = _arm_summary(arm, [r.scores[arm] for r in records], len(records))
     for arm in ("report_written", "report_checked"):
-        diffs = []
-        for r in records:
-            ours, theirs = r.scores[arm].supported_share, r.scores["one_shot"].supported_share
-            if ours is not None and theirs is not None:
-                diffs.append(ours - theirs)
-        diff = np.array(diffs)
-        out["paired"][arm] = {
-            "questions": len(diffs),
-            "supported_share_diff": float(diff.mean()) if len(diff) else None,
-            "ci": _ci(diff) if len(diff) else None,
-        }
+        out["paired"][arm] = _paired_summary(_paired_supported_diffs(records, arm))
     topic = [r.topic_read for r in records if r.topic_read is not None]
     out["topic_read_share"] = sum(topic) / len(topic) if topic else None
     out["tokens_per_question"] = {
@@ -432,6 +420,69 @@ def summarise(records: list[ReportRecord]) -> dict[str, Any]:
         for k in ("report", "one_shot")
     }
     return out
+
+
+def _arm_summary(arm: str, scores: list[ArmScore], questions: int) -> dict[str, Any]:
+    """One arm's row of the summary: macro means of the per-question shares (over the questions
+    where a share is defined), their CIs, and the micro totals."""
+    shares = _defined(s.supported_share for s in scores)
+    precisions = _defined(s.citation_precision for s in scores)
+    lexical = _defined(s.lexical_share for s in scores)
+    both = _defined(s.both_share for s in scores)
+    total = _micro_total(scores)
+    return {
+        "label": ARM_LABELS[arm],
+        "answers_with_sentences": len(shares),
+        "sentences_per_answer": total.sentences / max(questions, 1),
+        "supported_share": _mean_or_none(shares),
+        "supported_share_ci": _ci_or_none(shares),
+        "citation_precision": _mean_or_none(precisions),
+        "citation_precision_ci": _ci_or_none(precisions),
+        "lexical_share": _mean_or_none(lexical),
+        "both_share": _mean_or_none(both),
+        "both_share_ci": _ci_or_none(both),
+        "micro": total.model_dump(),
+    }
+
+
+def _defined(shares: Iterable[float | None]) -> np.ndarray:
+    """The shares that are defined (a question with no sentences or no citations has none)."""
+    return np.array([x for x in shares if x is not None])
+
+
+def _micro_total(scores: list[ArmScore]) -> ArmScore:
+    """Every count summed over the questions."""
+    total = ArmScore()
+    for s in scores:
+        for field in ArmScore.model_fields:
+            setattr(total, field, getattr(total, field) + getattr(s, field))
+    return total
+
+
+def _paired_supported_diffs(records: list[ReportRecord], arm: str) -> list[float]:
+    """The arm's supported share minus the one-shot's, per question where both are defined."""
+    diffs = []
+    for r in records:
+        ours, theirs = r.scores[arm].supported_share, r.scores["one_shot"].supported_share
+        if ours is not None and theirs is not None:
+            diffs.append(ours - theirs)
+    return diffs
+
+
+def _paired_summary(diffs: list[float]) -> dict[str, Any]:
+    """A report arm's paired row: how many questions, the mean difference and its CI."""
+    diff = np.array(diffs)
+    return {"questions": len(diffs), "supported_share_diff": _mean_or_none(diff), "ci": _ci_or_none(diff)}
+
+
+def _mean_or_none(values: np.ndarray) -> float | None:
+    """The mean; None over no questions (rather than numpy's NaN and a warning)."""
+    return float(values.mean()) if len(values) else None
+
+
+def _ci_or_none(values: np.ndarray) -> tuple[float, float] | None:
+    """The bootstrap CI of the mean; None over no questions."""
+    return _ci(values) if len(values) else None
 
 
 def summary_markdown(summary: dict[str, Any], config: dict[str, Any]) -> str:
