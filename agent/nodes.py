@@ -124,6 +124,14 @@ def spend_snapshot(ledger: Ledger) -> dict[str, Any]:
     }
 
 
+def emit_event(deps: AgentDeps, kind: str, **data: Any) -> dict[str, Any]:
+    """One trace event, stamped with the time and the spend so far, sent to the live view and returned
+    for the state's ``events`` channel (every strategy's nodes record events this way)."""
+    event = {"kind": kind, "t": time.time(), **data, "spend": spend_snapshot(deps.ledger)}
+    deps.on_event(event)
+    return event
+
+
 def quote(text: str, words: int = PASSAGE_WORDS) -> str:
     tokens = text.split()
     body = " ".join(tokens[:words]) + (" ..." if len(tokens) > words else "")
@@ -205,9 +213,7 @@ class ResearchNodes:
         self.deps = deps
 
     def _event(self, kind: str, **data: Any) -> dict[str, Any]:
-        event = {"kind": kind, "t": time.time(), **data, "spend": spend_snapshot(self.deps.ledger)}
-        self.deps.on_event(event)
-        return event
+        return emit_event(self.deps, kind, **data)
 
     def _json(self, msgs: list[Message], schema: dict[str, Any], **step: Any) -> StepResult:
         """One budgeted, schema-constrained LLM call of this run (see `budgeted_json`), seeded from the

@@ -21,7 +21,6 @@ flags and its evidence. Dials: ``deps.vote_k`` (the lead that decides a vote) an
 from __future__ import annotations
 
 import re
-import time
 import tomllib
 from importlib import resources
 from typing import Any
@@ -33,6 +32,7 @@ from sounding.agent.nodes import (
     NO_ANSWER,
     SHORT_ANSWER_SCHEMA,
     AgentDeps,
+    emit_event,
     messages,
     quote,
     spend_snapshot,
@@ -91,9 +91,7 @@ class DecomposeNodes:
         self.deps = deps
 
     def _event(self, kind: str, **data: Any) -> dict[str, Any]:
-        event = {"kind": kind, "t": time.time(), **data, "spend": spend_snapshot(self.deps.ledger)}
-        self.deps.on_event(event)
-        return event
+        return emit_event(self.deps, kind, **data)
 
     def _draft(self, round_: int, answer: str, citations: list[str]) -> dict[str, Any]:
         return {

@@ -19,7 +19,10 @@ from sounding.cli.common import (
     EXIT_DEGRADED,
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
+    VoteKOpt,
+    VoteMaxOpt,
     budget_value,
+    check_strategy,
     check_writable,
     console,
     err_console,
@@ -221,12 +224,8 @@ def ask(
             "decompose (a chain of sub-questions, each voted on; --depth caps the sub-questions).",
         ),
     ] = "iterative",
-    vote_k: Annotated[
-        int, typer.Option("--vote-k", min=1, max=16, help="decompose: the lead that decides a vote.")
-    ] = 2,
-    vote_max_samples: Annotated[
-        int, typer.Option("--vote-max-samples", min=1, max=64, help="decompose: most ballots per vote.")
-    ] = 8,
+    vote_k: Annotated[int, VoteKOpt] = 2,
+    vote_max_samples: Annotated[int, VoteMaxOpt] = 8,
     searxng_url: Annotated[
         str | None, typer.Option("--searxng-url", help="SearXNG base URL (web backend).")
     ] = None,
@@ -328,11 +327,9 @@ def ask(
             parse_corpus_spec(settings.search.corpus)
         except CorpusError as exc:
             fail(str(exc))
-    from sounding.agent.strategies import STRATEGIES
     from sounding.tools.llm import make_llm
 
-    if strategy not in STRATEGIES:
-        fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+    check_strategy(strategy)
     if strategy == "decompose" and answer_format == "report":
         fail("--strategy decompose answers short questions: use --format short (or auto)")
     if settings.budget.controller != "fixed" and (think is not None or samples is not None or verify_vote):

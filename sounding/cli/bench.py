@@ -15,6 +15,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from sounding.budgets.controllers import CONTROLLERS
 from sounding.cli.common import (
     EXIT_UNAVAILABLE,
+    VoteKOpt,
+    VoteMaxOpt,
+    check_strategy,
     console,
     err_console,
     existing_store,
@@ -147,12 +150,8 @@ def bench(
             "voted on; --depths caps the sub-questions, rows at 0 and the deepest).",
         ),
     ] = "iterative",
-    vote_k: Annotated[
-        int, typer.Option("--vote-k", min=1, max=16, help="decompose: the lead that decides a vote.")
-    ] = 2,
-    vote_max_samples: Annotated[
-        int, typer.Option("--vote-max-samples", min=1, max=64, help="decompose: most ballots per vote.")
-    ] = 8,
+    vote_k: Annotated[int, VoteKOpt] = 2,
+    vote_max_samples: Annotated[int, VoteMaxOpt] = 8,
 ) -> None:
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
     from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK, PolicyError
@@ -210,10 +209,7 @@ def bench(
         vote_k=vote_k,
         vote_max_samples=vote_max_samples,
     )
-    from sounding.agent.strategies import STRATEGIES
-
-    if strategy not in STRATEGIES:
-        fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+    check_strategy(strategy)
     from sounding.evals.sweep import check_sweep
 
     try:  # before the corpus is indexed or a model loaded

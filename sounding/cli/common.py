@@ -68,6 +68,17 @@ def settings_from(ctx: typer.Context, **flags: Any) -> Settings:
 
 
 JsonOpt = typer.Option("--json", help="Print the listing as JSON (one object per row).")
+#: The decompose strategy's dials, the same for `ask` and `bench`.
+VoteKOpt = typer.Option("--vote-k", min=1, max=16, help="decompose: the lead that decides a vote.")
+VoteMaxOpt = typer.Option("--vote-max-samples", min=1, max=64, help="decompose: most ballots per vote.")
+
+
+def check_strategy(strategy: str) -> None:
+    """An unknown --strategy is bad input, said before anything is loaded."""
+    from sounding.agent.strategies import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
 
 
 def print_listing(title: str, rows: list[dict[str, Any]], *, as_json: bool = False) -> None:
