@@ -134,6 +134,7 @@ def budgeted_json(
     round: int,
     min_tokens: int = 8,
     seed: int | None = None,
+    temperature: float | None = None,
 ) -> StepResult:
     """One schema-constrained call within the budget, parsed; ``failure="budget"`` when unaffordable,
     ``"malformed"`` when neither the answer nor its one (charged) retry is a JSON object with the keys the schema requires, after completion."""
@@ -148,7 +149,7 @@ def budgeted_json(
             round=round,
             min_tokens=min_tokens,
             schema=schema,
-            temperature=None if attempt == 0 else 0.3,
+            temperature=temperature if attempt == 0 else 0.3,
             seed=None if seed is None else seed + attempt,
         )
         if completion is None or charge is None:

@@ -80,6 +80,11 @@ class AgentDeps:
     #: The decompose strategy's votes: the lead that decides one, and the most ballots it may draw.
     vote_k: int = 2
     vote_max_samples: int = 8
+    #: The strategy's own dials (agent/strategies: each strategy validates its part).
+    dials: dict[str, Any] = field(default_factory=dict)
+    #: How many of a strategy's independent branches run at once (threads sharing the ledger): more
+    #: than one pays off with a batching server; an in-process model answers one call at a time.
+    workers: int = 1
     #: "short" answers, cited "report"s, or "auto": the question's wording decides (`answer_format`).
     answer_format: str = "short"
     #: What a report does with a sentence its cited notes do not support: "mark" it or "drop" it.

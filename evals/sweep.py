@@ -45,6 +45,7 @@ from sounding.factory import (
     model_identity,
     prompts_hash,
     spec_fields_from_settings,
+    strategy_fields,
 )
 from sounding.settings import Settings
 from sounding.spec import RunSpec
@@ -63,6 +64,12 @@ RunConfig = RunSpec
 #: Config fields that vary *within* one curve (its points) or across repeated measures (seeds): all
 #: other fields must be equal for rows to share a curve.
 CURVE_FREE_FIELDS = frozenset({"depth", "seed", "think", "think_caps", "samples", "sample_counts"})
+
+
+def anytime_depths(name: str) -> bool:
+    from sounding.agent.strategies import strategy
+
+    return strategy(name).anytime_depths
 
 
 def setting_identity(config: dict[str, Any]) -> str:
@@ -87,10 +94,14 @@ class SweepSpec(BaseModel):
     retry_errors: bool = False
     verify_anytime: int = 0
     judge: str | None = None
-    #: How each question's budget becomes an answer (agent/strategies), and the decompose dials.
-    strategy: str = "iterative"
+    #: How each question's budget becomes an answer (agent/strategies): every listed strategy (with
+    #: its dials, ``name:dial=value``) is its own run per model; think, samples and verify are the
+    #: iterative strategy's. The decompose strategy's votes: ``vote_k``, ``vote_max_samples``.
+    strategies: list[str] = ["iterative"]
     vote_k: int = 2
     vote_max_samples: int = 8
+    #: A strategy's independent branches run this many at a time (machine-specific: not in the spec).
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class RunIdentity(BaseModel):
@@ -122,10 +133,16 @@ def check_sweep(spec: SweepSpec) -> None:
             f"--think, --samples and --verify set the fixed controller's reasoning; the {spec.controller} "
             "controller takes its own from its policy (a run must not claim reasoning it did not do)"
         )
-    if spec.strategy != "iterative" and (max(spec.thinks) > 0 or max(spec.samples) > 1 or spec.verify):
+    from sounding.agent.strategies import UnknownStrategyError, parse_variant
+
+    try:
+        names = [parse_variant(s).name for s in spec.strategies]
+    except UnknownStrategyError as exc:
+        raise PolicyError(str(exc)) from None
+    if "iterative" not in names and (max(spec.thinks) > 0 or max(spec.samples) > 1 or spec.verify):
         raise PolicyError(
-            f"--think, --samples and --verify are the iterative strategy's reasoning; {spec.strategy} "
-            "votes with --vote-k and --vote-max-samples"
+            f"--think, --samples and --verify are the iterative strategy's reasoning; {', '.join(names)} "
+            "do their own (decompose votes with --vote-k and --vote-max-samples)"
         )
 
 
@@ -137,8 +154,37 @@ def _configs(
     depth: int,
     configs: list[RunConfig],
 ) -> list[RunConfig]:
+    from sounding.agent.strategies import parse_variant
+
     policy = load_spec_policy(run_settings, spec.models)
     common = spec_fields_from_settings(run_settings)
+    for variant in [parse_variant(s) for s in spec.strategies]:
+        reasoning = variant.name == "iterative"  # think, samples and verify are its dials
+        _model_configs(
+            spec, settings, identity, common, depth, policy, configs,
+            strategy={
+                **strategy_fields(variant.name, variant.dials),
+                "think": max(spec.thinks) if reasoning else 0,
+                "think_caps": sorted(set(spec.thinks)) if reasoning else [0],
+                "samples": max(spec.samples) if reasoning else 1,
+                "sample_counts": sorted(set(spec.samples)) if reasoning else [1],
+                "verify": spec.verify and reasoning,
+            },
+        )  # fmt: skip
+    return configs
+
+
+def _model_configs(
+    spec: SweepSpec,
+    settings: Settings,
+    identity: RunIdentity,
+    common: dict[str, Any],
+    depth: int,
+    policy: Any,
+    configs: list[RunConfig],
+    *,
+    strategy: dict[str, Any],
+) -> None:
     for model in spec.models:
         model_id = model_identity(model, settings)
         for breadth in spec.breadths:
@@ -154,23 +200,17 @@ def _configs(
                                 "prompts": identity.prompts,
                                 "depth": depth,
                                 "breadth": breadth,
-                                "think": max(spec.thinks),
-                                "think_caps": sorted(set(spec.thinks)),
-                                "samples": max(spec.samples),
-                                "sample_counts": sorted(set(spec.samples)),
-                                "verify": spec.verify,
+                                **strategy,
                                 "seed": seed,
                                 "budget": budget,
                                 "corpus": identity.corpus,
                                 "corpus_fingerprint": identity.corpus_fingerprint,
                                 "policy": policy,
-                                "strategy": spec.strategy,
                                 "vote_k": spec.vote_k,
                                 "vote_max_samples": spec.vote_max_samples,
                             }
                         )
                     )
-    return configs
 
 
 def _titles_read_by_round(result: ResearchResult) -> dict[int, list[str]]:
@@ -242,9 +282,9 @@ def rows_for(
     reasoned = any(d.get("reasoning") for d in drafts)
     settings = [(t, n) for t in config.think_caps for n in config.sample_counts] if reasoned else [(0, 1)]
     rows = []
-    # the iterative loop's anytime drafts are its smaller depths; another strategy's are only its
-    # closed-book draft and its final answer (a smaller depth would have decomposed differently)
-    depths = range(config.depth + 1) if config.strategy == "iterative" else sorted({0, config.depth})
+    # a loop's anytime drafts are its smaller depths (iterative, tree, best_of_n); decompose's are only
+    # its closed-book draft and its final answer (a smaller depth would have decomposed differently)
+    depths = range(config.depth + 1) if anytime_depths(config.strategy) else sorted({0, config.depth})
     for depth in depths:
         at = [d for d in drafts if d["round"] <= depth]
         if not at:
@@ -381,12 +421,13 @@ def solve(
     search: SearchBackend,
     *,
     judge: LLM | None = None,
+    workers: int = 1,
 ) -> Outcome:
     """The one per-question body of every sweep (threads on this machine, Ray actors on a cluster):
     run the question with the spec's agent, read its grid of settings into rows, measure its features.
     A failure is that question's error; a store that cannot be written is not (it is raised)."""
     try:
-        deps = build_deps(config, settings, llm, search)
+        deps = build_deps(config, settings, llm, search, workers=workers)
         result = run_research(sample.question, deps, strategy=config.strategy)
         if result.degraded:
             return Outcome(question_id=sample.id, error=result.error or "degraded")
@@ -439,6 +480,7 @@ def run_sweep_config(
     concurrency: int = 1,
     retry_errors: bool = False,
     judge: LLM | None = None,
+    workers: int = 1,
     tick: Tick = lambda status, row: None,
 ) -> None:
     """Run every not-yet-done question of one config; safe to kill and rerun at any point, and to run
@@ -447,7 +489,7 @@ def run_sweep_config(
     lock = threading.Lock()
 
     def one(sample: Sample) -> None:
-        outcome = solve(config, sample, settings, llm, search, judge=judge)
+        outcome = solve(config, sample, settings, llm, search, judge=judge, workers=workers)
         with lock:
             write_outcome(store, config, outcome, tick)
 

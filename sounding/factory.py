@@ -117,6 +117,18 @@ def spec_fields_from_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+def strategy_fields(name: str, dials: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The spec's strategy fields: its name, its complete dials and its own prompts' hash (an unknown
+    strategy or a bad dial is refused here, before anything is built)."""
+    from sounding.agent.strategies import dials_for, strategy_prompts_hash
+
+    return {
+        "strategy": name,
+        "dials": dials_for(name, dials),
+        "strategy_prompts": strategy_prompts_hash(name),
+    }
+
+
 def spec_from_settings(
     settings: Settings,
     *,
@@ -127,6 +139,7 @@ def spec_from_settings(
     strategy: str = "iterative",
     vote_k: int = 2,
     vote_max_samples: int = 8,
+    dials: dict[str, Any] | None = None,
 ) -> RunSpec:
     """The spec of one `ask` (or Studio) run: the settings' model, budget and controller, ask's mode."""
     from sounding.tools.corpus import parse_corpus_spec
@@ -142,9 +155,9 @@ def spec_from_settings(
         format=format,  # checked by the spec (a Literal)
         unsupported=unsupported,
         harness=False,
-        strategy=strategy,
         vote_k=vote_k,
         vote_max_samples=vote_max_samples,
+        **strategy_fields(strategy, dials),
         **spec_fields_from_settings(settings),
     )
 
@@ -209,13 +222,16 @@ def build_deps(
     depth: int | None = None,
     think: int | None = None,
     samples: int | None = None,
+    workers: int = 1,
 ) -> AgentDeps:
     """The agent's dependencies for one question of the spec's run: a fresh ledger priced by the spec,
     its controller, seed, reasoning grid and mode. ``depth``/``think``/``samples``: an independent run
-    at a smaller setting (what the harness checks its readings against)."""
-    from sounding.agent.strategies import strategy
+    at a smaller setting (what the harness checks its readings against). ``workers``: how many of the
+    strategy's independent branches run at once (machine-specific, so not part of the spec)."""
+    from sounding.agent.strategies import dials_for
 
-    strategy(spec.strategy)  # an unknown strategy is refused before anything is built
+    # an unknown strategy or bad dials are refused before anything is built
+    dials = dials_for(spec.strategy, spec.dials)
     independent = depth is not None or think is not None or samples is not None
     return make_deps(
         settings_for(spec, settings),
@@ -230,6 +246,8 @@ def build_deps(
         unsupported=spec.unsupported,
         vote_k=spec.vote_k,
         vote_max_samples=spec.vote_max_samples,
+        dials=dials,
+        workers=workers,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sounding.agent.nodes import AgentDeps, EventSink
 from sounding.budgets.controllers import AdaptiveController, Controller, check_policy_model, make_controller
 from sounding.budgets.cost import load_latency_table, make_cost_model, make_cost_models
@@ -76,6 +78,8 @@ def make_deps(
     unsupported: str = "mark",
     vote_k: int = 2,
     vote_max_samples: int = 8,
+    dials: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> AgentDeps:
     """The one place the agent is wired: `sounding ask`, the sweep harness and LangGraph Studio all
     build their dependencies here (the harness passes its run's own controller). ``answer_format``:
@@ -99,6 +103,8 @@ def make_deps(
         rrf_k=settings.search.rrf_k,
         vote_k=vote_k,
         vote_max_samples=vote_max_samples,
+        dials=dict(dials or {}),
+        workers=max(1, workers),
     )
 
 

@@ -39,6 +39,8 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "strategy": "iterative",
     "vote_k": 2,
     "vote_max_samples": 8,
+    "dials": {},
+    "strategy_prompts": None,
 }
 
 
@@ -108,6 +110,11 @@ class RunSpec(BaseModel):
     #: ballots one vote may draw.
     vote_k: int = Field(default=2, ge=1, le=16)
     vote_max_samples: int = Field(default=8, ge=1, le=64)
+    #: The strategy's other dials, complete and sorted by name (agent/strategies: ``dials_for``), e.g.
+    #: decompose's mode, tree's width, beam and value function.
+    dials: dict[str, str | int | float | bool] = {}
+    #: sha256 of the strategy's own prompt file (decompose.toml, tree.toml), None for research.toml's.
+    strategy_prompts: str | None = None
 
     @property
     def key(self) -> str:

@@ -12,6 +12,9 @@ from sounding.tools.search.base import Hit, SearchError
 
 STEP_BY_SYSTEM = {
     "split a question into a chain": "split",  # the decompose strategy (agent/strategies/decompose.toml)
+    "answered independently of each other": "split_parallel",
+    "answer a question using only the numbered passages": "tree_answer",  # tree.toml
+    "check whether quoted passages support": "tree_support",
     "answer one simple question": "step",
     "from the answers to its sub-questions": "compose",
     "plan a short research report": "outline",
@@ -81,6 +84,10 @@ class ScriptedLLM:
             value = self.script.get(step, {"answer": "x"})
             if callable(value):
                 value = value(count + i, messages)
+            # a scripted "_logprob" is every output token's log-probability (not part of the text)
+            if isinstance(value, dict):
+                value = dict(value)
+            logprob = value.pop("_logprob", None) if isinstance(value, dict) else None
             text = value if isinstance(value, str) else json.dumps(value)
             words = text.split(" ")
             tokens = [w + (" " if j < len(words) - 1 else "") for j, w in enumerate(words)][:max_tokens]
@@ -89,6 +96,7 @@ class ScriptedLLM:
                     text="".join(tokens) if step == "think" else text,
                     completion_tokens=min(max_tokens, len(tokens) if step == "think" else 20),
                     tokens=tokens if logprobs else None,
+                    logprobs=[logprob] * len(tokens) if logprobs and logprob is not None else None,
                 )
             )
         prompt = sum(len(m["content"].split()) for m in messages)

@@ -49,6 +49,8 @@ def changed(name: str, value: Any) -> Any:
         return "drop"
     if name == "structured_output":
         return "json_object"
+    if name == "dials":
+        return {"mode": "parallel"}
     if isinstance(value, bool):
         return not value
     if isinstance(value, int):
@@ -58,7 +60,8 @@ def changed(name: str, value: Any) -> Any:
     if isinstance(value, list):
         return [*value, 7]
     if value is None:
-        return {"budget": 1000.0, "max_searches": 3, "max_tokens": 500, "latency_table": "sha256:x"}[name]
+        return {"budget": 1000.0, "max_searches": 3, "max_tokens": 500, "latency_table": "sha256:x",
+                "strategy_prompts": "sha256:y"}[name]  # fmt: skip
     return f"{value}-other"
 
 

@@ -7,15 +7,24 @@
   in harness mode a closed-book draft first (round 0 of the anytime curve).
 * split: the question becomes a chain of single-fact sub-questions; a later one names an earlier
   answer as #1, #2, ... ("Who directed Inception?" -> "Where was #1 born?").
-* step: the earlier answers substituted in, one charged search for the sub-question, its top passages
-  quoted, and a first-to-ahead-by-k vote over sampled short answers (agent/voting.py): red-flagged
-  samples (malformed, empty, over-long) are discarded and counted, never repaired.
+* step: one wave of sub-questions whose earlier answers are known, run side by side (``deps.workers``
+  threads; each charges the same ledger): the earlier answers substituted in, one charged search for
+  the sub-question, its top passages quoted, and a first-to-ahead-by-k vote over sampled short
+  answers (agent/voting.py): red-flagged samples (malformed, empty, over-long) are discarded and
+  counted, never repaired.
 * compose: one sub-question's winner is the answer; several are composed by one more voted step.
 
 Every call is charged to the same ledger; a step the budget cannot pay ends the run with the best
 answer so far (the closed-book draft, or no answer). The trace holds each step, its votes, its red
-flags and its evidence. Dials: ``deps.vote_k`` (the lead that decides a vote) and
-``deps.vote_max_samples`` (the most ballots per vote).
+flags and its evidence. Dials: ``deps.vote_k`` (the lead that decides a vote),
+``deps.vote_max_samples`` (the most ballots per vote) and ``mode`` (`DecomposeDials`): how the
+sub-questions are scheduled.
+
+* ``auto``: by the split's own structure: a sub-question naming no unanswered #n runs in the current
+  wave (a comparison's two entities side by side), one naming #n waits for it (a chain step by step);
+* ``sequential``: forced chain: one sub-question per wave, each seeing every earlier answer;
+* ``parallel``: forced fan-out: the question is split into independent sub-questions (no #n), all
+  answered in one wave, then composed.
 """
 
 from __future__ import annotations
@@ -23,26 +32,23 @@ from __future__ import annotations
 import re
 import tomllib
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
+from pydantic import BaseModel, ConfigDict
 
 from sounding.agent.llm_step import budgeted_json, charged_completion, parse_json_object
 from sounding.agent.nodes import (
-    NO_ANSWER,
     SHORT_ANSWER_SCHEMA,
     AgentDeps,
     emit_event,
-    messages,
     quote,
-    spend_snapshot,
 )
 from sounding.agent.probe import charged_search
-from sounding.agent.question import check_question
 from sounding.agent.state import ResearchState
+from sounding.agent.strategies.common import draft, final_answer, plan_node, run_side_by_side
 from sounding.agent.voting import Ballot, VoteResult, first_to_ahead_by_k, red_flag
 from sounding.budgets.controllers import Plan
-from sounding.budgets.features import Features
 from sounding.budgets.ledger import BudgetExceeded
 from sounding.tools.llm.base import LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchError
@@ -63,6 +69,13 @@ SPLIT_SCHEMA: dict[str, Any] = {
 PLACEHOLDER = re.compile(r"#(\d+)")
 
 
+class DecomposeDials(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: How sub-questions are scheduled: by their dependencies, forced one by one, or forced side by side.
+    mode: Literal["auto", "sequential", "parallel"] = "auto"
+
+
 def prompt(step: str, **fields: Any) -> list[Message]:
     template = DECOMPOSE_PROMPTS[step]
     return [
@@ -71,12 +84,12 @@ def prompt(step: str, **fields: Any) -> list[Message]:
     ]
 
 
-def substitute(question: str, answers: list[str]) -> str:
+def substitute(question: str, answers: list[str] | dict[int, str]) -> str:
     """``#n`` replaced by the answer of sub-question n (left as it is when there is no such answer)."""
+    known = dict(enumerate(answers, 1)) if isinstance(answers, list) else answers
 
     def one(match: re.Match[str]) -> str:
-        n = int(match.group(1))
-        return answers[n - 1] if 1 <= n <= len(answers) else match.group(0)
+        return known.get(int(match.group(1))) or match.group(0)
 
     return PLACEHOLDER.sub(one, question)
 
@@ -89,53 +102,15 @@ def depends_on(question: str) -> list[int]:
 class DecomposeNodes:
     def __init__(self, deps: AgentDeps) -> None:
         self.deps = deps
+        self.dials = DecomposeDials.model_validate(deps.dials)
 
     def _event(self, kind: str, **data: Any) -> dict[str, Any]:
         return emit_event(self.deps, kind, **data)
 
-    def _draft(self, round_: int, answer: str, citations: list[str]) -> dict[str, Any]:
-        return {
-            "round": round_,
-            "answer": answer,
-            "citations": citations,
-            "supported": bool(citations),
-            "spend": spend_snapshot(self.deps.ledger),
-        }
-
     # plan ------------------------------------------------------------------------------------------
 
     def plan(self, state: ResearchState) -> dict[str, Any]:
-        question = check_question(state["question"])
-        plan = self.deps.controller.plan(
-            Features(question=question), self.deps.ledger.budget, self.deps.ledger.cost_model
-        )
-        update: dict[str, Any] = {
-            "round": 0, "hits": [], "issued": [], "charges": [], "drafts": [], "notes": [],
-            "plan": plan.model_dump(), "steps": [],
-        }  # fmt: skip
-        events = [self._event("plan", plan=plan.model_dump(), strategy="decompose")]
-        if self.deps.closed_book_draft:
-            msgs = messages("closed_book", question=question)
-            try:
-                result = budgeted_json(
-                    self.deps.llm, self.deps.ledger, msgs, SHORT_ANSWER_SCHEMA, cap=plan.caps.answer,
-                    node="closed_book", round=0, seed=derive_seed(self.deps.seed, question, "closed_book", 0),
-                )  # fmt: skip
-            except LLMError as exc:
-                return {
-                    **update,
-                    "errors": [{"node": "plan", "kind": "llm", "message": str(exc)}],
-                    "events": events,
-                }
-            answer = str((result.value or {}).get("answer", "")).strip() or NO_ANSWER
-            update["charges"] = [c.model_dump() for c in result.charges]
-            update["drafts"] = [self._draft(0, answer, [])]
-            events.append(
-                self._event(
-                    "draft", round=0, answer=answer, supported=False, citations=[], decision="continue"
-                )
-            )
-        return {**update, "events": events}
+        return plan_node(self.deps, state["question"], "decompose", steps=[])
 
     # split -----------------------------------------------------------------------------------------
 
@@ -147,7 +122,9 @@ class DecomposeNodes:
         n = max(1, plan.depth)
         try:
             result = budgeted_json(
-                self.deps.llm, self.deps.ledger, prompt("split", question=question, n=n), SPLIT_SCHEMA,
+                self.deps.llm, self.deps.ledger,
+                prompt("split_parallel" if self.dials.mode == "parallel" else "split", question=question, n=n),
+                SPLIT_SCHEMA,
                 cap=48 * n, node="split", round=0, seed=derive_seed(self.deps.seed, question, "split", 0),
             )  # fmt: skip
         except LLMError as exc:
@@ -165,13 +142,59 @@ class DecomposeNodes:
     def route_after_split(self, state: ResearchState) -> str:
         return "step" if state.get("subquestions") and not state.get("errors") else "compose"
 
-    # step: substitute, search, read, vote -----------------------------------------------------------
+    # step: one wave of sub-questions: substitute, search, read, vote --------------------------------
+
+    def wave(self, state: ResearchState) -> list[int]:
+        """The sub-questions (1-based) this step runs: every unanswered one whose #n are answered
+        (auto), all of them (parallel), or the next one (sequential)."""
+        subquestions = state.get("subquestions", [])
+        done = {s["index"] for s in state.get("steps", [])}
+        todo = [i for i in range(1, len(subquestions) + 1) if i not in done]
+        if self.dials.mode == "sequential":
+            return todo[:1]
+        if self.dials.mode == "parallel":
+            return todo
+        ready = [i for i in todo if set(depends_on(subquestions[i - 1])) <= done]
+        # a #n naming no earlier sub-question (or itself) can never be answered: run it as written
+        return ready or todo[:1]
 
     def step(self, state: ResearchState) -> dict[str, Any]:
         plan = Plan.model_validate(state["plan"])
         steps = list(state.get("steps", []))
-        index = len(steps) + 1
-        asked = substitute(state["subquestions"][index - 1], [s["answer"] for s in steps])
+        answers = {s["index"]: s["answer"] for s in steps}
+        wave = self.wave(state)
+        number = max((s.get("wave", 0) for s in steps), default=0) + 1
+        known = ""
+        if self.dials.mode == "sequential" and steps:
+            known = (
+                "Known so far:\n"
+                + "\n".join(
+                    f"- {s['question']} {s['answer']}" for s in sorted(steps, key=lambda s: s["index"])
+                )
+                + "\n\n"
+            )
+
+        def one(index: int) -> dict[str, Any]:
+            written = state["subquestions"][index - 1]
+            return self._step(plan, index, number, substitute(written, answers), written, known)
+
+        outcomes = run_side_by_side(one, wave, self.deps.workers)
+        update: dict[str, Any] = {
+            "steps": sorted([*steps, *(o["record"] for o in outcomes if "record" in o)],
+                            key=lambda s: s["index"]),
+            "round": max([state.get("round", 0), *wave]),
+        }  # fmt: skip
+        for channel in ("hits", "issued", "read_ids", "notes", "charges", "events", "errors"):
+            update[channel] = [x for o in outcomes for x in o.get(channel, [])]
+        stops = [o["stop_reason"] for o in outcomes if o.get("stop_reason")]
+        if stops:
+            update["stop_reason"] = "budget" if "budget" in stops else stops[0]
+        return update
+
+    def _step(
+        self, plan: Plan, index: int, wave: int, asked: str, written: str, known: str
+    ) -> dict[str, Any]:
+        """One sub-question: search, quote, vote. Returns the state channels it adds to."""
         try:
             records, charge = charged_search(
                 self.deps.search, self.deps.ledger, asked, plan.k, node="search", round=index
@@ -188,7 +211,8 @@ class DecomposeNodes:
             f"Passage {i} ({h['title']}):\n{quote(h['text'])}" for i, h in enumerate(chosen, 1)
         )
         try:
-            vote, charges = self._vote(prompt("step", question=asked, passages=passages), plan, index, asked)
+            msgs = prompt("step", question=asked, passages=passages, known=known)
+            vote, charges = self._vote(msgs, plan, index, asked)
         except LLMError as exc:
             return {
                 "errors": [{"node": "step", "kind": "llm", "message": str(exc)}],
@@ -197,8 +221,9 @@ class DecomposeNodes:
         evidence = supporting(chosen, vote.winner)
         record = {
             "index": index,
+            "wave": wave,
             "question": asked,
-            "depends_on": depends_on(state["subquestions"][index - 1]),
+            "depends_on": depends_on(written),
             "answer": vote.winner or "",
             "votes": vote.votes,
             "red_flags": vote.red_flags,
@@ -211,22 +236,21 @@ class DecomposeNodes:
             for h in evidence
         ]
         event = self._event(
-            "step", step=index, question=asked, answer=vote.winner, votes=vote.votes,
+            "step", step=index, wave=wave, question=asked, answer=vote.winner, votes=vote.votes,
             red_flags=vote.red_flags, ended=vote.ended, hits=[h["title"] for h in chosen],
         )  # fmt: skip
-        update: dict[str, Any] = {
-            "steps": [*steps, record],
+        out: dict[str, Any] = {
+            "record": record,
             "hits": records,
             "issued": [asked],
             "read_ids": [h["doc_id"] for h in chosen],
             "notes": notes,
-            "round": index,
             "charges": [charge.model_dump(), *charges],
             "events": [event],
         }
         if vote.winner is None:
-            update["stop_reason"] = "budget" if vote.ended == "budget" else "malformed output"
-        return update
+            out["stop_reason"] = "budget" if vote.ended == "budget" else "malformed output"
+        return out
 
     def _vote(
         self, msgs: list[Message], plan: Plan, index: int, asked: str
@@ -263,11 +287,10 @@ class DecomposeNodes:
         steps = state.get("steps", [])
         errors = list(state.get("errors", []))
         answer, charges, events = self._composed(state, steps, errors)
-        drafts = list(state.get("drafts", []))
         citations = list(dict.fromkeys(d for s in steps for d in s["evidence"])) if answer else []
         new_drafts = []
         if answer:
-            new_drafts = [self._draft(len(steps), answer, citations)]
+            new_drafts = [draft(self.deps, len(steps), answer, citations)]
             events.append(
                 self._event(
                     "draft",
@@ -278,28 +301,9 @@ class DecomposeNodes:
                     decision="stop",
                 )
             )
-        best = answer or (drafts[-1]["answer"] if drafts else NO_ANSWER)
-        hits = {h["doc_id"]: h for h in state.get("hits", [])}
-        final = {
-            "answer": best,
-            "no_answer_reason": None if best != NO_ANSWER else ("backend" if errors else "budget"),
-            "citations": citations,
-            "sources": [
-                {
-                    "doc_id": d,
-                    "title": hits[d]["title"],
-                    "url": hits[d].get("url"),
-                    "passage": hits[d]["text"],
-                }
-                for d in citations
-            ],
-            "citations_removed": 0,
-            "improved": False,
-            "degraded": bool(errors),
-            "error": "; ".join(f"{e['node']}: {e['message']}" for e in errors) or None,
-            "stop_reason": "error" if errors else state.get("stop_reason") or "done",
-        }
-        events.append(self._event("answer", answer=best, citations=citations, degraded=bool(errors)))
+        final = final_answer(self.deps, state, answer, citations, errors)
+        best = final["answer"]
+        events.append(self._event("answer", answer=best, citations=final["citations"], degraded=bool(errors)))
         return {
             "final": final,
             "drafts": new_drafts,

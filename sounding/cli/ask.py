@@ -19,10 +19,11 @@ from sounding.cli.common import (
     EXIT_DEGRADED,
     EXIT_INTERRUPTED,
     EXIT_UNAVAILABLE,
+    StrategyHelp,
     VoteKOpt,
     VoteMaxOpt,
     budget_value,
-    check_strategy,
+    check_strategies,
     check_writable,
     console,
     err_console,
@@ -220,8 +221,7 @@ def ask(
         str,
         typer.Option(
             "--strategy",
-            help="How the budget becomes an answer: iterative (rounds of search, read, reflect) or "
-            "decompose (a chain of sub-questions, each voted on; --depth caps the sub-questions).",
+            help=StrategyHelp + " --depth caps decompose's sub-questions and is the rounds of the others.",
         ),
     ] = "iterative",
     vote_k: Annotated[int, VoteKOpt] = 2,
@@ -329,9 +329,9 @@ def ask(
             fail(str(exc))
     from sounding.tools.llm import make_llm
 
-    check_strategy(strategy)
-    if strategy == "decompose" and answer_format == "report":
-        fail("--strategy decompose answers short questions: use --format short (or auto)")
+    (variant,) = check_strategies(strategy, one=True)
+    if variant.name != "iterative" and answer_format == "report":
+        fail(f"--strategy {variant.name} answers short questions: use --format short (or auto)")
     if settings.budget.controller != "fixed" and (think is not None or samples is not None or verify_vote):
         fail(
             f"--think, --samples and --verify set the fixed controller's reasoning; the "
@@ -342,9 +342,10 @@ def ask(
             settings,
             format=answer_format,
             unsupported=unsupported,
-            strategy=strategy,
+            strategy=variant.name,
             vote_k=vote_k,
             vote_max_samples=vote_max_samples,
+            dials=variant.dials,
         )
         settings_controller(settings)
     except PolicyError as exc:

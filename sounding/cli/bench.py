@@ -15,9 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from sounding.budgets.controllers import CONTROLLERS
 from sounding.cli.common import (
     EXIT_UNAVAILABLE,
+    StrategyHelp,
     VoteKOpt,
     VoteMaxOpt,
-    check_strategy,
+    check_strategies,
     console,
     err_console,
     existing_store,
@@ -146,12 +147,22 @@ def bench(
         str,
         typer.Option(
             "--strategy",
-            help="iterative (depth x breadth x think x samples grid) or decompose (sub-questions, each "
-            "voted on; --depths caps the sub-questions, rows at 0 and the deepest).",
+            help=StrategyHelp + " Several, comma-separated, sweep each as its own run; --depths caps "
+            "decompose's sub-questions (rows at 0 and the deepest) and is the rounds of the others.",
         ),
     ] = "iterative",
     vote_k: Annotated[int, VoteKOpt] = 2,
     vote_max_samples: Annotated[int, VoteMaxOpt] = 8,
+    branches: Annotated[
+        int,
+        typer.Option(
+            "--branches",
+            min=1,
+            max=64,
+            help="Run a strategy's independent branches (tree children, parallel sub-questions) this "
+            "many at a time: pays off with a batching server (--llm-backend llama-server).",
+        ),
+    ] = 1,
 ) -> None:
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
     from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK, PolicyError
@@ -205,11 +216,11 @@ def bench(
         retry_errors=retry_errors,
         verify_anytime=verify_anytime,
         judge=judge,
-        strategy=strategy,
+        strategies=[v.label for v in check_strategies(strategy)],
         vote_k=vote_k,
         vote_max_samples=vote_max_samples,
+        workers=branches,
     )
-    check_strategy(strategy)
     from sounding.evals.sweep import check_sweep
 
     try:  # before the corpus is indexed or a model loaded
@@ -357,6 +368,7 @@ def bench(
                         concurrency=concurrency,
                         retry_errors=retry_errors,
                         judge=judge_llm,
+                        workers=branches,
                         tick=tick,
                     )
             if verify_anytime and config.controller == "fixed":

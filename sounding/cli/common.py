@@ -73,12 +73,26 @@ VoteKOpt = typer.Option("--vote-k", min=1, max=16, help="decompose: the lead tha
 VoteMaxOpt = typer.Option("--vote-max-samples", min=1, max=64, help="decompose: most ballots per vote.")
 
 
-def check_strategy(strategy: str) -> None:
-    """An unknown --strategy is bad input, said before anything is loaded."""
-    from sounding.agent.strategies import STRATEGIES
+StrategyHelp = (
+    "How the budget becomes an answer: iterative (rounds of search and reading; the think/samples "
+    "grid), decompose (voted sub-questions; dial mode=auto|sequential|parallel), tree (beam search "
+    "over trajectories; dials width, beam, value=logprob|agreement|support) or best_of_n (dials n, "
+    "value). Dials as name:dial=value:dial=value."
+)
 
-    if strategy not in STRATEGIES:
-        fail(f"unknown --strategy {strategy!r}: use {', '.join(STRATEGIES)}")
+
+def check_strategies(text: str, *, one: bool = False) -> list[Any]:
+    """The --strategy variants (``name:dial=value``, comma-separated), or a one-line error naming
+    what is wrong, said before anything is loaded."""
+    from sounding.agent.strategies import UnknownStrategyError, parse_variants
+
+    try:
+        variants = parse_variants(text)
+    except UnknownStrategyError as exc:
+        fail(f"--strategy: {exc}")
+    if one and len(variants) != 1:
+        fail(f"--strategy takes one strategy here, got {text!r}")
+    return variants
 
 
 def print_listing(title: str, rows: list[dict[str, Any]], *, as_json: bool = False) -> None:
