@@ -375,6 +375,9 @@ class Reading(BaseModel):
         return paid + (0 if full else _reading_calls(drafts, self.draft, self.think, self.samples))
 
 
+STRATEGY_EVENTS = frozenset({"split", "step", "compose", "candidates"})
+
+
 def trace_of(result: ResearchResult) -> dict[str, Any]:
     """What is kept of a run besides its rows: enough to re-score and re-vote offline."""
     return {
@@ -385,6 +388,8 @@ def trace_of(result: ResearchResult) -> dict[str, Any]:
         "read_doc_ids": result.read_doc_ids,
         "charges": result.charges,
         "stop_reason": result.stop_reason,
+        # the strategies' own record: decompose's split, steps and votes; tree's valued candidates
+        "strategy_events": [e for e in result.events if e["kind"] in STRATEGY_EVENTS],
     }
 
 

@@ -86,14 +86,16 @@ def test_agreement_picks_the_majority_answer_over_a_confident_one():
 
     llm = ScriptedLLM(tree_script(tree_answer=answer))
     by_agreement, *_ = run("tree", {"width": 3, "value": "agreement"}, llm)
-    by_logprob, *_ = run("tree", {"width": 3, "value": "logprob"}, ScriptedLLM(tree_script(tree_answer=answer)))
+    by_logprob, *_ = run(
+        "tree", {"width": 3, "value": "logprob"}, ScriptedLLM(tree_script(tree_answer=answer))
+    )
     assert by_agreement.answer == "budapest" and by_logprob.answer == "Danube"
     shares = [c["agreement"] for c in candidates(by_agreement)["candidates"]]
     assert sorted(shares) == pytest.approx([1 / 3, 2 / 3, 2 / 3])
 
 
 def test_the_support_value_is_a_charged_check_per_child():
-    result, llm, _, d = run("tree", {"width": 3, "value": "support"},
+    result, llm, _, _d = run("tree", {"width": 3, "value": "support"},
                             ScriptedLLM(tree_script(tree_support=lambda n, m: {"supported": "Seine" in m[-1]["content"]})))  # fmt: skip
     assert [s for s, *_ in llm.calls].count("tree_support") == 3
     assert result.answer == "Seine"  # the only supported child wins over higher log-probabilities
@@ -105,7 +107,7 @@ def test_best_of_n_keeps_its_trajectories_apart_and_samples_all_but_the_first():
         return {"queries": [QUERIES[(n - 1) % 3]]}
 
     llm = ScriptedLLM(tree_script(queries=queries))
-    result, llm, search, _ = run("best_of_n", {"n": 3, "value": "logprob"}, llm, depth=2)
+    result, llm, _search, _ = run("best_of_n", {"n": 3, "value": "logprob"}, llm, depth=2)
     temperatures = [t for (step, _, _, t) in llm.seeds if step == "queries"]
     assert temperatures[0] == 0.0 and all(t and t > 0 for t in temperatures[1:3])
     round2 = candidates(result, 2)["candidates"]
@@ -116,9 +118,12 @@ def test_best_of_n_keeps_its_trajectories_apart_and_samples_all_but_the_first():
 
 
 def test_tree_and_best_of_n_make_the_same_searches_and_answers_per_round():
-    tree, tree_llm, tree_search, _ = run("tree", {"width": 3, "beam": 1}, depth=2)
-    bon, bon_llm, bon_search, _ = run(
-        "best_of_n", {"n": 3}, ScriptedLLM(tree_script(queries=lambda n, m: {"queries": QUERIES[:1]})), depth=2
+    _tree, tree_llm, tree_search, _ = run("tree", {"width": 3, "beam": 1}, depth=2)
+    _bon, bon_llm, bon_search, _ = run(
+        "best_of_n",
+        {"n": 3},
+        ScriptedLLM(tree_script(queries=lambda n, m: {"queries": QUERIES[:1]})),
+        depth=2,
     )
     assert len(tree_search.queries) == len(bon_search.queries) == 6
     count = lambda llm, step: [s for s, *_ in llm.calls].count(step)  # noqa: E731
@@ -184,9 +189,16 @@ def decompose_script():
         return {"answer": "unknown"}
 
     return {
-        "split": {"subquestions": ["What is the capital of Hungary?", "What is the capital of France?",
-                                   "Which is longer, #1 or #2?"]},  # fmt: skip
-        "split_parallel": {"subquestions": ["What is the capital of Hungary?", "What is the capital of France?"]},
+        "split": {
+            "subquestions": [
+                "What is the capital of Hungary?",
+                "What is the capital of France?",
+                "Which is longer, #1 or #2?",
+            ]
+        },
+        "split_parallel": {
+            "subquestions": ["What is the capital of Hungary?", "What is the capital of France?"]
+        },
         "step": step,
         "compose": {"answer": "Budapest"},
         "probe": {"answer": "x"},
@@ -199,7 +211,9 @@ def waves(result):
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_auto_runs_independent_sub_questions_in_one_wave_and_dependent_ones_after(workers):
-    result, llm, *_ = run("decompose", {"mode": "auto"}, ScriptedLLM(decompose_script()), depth=3, workers=workers)
+    result, _llm, *_ = run(
+        "decompose", {"mode": "auto"}, ScriptedLLM(decompose_script()), depth=3, workers=workers
+    )
     assert sorted(waves(result)) == [(1, 1), (2, 1), (3, 2)]
     steps = [e for e in result.events if e["kind"] == "step"]
     assert steps[-1]["question"] == "Which is longer, Budapest or Paris?" and result.answer == "Budapest"
@@ -219,9 +233,16 @@ def test_parallel_splits_into_independent_sub_questions_in_one_wave():
 
 
 def test_strategy_variants_parse_and_refuse_bad_dials():
-    assert parse_variant("tree:width=2:value=agreement").dials == {"beam": 1, "value": "agreement", "width": 2}
+    assert parse_variant("tree:width=2:value=agreement").dials == {
+        "beam": 1,
+        "value": "agreement",
+        "width": 2,
+    }
     assert parse_variant("iterative").label == "iterative"
-    assert [v.label for v in parse_variants("iterative, best_of_n:n=4")] == ["iterative", "best_of_n:n=4:value=logprob"]
+    assert [v.label for v in parse_variants("iterative, best_of_n:n=4")] == [
+        "iterative",
+        "best_of_n:n=4:value=logprob",
+    ]
     for bad, says in [("tree:width=0", "width"), ("tree:depth=2", "depth"), ("nope", "unknown strategy"),
                       ("tree:width", "dial=value"), ("decompose:mode=fast", "mode"), ("tree,tree", "twice")]:  # fmt: skip
         with pytest.raises(UnknownStrategyError, match=says):

@@ -103,6 +103,13 @@ class Branch(BaseModel):
         return (main if main is not None else float("-inf"), tie)
 
 
+def exactly(schema: dict[str, Any], n: int) -> dict[str, Any]:
+    """The queries schema asking for exactly ``n`` queries: a round's children are its compute, so a
+    model that writes fewer must not make one strategy cheaper than another by accident."""
+    queries = {**schema["properties"]["queries"], "minItems": n, "maxItems": n}
+    return {**schema, "properties": {**schema["properties"], "queries": queries}}
+
+
 def prompt(step: str, **fields: Any) -> list[Message]:
     template = TREE_PROMPTS[step]
     return [
@@ -222,7 +229,7 @@ class TreeNodes:
         )
         try:
             result = budgeted_json(
-                self.deps.llm, self.deps.ledger, msgs, queries_schema(self.width),
+                self.deps.llm, self.deps.ledger, msgs, exactly(queries_schema(self.width), self.width),
                 cap=plan.caps.query * self.width, node="tree_queries", round=round_,
                 seed=derive_seed(self.deps.seed, question, "tree_queries", round_) + i,
                 temperature=self.deps.reasoning_temperature if parent.sampled else 0.0,

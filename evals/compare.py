@@ -1,0 +1,463 @@
+"""Strategies against each other on one compute axis: every setting of every strategy's runs (one
+model, one suite), the frontier of all of them, paired differences against the iterative grid's best
+setting at equal or lower compute, what each strategy answers on the questions no search depth
+answered, accuracy per question type, the value functions' AUROC, and the smaller model's best
+against the larger model's best.
+
+A *setting* is one reading of one run: a strategy with its dials at a depth (and, for the iterative
+strategy, a thinking cap and a sample count), e.g. ``iterative d1 T0 N3`` or
+``tree:beam=1:value=logprob:width=3 d2``. Every comparison is on the questions every compared
+setting answered (paired), seeds averaged per question first; CIs are percentile bootstraps over
+questions. Scoring is apart from solving: the metric is read from the stored rows or re-scored from
+the stored traces.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from sounding.evals.fit import collapse_seeds
+from sounding.evals.metrics import score_answer
+
+Matrix = dict[str, dict[str, dict[str, Any]]]  # question -> setting label -> its (seed-averaged) row
+
+
+class StrategySetting(BaseModel):
+    label: str
+    strategy: str
+    depth: int
+    n: int
+    acc: float
+    ci: tuple[float, float]
+    tokens: float
+    flops: float | None
+    searches: float
+
+
+class PairedDifference(BaseModel):
+    """A setting against the best iterative setting that costs no more (mean token-equivalents)."""
+
+    setting: str
+    baseline: str | None  # None: no iterative setting is that cheap
+    diff: float | None
+    ci: tuple[float, float] | None
+    tokens_ratio: float | None  # the setting's spend over the baseline's
+
+
+class Rescue(BaseModel):
+    setting: str
+    share: float
+    ci: tuple[float, float]
+
+
+class TypeAccuracy(BaseModel):
+    qtype: str
+    n: int
+    acc: dict[str, float]  # setting label -> accuracy on the questions of this type
+
+
+class ValueQuality(BaseModel):
+    """How well a value function predicts correctness: AUROC over every valued candidate of a run's
+    final round (pooled over questions), and over the candidates the run chose."""
+
+    strategy: str
+    value: str
+    candidates: int
+    auroc: float | None
+    auroc_ci: tuple[float, float] | None
+    positives: int
+
+
+class StrategyComparison(BaseModel):
+    model: str
+    suite: str
+    metric: str
+    questions: int
+    settings: list[StrategySetting]
+    envelope: list[str]  # settings on the iso-compute frontier (tokens), cheapest first
+    differences: list[PairedDifference]
+    search_failed: int  # questions no depth of the iterative search axis answered
+    rescues: list[Rescue]
+    by_type: list[TypeAccuracy]
+    values: list[ValueQuality]
+
+
+class ModelGap(BaseModel):
+    suite: str
+    small: str
+    large: str
+    questions: int
+    small_best: str
+    small_best_acc: float
+    large_best: str
+    large_best_acc: float
+    gap: float
+    gap_ci: tuple[float, float]  # both bests chosen again in every resample
+    #: the smaller model's cheapest setting (FLOPs) reaching the larger model's best accuracy, if any
+    small_reaching: str | None
+    flops_ratio: float | None
+
+
+def setting_label(config: dict[str, Any], row: dict[str, Any]) -> str:
+    strategy = config.get("strategy", "iterative")
+    dials = config.get("dials") or {}
+    name = ":".join([strategy, *(f"{k}={v}" for k, v in sorted(dials.items()))])
+    if strategy == "iterative":
+        return f"iterative d{row['round']} T{row.get('think', 0)} N{row.get('samples', 1)}"
+    if strategy == "decompose" and (config.get("vote_k", 2), config.get("vote_max_samples", 8)) != (2, 8):
+        name += f":k={config['vote_k']}:max={config['vote_max_samples']}"
+    return f"{name} d{row['round']}"
+
+
+def matrices(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Matrix]:
+    """(model, suite) -> question -> setting -> row: fixed-controller runs without a budget only."""
+    raw: dict[tuple[str, str], dict[str, dict[str, list[dict[str, Any]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for row in rows:
+        cfg = runs[row["run_key"]]
+        if cfg.get("controller") != "fixed" or cfg.get("budget") is not None:
+            continue
+        label = setting_label(cfg, row)
+        raw[(cfg["model"], cfg["suite"])][row["question_id"]][label].append(
+            {**row, "strategy": cfg.get("strategy", "iterative"), "depth": row["round"]}
+        )
+    return {
+        key: {q: {s: collapse_seeds(rs) for s, rs in by.items()} for q, by in qs.items()}
+        for key, qs in raw.items()
+    }
+
+
+def _tokens(row: dict[str, Any]) -> float:
+    return float(row["cost"].get("tokens", row["prompt_tokens"] + row["completion_tokens"]))
+
+
+def _ci(values: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _boots(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def _envelope(settings: list[StrategySetting]) -> list[str]:
+    out, best = [], -1.0
+    for s in sorted(settings, key=lambda s: (s.tokens, -s.acc)):
+        if s.acc > best:
+            out.append(s.label)
+            best = s.acc
+    return out
+
+
+def compare(
+    matrix: Matrix,
+    *,
+    model: str,
+    suite: str,
+    metric: str = "cover_em",
+    traces: dict[tuple[str, str], dict[str, Any]] | None = None,
+    runs: dict[str, dict[str, Any]] | None = None,
+    n_boot: int = 1000,
+    seed: int = 7,
+) -> StrategyComparison | None:
+    labels = sorted({s for by in matrix.values() for s in by})
+    ids = sorted(q for q, by in matrix.items() if all(s in by for s in labels))
+    if len(ids) < 2:
+        return None
+    acc = np.array([[matrix[q][s][metric] for s in labels] for q in ids], dtype=float)  # questions x settings
+    boots = _boots(len(ids), n_boot, seed)
+    settings = []
+    for j, s in enumerate(labels):
+        rows = [matrix[q][s] for q in ids]
+        flops = [r["cost"].get("flops") for r in rows]
+        settings.append(
+            StrategySetting(
+                label=s,
+                strategy=rows[0]["strategy"],
+                depth=rows[0]["depth"],
+                n=len(ids),
+                acc=float(acc[:, j].mean()),
+                ci=_ci(acc[boots, j].mean(axis=1)),
+                tokens=float(np.mean([_tokens(r) for r in rows])),
+                flops=float(np.mean(flops)) if all(f is not None for f in flops) else None,
+                searches=float(np.mean([r["searches"] for r in rows])),
+            )
+        )
+    return StrategyComparison(
+        model=model, suite=suite, metric=metric, questions=len(ids), settings=settings,
+        envelope=_envelope(settings), differences=_differences(settings, acc, boots),
+        **_composition(matrix, ids, labels, metric, n_boot, seed),
+        by_type=_by_type(matrix, ids, settings, metric),
+        values=_value_quality(
+            traces or {}, runs or {}, model, suite,
+            {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}, n_boot, seed,
+        ),
+    )  # fmt: skip
+
+
+def _differences(
+    settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray
+) -> list[PairedDifference]:
+    """Each non-iterative setting minus the most accurate iterative setting that costs no more (the
+    baseline is chosen once, on all the questions; the CI is over questions, paired)."""
+    index = {s.label: j for j, s in enumerate(settings)}
+    grid = [s for s in settings if s.strategy == "iterative"]
+    out = []
+    for s in settings:
+        if s.strategy == "iterative":
+            continue
+        cheaper = [g for g in grid if g.tokens <= s.tokens]
+        if not cheaper:
+            out.append(
+                PairedDifference(setting=s.label, baseline=None, diff=None, ci=None, tokens_ratio=None)
+            )
+            continue
+        base = max(cheaper, key=lambda g: (g.acc, -g.tokens))
+        d = acc[:, index[s.label]] - acc[:, index[base.label]]
+        out.append(
+            PairedDifference(
+                setting=s.label,
+                baseline=base.label,
+                diff=float(d.mean()),
+                ci=_ci(d[boots].mean(axis=1)),
+                tokens_ratio=s.tokens / base.tokens if base.tokens else None,
+            )
+        )
+    return out
+
+
+def _composition(
+    matrix: Matrix, ids: list[str], labels: list[str], metric: str, n_boot: int, seed: int
+) -> dict[str, Any]:
+    """Questions wrong at every depth of the iterative search axis (think 0, one sample), and each
+    non-iterative setting's accuracy on them."""
+    axis = [s for s in labels if s.startswith("iterative ") and s.endswith(" T0 N1")]
+    if not axis:
+        return {"search_failed": 0, "rescues": []}
+    failed = [q for q in ids if all(matrix[q][s][metric] == 0 for s in axis)]
+    rescues = []
+    if failed:
+        boots = _boots(len(failed), n_boot, seed)
+        for s in labels:
+            if s.startswith("iterative "):
+                continue
+            values = np.array([matrix[q][s][metric] for q in failed], dtype=float)
+            rescues.append(Rescue(setting=s, share=float(values.mean()), ci=_ci(values[boots].mean(axis=1))))
+    return {"search_failed": len(failed), "rescues": rescues}
+
+
+def _by_type(
+    matrix: Matrix, ids: list[str], settings: list[StrategySetting], metric: str
+) -> list[TypeAccuracy]:
+    """Accuracy per question type (hops for MuSiQue) of each strategy's deepest setting and of the
+    iterative grid's best."""
+    shown = _headline_settings(settings)
+    groups: dict[str, list[str]] = defaultdict(list)
+    for q in ids:
+        any_row = next(iter(matrix[q].values()))
+        group = any_row.get("qtype") or (f"{any_row['hops']} hops" if any_row.get("hops") else None)
+        if group:
+            groups[str(group)].append(q)
+    return [
+        TypeAccuracy(
+            qtype=g, n=len(qs), acc={s: float(np.mean([matrix[q][s][metric] for q in qs])) for s in shown}
+        )
+        for g, qs in sorted(groups.items())
+    ]
+
+
+def _headline_settings(settings: list[StrategySetting]) -> list[str]:
+    """The iterative grid's most accurate setting and every other strategy's deepest reading."""
+    grid = [s for s in settings if s.strategy == "iterative"]
+    shown = [max(grid, key=lambda s: (s.acc, -s.tokens)).label] if grid else []
+    deepest: dict[str, StrategySetting] = {}
+    for s in settings:
+        if s.strategy == "iterative":
+            continue
+        run = s.label.rsplit(" d", 1)[0]
+        if run not in deepest or s.depth > deepest[run].depth:
+            deepest[run] = s
+    return shown + [s.label for s in deepest.values()]
+
+
+def _value_quality(
+    traces: dict[tuple[str, str], dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    model: str,
+    suite: str,
+    golds: dict[str, list[str]],
+    n_boot: int,
+    seed: int,
+) -> list[ValueQuality]:
+    """AUROC of each value (logprob, agreement, support where measured) for a candidate's correctness
+    (cover-EM against the golds), over the final round's candidates of every tree/best_of_n run."""
+    from sklearn.metrics import roc_auc_score
+
+    pooled: dict[tuple[str, str], list[tuple[str, float, int]]] = defaultdict(list)
+    for (key, q), trace in traces.items():
+        cfg = runs.get(key, {})
+        if cfg.get("model") != model or cfg.get("suite") != suite or q not in golds:
+            continue
+        events = [e for e in trace.get("strategy_events", []) if e["kind"] == "candidates"]
+        if not events:
+            continue
+        name = ":".join([cfg["strategy"], *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
+        for c in events[-1]["candidates"]:
+            right = int(score_answer(c["answer"], golds[q]).cover_em > 0) if c["answer"] else 0
+            for value in ("logprob", "agreement", "support"):
+                if c.get(value) is not None:
+                    pooled[(name, value)].append((q, float(c[value]), right))
+    out = []
+    for (name, value), points in sorted(pooled.items()):
+        y = np.array([p[2] for p in points])
+        x = np.array([p[1] for p in points])
+        auroc, ci = None, None
+        if 0 < y.sum() < len(y):
+            auroc = float(roc_auc_score(y, x))
+            ci = _auroc_ci(points, n_boot, seed)
+        out.append(
+            ValueQuality(
+                strategy=name,
+                value=value,
+                candidates=len(points),
+                auroc=auroc,
+                auroc_ci=ci,
+                positives=int(y.sum()),
+            )
+        )
+    return out
+
+
+def _auroc_ci(points: list[tuple[str, float, int]], n_boot: int, seed: int) -> tuple[float, float] | None:
+    """Bootstrap over questions (a question's candidates move together)."""
+    from sklearn.metrics import roc_auc_score
+
+    by_q: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    for q, v, y in points:
+        by_q[q].append((v, y))
+    qs = sorted(by_q)
+    stats = []
+    for idx in _boots(len(qs), min(n_boot, 500), seed):
+        sample = [p for i in idx for p in by_q[qs[i]]]
+        ys = [y for _, y in sample]
+        if 0 < sum(ys) < len(ys):
+            stats.append(roc_auc_score(ys, [v for v, _ in sample]))
+    return _ci(np.array(stats)) if stats else None
+
+
+def model_gap(
+    small: Matrix, large: Matrix, *, suite: str, names: tuple[str, str], metric: str = "cover_em",
+    n_boot: int = 1000, seed: int = 7,
+) -> ModelGap | None:  # fmt: skip
+    """The smaller model's best setting (of all its strategies) against the larger model's best, on
+    the questions both answered at every setting; both bests re-chosen in every resample."""
+    s_labels = sorted({s for by in small.values() for s in by})
+    l_labels = sorted({s for by in large.values() for s in by})
+    ids = sorted(
+        q for q in set(small) & set(large)
+        if all(s in small[q] for s in s_labels) and all(s in large[q] for s in l_labels)
+    )  # fmt: skip
+    if len(ids) < 2:
+        return None
+    a = np.array([[small[q][s][metric] for s in s_labels] for q in ids], dtype=float)
+    b = np.array([[large[q][s][metric] for s in l_labels] for q in ids], dtype=float)
+    i, j = int(a.mean(0).argmax()), int(b.mean(0).argmax())
+    gaps = [a[idx].mean(0).max() - b[idx].mean(0).max() for idx in _boots(len(ids), n_boot, seed)]
+    s_flops = [np.mean([small[q][s]["cost"].get("flops", np.nan) for q in ids]) for s in s_labels]
+    reaching = [k for k in range(len(s_labels)) if a[:, k].mean() >= b[:, j].mean()]
+    cheapest = min(reaching, key=lambda k: s_flops[k]) if reaching else None
+    l_flops = float(np.mean([large[q][l_labels[j]]["cost"].get("flops", np.nan) for q in ids]))
+    return ModelGap(
+        suite=suite, small=names[0], large=names[1], questions=len(ids),
+        small_best=s_labels[i], small_best_acc=float(a[:, i].mean()),
+        large_best=l_labels[j], large_best_acc=float(b[:, j].mean()),
+        gap=float(a[:, i].mean() - b[:, j].mean()), gap_ci=_ci(np.array(gaps)),
+        small_reaching=s_labels[cheapest] if cheapest is not None else None,
+        flops_ratio=float(s_flops[cheapest] / l_flops) if cheapest is not None and l_flops else None,
+    )  # fmt: skip
+
+
+# --- Markdown -----------------------------------------------------------------------------------------
+
+
+def _pm(ci: tuple[float, float] | None) -> str:
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+
+
+def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str:
+    out: list[str] = []
+    for c in comparisons:
+        out += [
+            f"## {c.model} on {c.suite}: strategies on one compute axis ({c.metric}, n = {c.questions})",
+            "",
+        ]
+        out += [
+            "| setting | acc | 95% CI | token-eq. | searches | GFLOPs | frontier |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for s in sorted(c.settings, key=lambda s: s.tokens):
+            flops = f"{s.flops / 1e9:,.0f}" if s.flops else ""
+            on = "yes" if s.label in c.envelope else ""
+            out.append(
+                f"| {s.label} | {s.acc:.3f} | [{s.ci[0]:.3f}, {s.ci[1]:.3f}] | {s.tokens:,.0f} | "
+                f"{s.searches:.2f} | {flops} | {on} |"
+            )
+        out += [
+            "",
+            "Paired difference against the most accurate iterative setting at equal or lower compute:",
+            "",
+        ]
+        out += ["| setting | baseline | difference | 95% CI | spend / baseline |", "|---|---|---|---|---|"]
+        for d in c.differences:
+            if d.baseline is None:
+                out.append(f"| {d.setting} | (no iterative setting this cheap) | | | |")
+            else:
+                out.append(
+                    f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {d.tokens_ratio:.2f}x |"
+                )
+        out += ["", f"Composition: {c.search_failed} of {c.questions} questions were wrong at every search depth "
+                "(iterative, think 0, one sample); each strategy's share of them:", ""]  # fmt: skip
+        out += ["| setting | share | 95% CI |", "|---|---|---|"]
+        out += [f"| {r.setting} | {r.share:.3f} | [{r.ci[0]:.3f}, {r.ci[1]:.3f}] |" for r in c.rescues]
+        if c.by_type:
+            shown = list(c.by_type[0].acc)
+            out += ["", "Per question type:", "", "| type | n | " + " | ".join(shown) + " |",
+                    "|---|---|" + "---|" * len(shown)]  # fmt: skip
+            out += [
+                f"| {t.qtype} | {t.n} | " + " | ".join(f"{t.acc[s]:.3f}" for s in shown) + " |"
+                for t in c.by_type
+            ]
+        if c.values:
+            out += [
+                "",
+                "Value functions: AUROC for a final-round candidate's correctness (CI over questions):",
+                "",
+            ]
+            out += [
+                "| strategy | value | candidates | correct | AUROC | 95% CI |",
+                "|---|---|---|---|---|---|",
+            ]
+            for v in c.values:
+                auroc = f"{v.auroc:.3f}" if v.auroc is not None else "n/a"
+                ci = f"[{v.auroc_ci[0]:.3f}, {v.auroc_ci[1]:.3f}]" if v.auroc_ci else ""
+                out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {auroc} | {ci} |")
+        out.append("")
+    for g in gaps:
+        reach = (
+            f"reaches it with {g.small_reaching} at {g.flops_ratio:.2f}x its FLOPs"
+            if g.small_reaching and g.flops_ratio
+            else "never reaches it"
+        )
+        out += [
+            f"## {g.small} against {g.large} on {g.suite} (n = {g.questions})",
+            "",
+            f"Best against best: {g.small_best} {g.small_best_acc:.3f} vs {g.large_best} {g.large_best_acc:.3f}, "
+            f"gap {g.gap:+.3f} {_pm(g.gap_ci)} (both re-chosen per resample); the smaller model {reach}.",
+            "",
+        ]
+    return "\n".join(out)

@@ -1,0 +1,84 @@
+"""`sounding compare`: strategies against each other on one compute axis (evals/compare.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sounding.cli.common import console, existing_store, fail
+
+
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Bench run directories (any strategies, any models).")],
+    metric: Annotated[
+        str, typer.Option("--metric", help="Any scorer (sounding frontier --help).")
+    ] = "cover_em",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=100, max=10000)] = 1000,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write every number as JSON to FILE.")
+    ] = None,
+) -> None:
+    """Strategies on one compute axis, per model and suite: every setting with its CI, the frontier of
+    all of them, each strategy against the best iterative setting at equal or lower compute (paired),
+    what each answers where no search depth did, accuracy per question type, the value functions'
+    AUROC, and each smaller model's best against the larger's. Reads the run directories as one;
+    writes nothing but --json."""
+    import json
+
+    from sounding.cli.bench import _check_metric, _scored
+    from sounding.evals.compare import compare as compare_strategies
+    from sounding.evals.compare import markdown, matrices, model_gap
+    from sounding.evals.store import ResultStore, StoreError
+    from sounding.tools.llm.registry import EMBEDDED_MODELS
+
+    _check_metric(metric)
+    rows: list[dict[str, Any]] = []
+    configs: dict[str, dict[str, Any]] = {}
+    traces: dict[tuple[str, str], dict[str, Any]] = {}
+    for run_dir in runs:
+        try:
+            store = ResultStore.open_read_only(existing_store(run_dir))
+            rows += _scored(store, metric)
+            configs |= store.runs()
+            traces |= store.traces()
+        except StoreError as exc:
+            fail(str(exc))
+    if not rows:
+        fail("no results yet in " + ", ".join(map(str, runs)))
+    by_model = matrices(rows, configs)
+    comparisons = [
+        c
+        for (model, suite), matrix in sorted(by_model.items())
+        if (
+            c := compare_strategies(
+                matrix, model=model, suite=suite, metric=metric, traces=traces, runs=configs, n_boot=bootstrap
+            )
+        )
+        is not None
+    ]
+    gaps = []
+    size = {name: m.n_params for name, m in EMBEDDED_MODELS.items()}
+    suites = sorted({s for _, s in by_model})
+    for suite in suites:
+        models = sorted((m for m, s in by_model if s == suite), key=lambda m: size.get(m, 0))
+        for i, small in enumerate(models):
+            for large in models[i + 1 :]:
+                gap = model_gap(by_model[(small, suite)], by_model[(large, suite)], suite=suite,
+                                names=(small, large), metric=metric, n_boot=bootstrap)  # fmt: skip
+                if gap is not None:
+                    gaps.append(gap)
+    if not comparisons:
+        fail("no model and suite has two questions answered at every setting: nothing to compare yet")
+    console.print(markdown(comparisons, gaps), markup=False, highlight=False, soft_wrap=True)
+    if json_out is not None:
+        payload = {
+            "comparisons": [c.model_dump() for c in comparisons],
+            "gaps": [g.model_dump() for g in gaps],
+        }
+        json_out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("compare")(compare)

@@ -1,0 +1,108 @@
+"""`sounding compare` on synthetic stores: settings across strategies on one axis, the paired
+difference against the best iterative setting that costs no more, composition on the questions no
+search depth answered, per-type accuracy, value AUROC from the stored candidates, and the model gap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sounding.evals.compare import compare, markdown, matrices, model_gap
+from sounding.evals.store import ResultStore
+
+IT = {"strategy": "iterative", "controller": "fixed", "budget": None, "suite": "s", "model": "small"}
+TREE = {**IT, "strategy": "tree", "dials": {"beam": 1, "value": "logprob", "width": 3}}
+
+
+def row(key, q, rnd, correct, tokens, *, think=0, samples=1, qtype="bridge", golds=("Danube",)):
+    return {
+        "run_key": key, "question_id": q, "round": rnd, "think": think, "samples": samples,
+        "cover_em": float(correct), "em": float(correct), "f1": float(correct), "recall": None,
+        "cost": {"tokens": float(tokens), "flops": float(tokens) * 1e9}, "prompt_tokens": tokens,
+        "completion_tokens": 0, "searches": rnd, "qtype": qtype, "hops": None, "golds": list(golds),
+        "llm_calls": 1, "rounds_done": rnd, "question": q, "answer": "a", "judge": None, "judge_model": None,
+        "spend_by_event": {}, "wall_seconds": 1.0, "stop_reason": "depth", "is_final": 1,
+    }  # fmt: skip
+
+
+def store_rows(n=40):
+    """Iterative: closed book right on q0-q9, one search adds q10-q19. Tree (at depth 2) is right on
+    q0-q19 and on q20-q29, which no search depth answered; it costs 3x one search."""
+    rows = []
+    for i in range(n):
+        q = f"q{i}"
+        qtype = "comparison" if i % 2 else "bridge"
+        rows.append(row("it", q, 0, i < 10, 80, qtype=qtype))
+        rows.append(row("it", q, 1, i < 20, 1000, qtype=qtype))
+        rows.append(row("tree", q, 0, i < 10, 80, qtype=qtype))
+        rows.append(row("tree", q, 2, i < 30, 3000, qtype=qtype))
+    return rows
+
+
+def test_settings_differences_and_composition():
+    ((key, matrix),) = matrices(store_rows(), {"it": IT, "tree": TREE}).items()
+    assert key == ("small", "s")
+    c = compare(matrix, model="small", suite="s", n_boot=300)
+    by = {s.label: s for s in c.settings}
+    assert set(by) == {"iterative d0 T0 N1", "iterative d1 T0 N1",
+                       "tree:beam=1:value=logprob:width=3 d0", "tree:beam=1:value=logprob:width=3 d2"}  # fmt: skip
+    assert by["tree:beam=1:value=logprob:width=3 d2"].acc == pytest.approx(0.75)
+    assert c.envelope == ["iterative d0 T0 N1", "iterative d1 T0 N1", "tree:beam=1:value=logprob:width=3 d2"]
+    diff = {d.setting: d for d in c.differences}["tree:beam=1:value=logprob:width=3 d2"]
+    assert diff.baseline == "iterative d1 T0 N1" and diff.diff == pytest.approx(0.25)
+    assert diff.ci[0] > 0 and diff.tokens_ratio == pytest.approx(3.0)
+    # q20-q39 failed at every search depth; the tree answers q20-q29 of them
+    assert c.search_failed == 20
+    rescue = {r.setting: r for r in c.rescues}["tree:beam=1:value=logprob:width=3 d2"]
+    assert rescue.share == pytest.approx(0.5)
+    assert {t.qtype: t.n for t in c.by_type} == {"bridge": 20, "comparison": 20}
+    assert "| tree:beam=1:value=logprob:width=3 d2 | 0.750 |" in markdown([c], [])
+
+
+def test_value_auroc_comes_from_the_stored_candidates():
+    rows = store_rows(6)
+    traces = {}
+    for i in range(6):
+        # the right candidate always has the higher log-probability; agreement says nothing
+        cands = [{"answer": "Danube", "logprob": -0.1 - i / 100, "agreement": 0.5},
+                 {"answer": "Seine", "logprob": -0.9, "agreement": 0.5}]  # fmt: skip
+        traces[("tree", f"q{i}")] = {"strategy_events": [{"kind": "candidates", "candidates": cands}]}
+    ((_, matrix),) = matrices(rows, {"it": IT, "tree": TREE}).items()
+    c = compare(matrix, model="small", suite="s", traces=traces, runs={"it": IT, "tree": TREE}, n_boot=200)
+    values = {v.value: v for v in c.values}
+    assert values["logprob"].auroc == pytest.approx(1.0) and values["agreement"].auroc == pytest.approx(0.5)
+    assert values["logprob"].candidates == 12 and values["logprob"].positives == 6
+
+
+def test_the_gap_between_models_reselects_both_bests():
+    small = matrices(store_rows(), {"it": IT, "tree": TREE})[("small", "s")]
+    large_rows = [row("big", f"q{i}", 1, i < 25, 1000) for i in range(40)]
+    large = matrices(large_rows, {"big": {**IT, "model": "large"}})[("large", "s")]
+    gap = model_gap(small, large, suite="s", names=("small", "large"), n_boot=300)
+    assert gap.small_best.startswith("tree") and gap.gap == pytest.approx(0.75 - 0.625)
+    assert gap.small_reaching.startswith("tree") and gap.flops_ratio == pytest.approx(3.0)
+
+
+def test_the_command_reads_run_directories(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    store = ResultStore(run / "results.sqlite")
+    store.register_run("it", IT)
+    store.register_run("tree", TREE)
+    rows = store_rows(10)
+    for q in sorted({r["question_id"] for r in rows}):
+        for key in ("it", "tree"):
+            store.add_question([r for r in rows if r["question_id"] == q and r["run_key"] == key], None, None)
+    store.close()
+    out = tmp_path / "c.json"
+    done = subprocess.run([sys.executable, "-m", "sounding", "compare", str(run), "--bootstrap", "200",
+                           "--json", str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "strategies on one compute axis" in done.stdout and "n = 10" in done.stdout
+    assert json.loads(out.read_text())["comparisons"][0]["questions"] == 10
+    missing = subprocess.run([sys.executable, "-m", "sounding", "compare", str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert missing.returncode == 2 and "results.sqlite" in missing.stderr
