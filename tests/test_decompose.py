@@ -187,6 +187,29 @@ def test_ask_with_the_decompose_strategy_answers_with_the_real_model(
 
 
 @pytest.mark.model
+def test_ask_with_the_tree_strategy_shows_its_branches_with_the_real_model(
+    tmp_path, test_home, smollm2_path, small_corpus
+):
+    env = {**os.environ, "SOUNDING_HOME": str(test_home), "XDG_CONFIG_HOME": str(tmp_path / "cfg"),
+           "COLUMNS": "200"}  # fmt: skip
+    env.pop("SOUNDING_CONFIG", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "sounding", "ask", Q, "--strategy", "tree:width=2:value=agreement", "--model",
+         "smollm2-135m", "--corpus", f"jsonl:{small_corpus}", "--backend", "bm25", "--depth", "1",
+         "--budget", "6000"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    assert "round 1: 2 branches, by agreement" in out.stderr and out.stdout.strip()
+    assert "Traceback" not in out.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "sounding", "ask", Q, "--strategy", "tree:width=0"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "width" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.model
 def test_bench_sweeps_the_decompose_strategy_into_its_own_run(tmp_path, test_home, smollm2_path, data_dir):
     env = {**os.environ, "SOUNDING_HOME": str(test_home), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
     env.pop("SOUNDING_CONFIG", None)
@@ -195,20 +218,31 @@ def test_bench_sweeps_the_decompose_strategy_into_its_own_run(tmp_path, test_hom
     base = [sys.executable, "-m", "sounding", "bench", suite, "--limit", "2", "--model", "smollm2-135m",
             "--backend", "bm25", "--out", str(out), "--depths", "0,2"]  # fmt: skip
     done = subprocess.run(
-        [*base, "--strategy", "decompose"], env=env, capture_output=True, text=True, timeout=900
+        [*base, "--strategy", "decompose,tree:width=2"], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-2000:]
     from sounding.evals.store import ResultStore
 
     store = ResultStore.open_read_only(out / "results.sqlite")
-    (spec,) = store.runs().values()
-    assert spec["strategy"] == "decompose" and spec["vote_k"] == 2
+    specs = {s["strategy"]: (key, s) for key, s in store.runs().items()}
+    assert set(specs) == {"decompose", "tree"}  # one run per strategy, each with its dials and prompts
+    assert specs["decompose"][1]["vote_k"] == 2 and specs["decompose"][1]["dials"] == {"mode": "auto"}
+    assert specs["tree"][1]["dials"] == {"beam": 1, "value": "logprob", "width": 2}
+    assert specs["tree"][1]["strategy_prompts"] and specs["tree"][1]["think_caps"] == [0]
     rows = store.results()
-    assert {r["round"] for r in rows} <= {0, 2} and len(
-        {r["question_id"] for r in rows} | {e["question_id"] for e in store.errors()}
-    ) == 2
+    for name, rounds in (("decompose", {0, 2}), ("tree", {0, 1, 2})):
+        mine = [r for r in rows if r["run_key"] == specs[name][0]]
+        assert {r["round"] for r in mine} <= rounds
+        assert len({r["question_id"] for r in mine} | {e["question_id"] for e in store.errors()
+                                                          if e["run_key"] == specs[name][0]}) == 2  # fmt: skip
     traces = store.traces()
     assert all(any(e for e in t["drafts"]) for t in traces.values())
+    tree_traces = [t for (k, _), t in traces.items() if k == specs["tree"][0]]
+    assert all(e["kind"] == "candidates" for t in tree_traces for e in t["strategy_events"])
+    compared = subprocess.run([sys.executable, "-m", "sounding", "compare", str(out), "--bootstrap", "100"],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert compared.returncode in (0, 2), compared.stderr  # 2: fewer than two questions answered by both
+    assert "Traceback" not in compared.stderr
     refused = subprocess.run(
         [*base, "--strategy", "decompose", "--think", "0,16"],
         env=env,

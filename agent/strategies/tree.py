@@ -160,7 +160,9 @@ class TreeNodes:
             list(enumerate(parents)),
             self.deps.workers,
         )
-        jobs = [(parent, q) for parent, queries, _ in planned for q in queries]
+        jobs = [
+            (parent, q, queries[:n].count(q)) for parent, queries, _ in planned for n, q in enumerate(queries)
+        ]
         charges = [c for _, _, cs in planned for c in cs]
         outcomes = run_side_by_side(
             lambda job: self._child(plan, question, round_, job), list(enumerate(jobs)), self.deps.workers
@@ -171,7 +173,7 @@ class TreeNodes:
         errors = [e for o in outcomes for e in o.get("errors", [])]
         update: dict[str, Any] = {
             "round": round_,
-            "issued": [q for _, q in jobs],
+            "issued": [q for _, q, _ in jobs],
             "hits": [h for o in outcomes for h in o.get("hits", [])],
             "read_ids": [p["doc_id"] for c in children for p in c.passages[-plan.read :]],
             "errors": errors,
@@ -237,16 +239,17 @@ class TreeNodes:
         except LLMError:
             return parent, [], []
         raw = (result.value or {}).get("queries") or []
-        queries = list(dict.fromkeys(str(q).strip() for q in raw if str(q).strip()))[: self.width]
+        # a repeated query is kept: its child reads the next unread passages of the same ranking
+        queries = [str(q).strip() for q in raw if str(q).strip()][: self.width]
         if result.value is not None and not queries:
             queries = [question]  # a branch that wrote no query still searches the question
         return parent, queries, [c.model_dump() for c in result.charges]
 
     def _child(
-        self, plan: Plan, question: str, round_: int, numbered: tuple[int, tuple[Branch, str]]
+        self, plan: Plan, question: str, round_: int, numbered: tuple[int, tuple[Branch, str, int]]
     ) -> dict[str, Any]:
         """One child: search its query, add the unread top passages, answer with log-probabilities."""
-        i, (parent, query) = numbered
+        i, (parent, query, repeat) = numbered
         try:
             records, charge = charged_search(
                 self.deps.search, self.deps.ledger, query, plan.k, node="search", round=round_
@@ -256,7 +259,7 @@ class TreeNodes:
         except SearchError as exc:
             return {"errors": [{"node": "expand", "kind": "search", "message": str(exc)}]}
         seen = {p["doc_id"] for p in parent.passages}
-        fresh = [h for h in records if h["doc_id"] not in seen][: plan.read]
+        fresh = [h for h in records if h["doc_id"] not in seen][repeat * plan.read : (repeat + 1) * plan.read]
         passages = [
             *parent.passages,
             *({k: h.get(k) for k in ("doc_id", "title", "text", "url")} for h in fresh),

@@ -92,7 +92,8 @@ class LiveView:
         elif kind in ("step", "compose"):
             votes = ", ".join(f"{answer} x{n}" for answer, n in event.get("votes", {}).items())
             flags = ", ".join(f"{n} {flag}" for flag, n in event.get("red_flags", {}).items())
-            where = f"step {event['step']}: {event['question']}" if kind == "step" else "compose"
+            wave = f" (wave {event['wave']})" if event.get("wave") else ""
+            where = f"step {event['step']}{wave}: {event['question']}" if kind == "step" else "compose"
             self.lines.append(Text(where, "cyan"))
             if event.get("hits"):
                 self.lines.append(Text(f"  search -> {', '.join(event['hits'][:5])}"))
@@ -104,6 +105,23 @@ class LiveView:
                     "magenta",
                 )
             )
+        elif kind == "candidates":  # the tree / best_of_n strategies: each child, its values, kept or not
+            self.lines.append(
+                Text(
+                    f"round {event['round']}: {len(event['candidates'])} branches, by {event['value']}",
+                    "cyan",
+                )
+            )
+            for c in event["candidates"]:
+                logprob = f"{c['logprob']:.2f}" if c.get("logprob") is not None else "-"
+                support = f", support {c['support']:.0f}" if c.get("support") is not None else ""
+                mark = "*" if c["id"] == event["chosen"] else ("+" if c["kept"] else " ")
+                self.lines.append(
+                    Text(
+                        f"  {mark} {c['queries'][-1]!r} -> {c['answer'] or '(no answer)'} (logprob {logprob}, "
+                        f"agreement {c['agreement']:.2f}{support})"
+                    )
+                )
         elif kind == "queries":
             self.lines.append(Text(f"round {event['round']}: queries {event['queries']}", "cyan"))
         elif kind == "search":
