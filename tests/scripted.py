@@ -36,6 +36,9 @@ STEP_BY_SYSTEM = {
 
 def step_of(messages: list[Message]) -> str:
     system = messages[0]["content"]
+    for needle, step in STEP_BY_SYSTEM.items():  # steps whose worked examples are earlier turns
+        if needle in system and step in ("split", "split_parallel"):
+            return step
     if len(messages) > 2 and messages[-2]["role"] == "assistant":
         return "think_answer"  # a reasoning forced to its answer
     for needle, step in STEP_BY_SYSTEM.items():

@@ -247,3 +247,51 @@ def test_strategy_variants_parse_and_refuse_bad_dials():
                       ("tree:width", "dial=value"), ("decompose:mode=fast", "mode"), ("tree,tree", "twice")]:  # fmt: skip
         with pytest.raises(UnknownStrategyError, match=says):
             parse_variants(bad)
+
+
+def test_an_off_topic_split_is_red_flagged_drawn_again_and_else_the_question_is_researched():
+    from sounding.agent.strategies.decompose import prompt, split_flag
+
+    # a 0.5B model copied the prompt's example for every question: such a split is discarded
+    assert (
+        split_flag(
+            ["Who directed Inception?", "Where was #1 born?"],
+            "Who is older, Annie Morton or Terry Richardson?",
+        )
+        == "off_topic"
+    )
+    assert (
+        split_flag(
+            ["How old is Annie Morton?", "How old is Terry Richardson?"],
+            "Who is older, Annie Morton or Terry Richardson?",
+        )
+        is None
+    )
+    msgs = prompt("split", question="Who is older, A or B?", n=2)
+    assert [m["role"] for m in msgs] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+    ]
+    assert msgs[-1]["content"].startswith("Question: Who is older, A or B?")
+    copied = {"subquestions": ["Who directed Inception?", "Where was #1 born?"]}
+    script = {
+        **decompose_script(),
+        "split": lambda n, m: copied if n == 1 else {"subquestions": ["What is the capital of Hungary?"]},
+    }
+    result, llm, *_ = run("decompose", {"mode": "auto"}, ScriptedLLM(script), depth=2)
+    (split,) = [e for e in result.events if e["kind"] == "split"]
+    assert split["red_flags"] == ["off_topic"] and split["subquestions"] == [
+        "What is the capital of Hungary?"
+    ]
+    temps = [t for s, _, _, t in llm.seeds if s == "split"]
+    assert temps[0] is None and temps[1] and temps[1] > 0  # the second draw is sampled
+    always_copied = {**decompose_script(), "split": copied}
+    result, *_ = run("decompose", {"mode": "auto"}, ScriptedLLM(always_copied), depth=2)
+    (split,) = [e for e in result.events if e["kind"] == "split"]
+    assert split["red_flags"] == ["off_topic", "off_topic"] and split["subquestions"] == [Q]

@@ -54,7 +54,7 @@ from sounding.tools.llm.base import LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchError
 from sounding.tools.text import normalize_answer
 
-DECOMPOSE_PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
+DECOMPOSE_PROMPTS: dict[str, dict[str, Any]] = tomllib.loads(
     resources.files("sounding.agent.strategies").joinpath("decompose.toml").read_text(encoding="utf-8")
 )
 #: A short answer is a few words; a longer ballot has lost the format (a red flag).
@@ -77,11 +77,37 @@ class DecomposeDials(BaseModel):
 
 
 def prompt(step: str, **fields: Any) -> list[Message]:
+    """The step's system text, its worked examples as earlier turns (the user's question with the
+    step's other fields, then the assistant's answer), then the real question."""
     template = DECOMPOSE_PROMPTS[step]
-    return [
-        {"role": "system", "content": template["system"]},
-        {"role": "user", "content": template["user"].format(**fields)},
-    ]
+    msgs: list[Message] = [{"role": "system", "content": template["system"]}]
+    for example, answer in template.get("examples", []):
+        msgs.append({"role": "user", "content": template["user"].format(**{**fields, "question": example})})
+        msgs.append({"role": "assistant", "content": answer})
+    msgs.append({"role": "user", "content": template["user"].format(**fields)})
+    return msgs
+
+
+#: Words too common to tie a sub-question to its question.
+COMMON_WORDS = frozenset(
+    "what which where when who whom whose why how does did the that this with from into than then "
+    "there their they them have has had were was are is and for its also about after before".split()
+)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"\w+", normalize_answer(text)) if len(w) > 2 and w not in COMMON_WORDS}
+
+
+def split_flag(subquestions: list[str], question: str) -> str | None:
+    """Why a split must be discarded (a red flag), or None: a sub-question that names no earlier
+    answer must share a content word with the question (else it is about something else: a copied
+    example, an invented subject)."""
+    words = content_words(question)
+    for sub in subquestions:
+        if not depends_on(sub) and not (content_words(sub) & words):
+            return "off_topic"
+    return None
 
 
 def substitute(question: str, answers: list[str] | dict[int, str]) -> str:
@@ -120,24 +146,34 @@ class DecomposeNodes:
         if state.get("errors") or plan.depth == 0:
             return {"subquestions": []}
         n = max(1, plan.depth)
-        try:
-            result = budgeted_json(
-                self.deps.llm, self.deps.ledger,
-                prompt("split_parallel" if self.dials.mode == "parallel" else "split", question=question, n=n),
-                SPLIT_SCHEMA,
-                cap=48 * n, node="split", round=0, seed=derive_seed(self.deps.seed, question, "split", 0),
-            )  # fmt: skip
-        except LLMError as exc:
-            return {"errors": [{"node": "split", "kind": "llm", "message": str(exc)}]}
-        raw = (result.value or {}).get("subquestions") or []
-        subquestions = [str(q).strip() for q in raw if str(q).strip()][:n] or [question]
-        # a malformed split, or one the budget could not pay, still researches the question itself
-        event = self._event("split", subquestions=subquestions, failure=result.failure)
-        return {
-            "subquestions": subquestions,
-            "charges": [c.model_dump() for c in result.charges],
-            "events": [event],
-        }
+        step = "split_parallel" if self.dials.mode == "parallel" else "split"
+        charges: list[dict[str, Any]] = []
+        flags: list[str] = []
+        subquestions: list[str] = []
+        failure = None
+        for attempt in range(2):  # a red-flagged split is discarded and drawn again once (sampled)
+            try:
+                result = budgeted_json(
+                    self.deps.llm, self.deps.ledger, prompt(step, question=question, n=n), SPLIT_SCHEMA,
+                    cap=48 * n, node="split", round=0,
+                    seed=derive_seed(self.deps.seed, question, "split", 0) + 101 * attempt,
+                    temperature=None if attempt == 0 else self.deps.reasoning_temperature,
+                )  # fmt: skip
+            except LLMError as exc:
+                return {"errors": [{"node": "split", "kind": "llm", "message": str(exc)}], "charges": charges}
+            charges += [c.model_dump() for c in result.charges]
+            failure = result.failure
+            raw = (result.value or {}).get("subquestions") or []
+            subquestions = [str(q).strip() for q in raw if str(q).strip()][:n]
+            flag = split_flag(subquestions, question) if subquestions else None
+            if flag is None:
+                break
+            flags.append(flag)
+            subquestions = []
+        # a malformed or red-flagged split, or one the budget could not pay, researches the question itself
+        subquestions = subquestions or [question]
+        event = self._event("split", subquestions=subquestions, failure=failure, red_flags=flags)
+        return {"subquestions": subquestions, "charges": charges, "events": [event]}
 
     def route_after_split(self, state: ResearchState) -> str:
         return "step" if state.get("subquestions") and not state.get("errors") else "compose"

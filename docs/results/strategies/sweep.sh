@@ -5,8 +5,8 @@
 set -euo pipefail
 H=hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz
 R=docs/results/strategies
-S="decompose,tree,best_of_n"
-for limit in ${LIMITS:-40 70 100}; do
+S="decompose,decompose:mode=sequential,tree,best_of_n"
+for limit in ${LIMITS:-30 50 75 100}; do
   .venv/bin/sounding bench $H --limit "$limit" --depths 0,1,2 --model qwen2.5-coder-0.5b \
     --strategy "$S" --out $R/hotpotqa-0.5b
 done
