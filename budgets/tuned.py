@@ -14,7 +14,9 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from typing import Any
+
+from pydantic import BaseModel, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer, model_validator
 
 from sounding.budgets.controllers import (
     MAX_SAMPLES,
@@ -45,10 +47,26 @@ class Setting(BaseModel):
     stop_on_agree: bool = False
     #: Its mean spend per question in the policy's unit, measured on the grid it was fitted on.
     mean_cost: float = Field(default=0.0, ge=0)
+    #: The strategy it runs, with its dials (a policy tuned across strategies; `sounding tune
+    #: --across-strategies`). Left out of the JSON while "iterative", so older policies keep their bytes
+    #: (and the run keys that hash them).
+    strategy: str = "iterative"
+    dials: dict[str, str | int | float | bool] = {}
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict) and self.strategy == "iterative" and not self.dials:
+            data.pop("strategy", None)
+            data.pop("dials", None)
+        return data
 
     @property
     def label(self) -> str:
         stop = " stop-on-agree" if self.stop_on_agree else ""
+        if self.strategy != "iterative":
+            name = ":".join([self.strategy, *(f"{k}={v}" for k, v in sorted(self.dials.items()))])
+            return f"{name} d{self.depth}"
         return f"d{self.depth} T{self.think} N{self.samples}{stop}"
 
 
@@ -206,6 +224,15 @@ class TunedController:
     needs_probe = True
 
     def __init__(self, policy: TunedPolicy) -> None:
+        other = sorted({s.strategy for s in policy.reachable()} - {"iterative"})
+        if other:
+            # the controller plans inside one strategy's graph; choosing the graph per question is
+            # evaluated offline by `sounding tune --across-strategies` but not yet run by `ask`/`bench`
+            raise PolicyError(
+                f"this policy chooses among strategies ({', '.join(['iterative', *other])}): "
+                "`sounding tune --across-strategies` measures it offline (nested cross-validation), but "
+                "runs take one strategy each; fit a policy on one strategy's grid to run it"
+            )
         self.policy = policy
 
     @property

@@ -80,8 +80,8 @@ class Grid:
         return [g for g in FEATURE_GROUPS if g == "form" or all(g in f.groups for f in self.features)]
 
 
-def _setting_key(s: Setting) -> tuple[int, int, int, bool]:
-    return (s.depth, s.think, s.samples, s.stop_on_agree)
+def _setting_key(s: Setting) -> tuple[Any, ...]:
+    return (s.depth, s.think, s.samples, s.stop_on_agree, s.strategy, tuple(sorted(s.dials.items())))
 
 
 def _only_grid(
@@ -228,6 +228,65 @@ def load_grid(
         cost=cost,
         features=[Features.model_validate(by_question[q]) for q in featured],
     )
+
+
+def strategy_grid(
+    rows: list[dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    features: dict[tuple[str, str], dict[str, Any]],
+    *,
+    unit: str = "tokens",
+    metric: str = "cover_em",
+    model: str | None = None,
+) -> Grid:
+    """One model's settings across every strategy it was swept with (iterative grid readings, decompose,
+    tree, best_of_n, each with its dials and depths) on the questions that have all of them and
+    features: what a policy tuned across strategies chooses from."""
+    import json
+
+    from sounding.evals.fit import collapse_seeds
+
+    fixed = {k: c for k, c in runs.items() if c.get("controller") == "fixed" and c.get("budget") is None}
+    families = sorted({(c["model"], c["suite"]) for c in fixed.values() if model in (None, c["model"])})
+    if not families:
+        raise TuneError("no fixed-controller runs" + (f" of {model}" if model else "") + " to tune across")
+    if len(families) > 1:
+        names = "; ".join(f"{m} on {s}" for m, s in families)
+        raise TuneError(f"the stores hold several models or suites ({names}): choose one with --model")
+    (model_name, suite), = families
+    keys = [k for k, c in fixed.items() if (c["model"], c["suite"]) == (model_name, suite)]
+    SettingId = tuple[str, str, int, int, int, int]  # strategy, dials, breadth, depth, think, samples
+    table: dict[str, dict[SettingId, list[dict[str, Any]]]] = {}
+    for row in rows:
+        cfg = fixed.get(row["run_key"])
+        if cfg is None or row["run_key"] not in keys:
+            continue
+        sid = (cfg.get("strategy", "iterative"), json.dumps(cfg.get("dials") or {}, sort_keys=True),
+               int(cfg.get("breadth", 1)), row["round"], row.get("think", 0), row.get("samples", 1))  # fmt: skip
+        table.setdefault(row["question_id"], {}).setdefault(sid, []).append(row)
+    matrix = {q: {s: collapse_seeds(rs) for s, rs in by.items()} for q, by in table.items()}
+    ids = sorted({s for by in matrix.values() for s in by})
+    by_question = _features_by_question(features, keys)
+    featured = [q for q, by in sorted(matrix.items()) if all(s in by for s in ids) and q in by_question]
+    strategies = sorted({s[0] for s in ids})
+    if len(ids) < 2 or not featured:
+        raise TuneError(
+            f"{len(ids)} settings and {len(featured)} questions with every setting and features for "
+            f"{model_name} ({', '.join(strategies)}): sweep the strategies on the same questions"
+        )
+    if unit not in matrix[featured[0]][ids[0]]["cost"]:
+        raise TuneError(f"the rows hold no spend in unit {unit!r}")
+    settings = [
+        Setting(depth=d, breadth=b, think=t, samples=n, strategy=s, dials=json.loads(dials))
+        for s, dials, b, d, t, n in ids
+    ]
+    return Grid(
+        model=model_name, model_id=fixed[keys[0]].get("model_id"), suite=suite, unit=unit, metric=metric,
+        run_keys=keys, question_ids=featured, settings=settings,
+        acc=np.array([[matrix[q][s][metric] for s in ids] for q in featured], dtype=float),
+        cost=np.array([[matrix[q][s]["cost"][unit] for s in ids] for q in featured], dtype=float),
+        features=[Features.model_validate(by_question[q]) for q in featured],
+    )  # fmt: skip
 
 
 def common_settings(grid: Grid, other: Grid) -> Grid:

@@ -267,3 +267,45 @@ def test_early_stopping_is_learned_as_a_setting_read_off_the_stored_rounds():
     stop = labels.index("d3 T0 N1 stop-on-agree")
     # q0 stops at round 2 (b, b): right, 300 tokens; q1 never agrees: round 3, wrong, 400 tokens
     assert grid.acc[:, stop].tolist() == [1.0, 0.0] and grid.cost[:, stop].tolist() == [300.0, 400.0]
+
+
+def synthetic_across(n: int = 40):
+    """The iterative grid answers only the easy questions (closed book); a tree run at depth 2 answers
+    only the hard ones. A policy across strategies sends easy -> iterative d0, hard -> tree d2."""
+    rows, runs, features = synthetic(n)
+    rows = [r for r in rows if r["round"] == 0]
+    runs["t"] = {**runs["k"], "strategy": "tree", "dials": {"beam": 1, "value": "logprob", "width": 3}}
+    for i in range(n):
+        easy = i % 2 == 0
+        for d in (0, 2):
+            right = easy if d == 0 else not easy
+            rows.append({"run_key": "t", "question_id": f"q{i}", "round": d, "think": 0, "samples": 1,
+                         "cover_em": float(right), "answer": "x", "seed": 0, "searches": 3 * d,
+                         "cost": {"tokens": 100.0 if d == 0 else 3000.0}, "prompt_tokens": 0,
+                         "completion_tokens": 0})  # fmt: skip
+    return rows, runs, features
+
+
+def test_a_policy_across_strategies_sends_each_question_to_its_strategy():
+    from sounding.evals.tune import strategy_grid
+
+    rows, runs, features = synthetic_across()
+    grid = strategy_grid(rows, runs, features)
+    labels = [s.label for s in grid.settings]
+    assert "d0 T0 N1" in labels and "tree:beam=1:value=logprob:width=3 d2" in labels
+    policy, report = tune(grid, 1700.0, budgets=[1700.0], k=5)
+    hard = Features(question="Who wrote book number 1?", groups=["form", "closed_book"],
+                    probe_answers=["A", "B", "C"], probe_logprob=-2.5)  # fmt: skip
+    chosen, _ = policy.choose(hard)
+    assert chosen.strategy == "tree" and chosen.depth == 2
+    (result,) = report.results
+    assert result.tuned_acc == 1.0 and result.gain_ci[0] > 0
+    # the file keeps the strategy; an old policy's JSON has no strategy fields at all
+    again = TunedPolicy.model_validate_json(policy.model_dump_json())
+    assert again.choose(hard)[0].dials == {"beam": 1, "value": "logprob", "width": 3}
+    assert "strategy" not in Setting(depth=1).model_dump_json()
+    # a run takes one strategy: the runtime controller refuses a policy that chooses among them
+    from sounding.budgets.tuned import TunedController
+
+    with pytest.raises(PolicyError, match="chooses among strategies"):
+        TunedController(again)

@@ -14,16 +14,29 @@ if TYPE_CHECKING:
     from sounding.evals.tune import Grid, TuneReport
 
 
-def _grid(run_dir: Path, unit: str, metric: str, model: str | None) -> Grid:
-    from sounding.evals.store import ResultStore, StoreError
-    from sounding.evals.tune import TuneError, load_grid
+def _grid(
+    run_dir: Path, unit: str, metric: str, model: str | None, *, also: list[Path] | None = None,
+    across: bool = False,
+) -> Grid:  # fmt: skip
+    from typing import Any
 
-    try:  # read-only: tuning never writes the store it reads
-        store = ResultStore.open_read_only(existing_store(run_dir))
-        rows, runs, features = store.results(), store.runs(), store.features()
-    except StoreError as exc:
-        fail(str(exc))
+    from sounding.evals.store import ResultStore, StoreError
+    from sounding.evals.tune import TuneError, load_grid, strategy_grid
+
+    rows: list[dict[str, Any]] = []
+    runs: dict[str, dict[str, Any]] = {}
+    features: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in [run_dir, *(also or [])]:
+        try:  # read-only: tuning never writes the store it reads
+            store = ResultStore.open_read_only(existing_store(path))
+            rows += store.results()
+            runs |= store.runs()
+            features |= store.features()
+        except StoreError as exc:
+            fail(str(exc))
     try:
+        if across:
+            return strategy_grid(rows, runs, features, unit=unit, metric=metric, model=model)
         return load_grid(rows, runs, features, unit=unit, metric=metric, model=model)
     except TuneError as exc:
         fail(f"{run_dir}: {exc}")
@@ -55,6 +68,18 @@ def tune(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    across_strategies: Annotated[
+        bool,
+        typer.Option(
+            "--across-strategies",
+            help="Choose among every strategy the model was swept with (iterative readings, decompose, "
+            "tree, best_of_n with their dials and depths), on the questions they share.",
+        ),
+    ] = False,
+    also: Annotated[
+        list[Path] | None,
+        typer.Option("--also", help="Another run directory read as part of this one (repeatable)."),
+    ] = None,
 ) -> None:
     """Fit a policy mapping each question's probe features to a setting of the grid, maximising
     expected accuracy at mean spend <= --budget; offline, no LLM. Writes the policy (for
@@ -78,7 +103,7 @@ def tune(
         fail(f"--budgets {budgets!r}: give comma-separated numbers")
     if wanted and any(not math.isfinite(b) or b <= 0 for b in wanted):
         fail("--budgets must be positive numbers")
-    grid = _grid(run_dir, unit, metric, model)
+    grid = _grid(run_dir, unit, metric, model, also=also, across=across_strategies)
     try:
         other = _grid(test, unit, metric, grid.model) if test is not None else None
         if other is not None:  # fit on the settings both grids have, so the other can score every choice
