@@ -187,7 +187,8 @@ def _model_configs(
 ) -> None:
     for model in spec.models:
         model_id = model_identity(model, settings)
-        for breadth in spec.breadths:
+        # breadth is the iterative loop's dial: another strategy runs once, not once per breadth
+        for breadth in spec.breadths if strategy.get("strategy", "iterative") == "iterative" else [1]:
             for budget in spec.budgets:
                 for seed in range(spec.seeds):
                     configs.append(

@@ -83,7 +83,7 @@ def final_answer(
     errors: list[dict[str, str]],
 ) -> dict[str, Any]:
     """The run's ``final`` record: ``answer`` (else the last draft, else no answer) and its sources."""
-    drafts = list(state.get("drafts", []))
+    drafts = [d for d in state.get("drafts", []) if str(d["answer"]).strip()]
     best = answer or (drafts[-1]["answer"] if drafts else NO_ANSWER)
     citations = citations if answer else (drafts[-1]["citations"] if drafts else [])
     hits = {h["doc_id"]: h for h in state.get("hits", [])}

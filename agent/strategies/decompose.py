@@ -99,11 +99,13 @@ def content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"\w+", normalize_answer(text)) if len(w) > 2 and w not in COMMON_WORDS}
 
 
-def split_flag(subquestions: list[str], question: str) -> str | None:
+def split_flag(subquestions: list[str], question: str, *, independent: bool = False) -> str | None:
     """Why a split must be discarded (a red flag), or None: a sub-question that names no earlier
     answer must share a content word with the question (else it is about something else: a copied
-    example, an invented subject)."""
+    example, an invented subject); an ``independent`` split (parallel mode) may name none."""
     words = content_words(question)
+    if independent and any(depends_on(sub) for sub in subquestions):
+        return "dependent"
     for sub in subquestions:
         if not depends_on(sub) and not (content_words(sub) & words):
             return "off_topic"
@@ -165,7 +167,7 @@ class DecomposeNodes:
             failure = result.failure
             raw = (result.value or {}).get("subquestions") or []
             subquestions = [str(q).strip() for q in raw if str(q).strip()][:n]
-            flag = split_flag(subquestions, question) if subquestions else None
+            flag = split_flag(subquestions, question, independent=step == "split_parallel") if subquestions else None
             if flag is None:
                 break
             flags.append(flag)
@@ -271,6 +273,7 @@ class DecomposeNodes:
             {"doc_id": h["doc_id"], "title": h["title"], "fact": quote(h["text"], 40), "round": index}
             for h in evidence
         ]
+        read = self._event("read", round=index, passages=[h["title"] for h in chosen], facts=len(evidence))
         event = self._event(
             "step", step=index, wave=wave, question=asked, answer=vote.winner, votes=vote.votes,
             red_flags=vote.red_flags, ended=vote.ended, hits=[h["title"] for h in chosen],
@@ -282,7 +285,7 @@ class DecomposeNodes:
             "read_ids": [h["doc_id"] for h in chosen],
             "notes": notes,
             "charges": [charge.model_dump(), *charges],
-            "events": [event],
+            "events": [read, event],
         }
         if vote.winner is None:
             out["stop_reason"] = "budget" if vote.ended == "budget" else "malformed output"
@@ -375,12 +378,11 @@ class DecomposeNodes:
 
 
 def supporting(passages: list[dict[str, Any]], answer: str | None) -> list[dict[str, Any]]:
-    """The passages that contain the step's answer (its evidence); the top passage when none does."""
+    """The passages that contain the step's answer (its evidence): none when no passage does."""
     if not passages or not answer:
         return []
     key = normalize_answer(answer)
-    found = [h for h in passages if key and key in normalize_answer(h["text"])]
-    return found or passages[:1]
+    return [h for h in passages if key and key in normalize_answer(h["text"])]
 
 
 def build_graph(deps: AgentDeps, *, checkpointer: Any = None) -> Any:

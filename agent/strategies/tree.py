@@ -12,7 +12,8 @@ current answer. Every round (``expand``):
    best_of_n trajectory after the first) samples at the reasoning temperature, else greedy;
 2. each query becomes a child: one charged search, the top ``read`` unread passages quoted and added
    to the parent's, and a short answer from all of them (with its token log-probabilities);
-3. each child is valued: ``logprob`` (the answer's mean token log-probability, free), ``agreement``
+3. each child is valued: ``logprob`` (the mean token log-probability of its answer's JSON output,
+   whose grammar-forced tokens are near 0 for every answer, free), ``agreement``
    (the share of this round's children giving the same normalised answer, free) and, when the value
    is ``support``, one charged yes/no check of the answer against the child's passages;
 4. ``tree`` keeps the ``beam`` best children of all (ties: the higher log-probability);
@@ -95,6 +96,8 @@ class Branch(BaseModel):
     support: float | None = None
     #: True for a trajectory that samples (best_of_n after the first, copies of the root)
     sampled: bool = False
+    #: How many of its passages this round's search added (the last ones).
+    fresh: int = 0
 
     def score(self, value: ValueName) -> tuple[float, float]:
         """The rank of the branch by ``value`` (missing = lowest), ties broken by log-probability."""
@@ -154,43 +157,39 @@ class TreeNodes:
         parents = [Branch.model_validate(b) for b in state.get("branches", [])] or [
             Branch(id=f"0.{i}", sampled=i > 0) for i in range(self.beam)
         ]
-        issued = list(state.get("issued", []))
         planned = run_side_by_side(
-            lambda p: self._queries(plan, question, p, round_, issued),
-            list(enumerate(parents)),
-            self.deps.workers,
+            lambda p: self._queries(plan, question, p, round_), list(enumerate(parents)), self.deps.workers
         )
-        jobs = [
-            (parent, q, queries[:n].count(q)) for parent, queries, _ in planned for n, q in enumerate(queries)
-        ]
-        charges = [c for _, _, cs in planned for c in cs]
-        outcomes = run_side_by_side(
+        jobs = [(parent, q, queries[:n].count(q)) for parent, queries, _ in planned for n, q in enumerate(queries)]
+        outcomes = [*(o for _, _, o in planned), *run_side_by_side(
             lambda job: self._child(plan, question, round_, job), list(enumerate(jobs)), self.deps.workers
-        )
+        )]  # fmt: skip
         children = [o["branch"] for o in outcomes if o.get("branch") is not None]
-        for o in outcomes:
-            charges.extend(o.get("charges", []))
+        if self.value == "support" and children:
+            outcomes += run_side_by_side(
+                lambda c: self._support(plan, question, round_, c), children, self.deps.workers
+            )
+        charges = [c for o in outcomes for c in o.get("charges", [])]
         errors = [e for o in outcomes for e in o.get("errors", [])]
+        fresh = [p["title"] for c in children for p in c.passages[len(c.passages) - c.fresh :]]
         update: dict[str, Any] = {
             "round": round_,
             "issued": [q for _, q, _ in jobs],
             "hits": [h for o in outcomes for h in o.get("hits", [])],
-            "read_ids": [p["doc_id"] for c in children for p in c.passages[-plan.read :]],
+            "read_ids": [p["doc_id"] for c in children for p in c.passages[len(c.passages) - c.fresh :]],
+            "charges": charges,
             "errors": errors,
+            "events": [self._event("read", round=round_, passages=fresh, facts=len(fresh))] if fresh else [],
         }
-        if not children:
-            return {**update, "charges": charges, "stop_reason": "budget" if not errors else None,
-                    "branches": [], "events": [self._event("round_skipped", round=round_, reason="budget")]}  # fmt: skip
-        for child, share in zip(children, agreements([c.answer for c in children]), strict=True):
+        answered = [c for c in children if c.answer]
+        if not answered:  # nothing to keep: the best answer so far stands (a budget, a model, a search)
+            skipped = self._event("round_skipped", round=round_, reason="error" if errors else "budget")
+            return {**update, "stop_reason": None if errors else "budget", "branches": [],
+                    "events": [*update["events"], skipped]}  # fmt: skip
+        for child, share in zip(answered, agreements([c.answer for c in answered]), strict=True):
             child.agreement = share
-        if self.value == "support":
-            checked = run_side_by_side(
-                lambda c: self._support(plan, question, round_, c), children, self.deps.workers
-            )
-            for c, cs in zip(children, checked, strict=True):
-                charges.extend(cs)
-        ranked = sorted(children, key=lambda c: c.score(self.value), reverse=True)
-        kept = ranked[: self.beam] if self.prune else children
+        ranked = sorted(answered, key=lambda c: c.score(self.value), reverse=True)
+        kept = ranked[: self.beam] if self.prune else answered
         best = ranked[0]
         citations = [p["doc_id"] for p in supporting(best.passages, best.answer)]
         events = [
@@ -198,7 +197,7 @@ class TreeNodes:
                 "candidates", round=round_, value=self.value, chosen=best.id,
                 candidates=[
                     {**c.model_dump(exclude={"passages"}), "kept": c.id in {k.id for k in kept}}
-                    for c in children
+                    for c in answered
                 ],
             ),
             self._event("draft", round=round_, answer=best.answer, supported=bool(citations),
@@ -206,44 +205,40 @@ class TreeNodes:
         ]  # fmt: skip
         return {
             **update,
-            "charges": charges,
             "branches": [c.model_dump() for c in kept],
             "drafts": [draft(self.deps, round_, best.answer, citations, branch=best.id)],
             "notes": [
                 {"doc_id": p["doc_id"], "title": p["title"], "fact": quote(p["text"], 40), "round": round_}
                 for p in best.passages if p["doc_id"] in citations
             ],
-            "events": events,
+            "events": [*update["events"], *events],
         }  # fmt: skip
 
     def _queries(
-        self, plan: Plan, question: str, numbered: tuple[int, Branch], round_: int, issued: list[str]
-    ) -> tuple[Branch, list[str], list[dict[str, Any]]]:
-        """A branch's next ``width`` queries (none when the budget cannot pay for them)."""
+        self, plan: Plan, question: str, numbered: tuple[int, Branch], round_: int
+    ) -> tuple[Branch, list[str], dict[str, Any]]:
+        """A branch's next ``width`` queries (none when the budget cannot pay for them or the model
+        failed: then an error record), and what the call charged."""
         i, parent = numbered
         known = "".join(f"Known: {p['title']}: {quote(p['text'], 30)}\n" for p in parent.passages[-2:])
         msgs = messages(
-            "queries",
-            question=question,
-            known=known,
-            issued="; ".join(parent.queries) or "nothing",
-            n=self.width,
+            "queries", question=question, known=known, issued="; ".join(parent.queries) or "nothing", n=self.width
         )
         try:
             result = budgeted_json(
                 self.deps.llm, self.deps.ledger, msgs, exactly(queries_schema(self.width), self.width),
                 cap=plan.caps.query * self.width, node="tree_queries", round=round_,
-                seed=derive_seed(self.deps.seed, question, "tree_queries", round_) + i,
+                seed=derive_seed(self.deps.seed, question, "tree_queries", round_, i),
                 temperature=self.deps.reasoning_temperature if parent.sampled else 0.0,
             )  # fmt: skip
-        except LLMError:
-            return parent, [], []
+        except LLMError as exc:
+            return parent, [], {"errors": [{"node": "expand", "kind": "llm", "message": str(exc)}]}
         raw = (result.value or {}).get("queries") or []
         # a repeated query is kept: its child reads the next unread passages of the same ranking
         queries = [str(q).strip() for q in raw if str(q).strip()][: self.width]
         if result.value is not None and not queries:
             queries = [question]  # a branch that wrote no query still searches the question
-        return parent, queries, [c.model_dump() for c in result.charges]
+        return parent, queries, {"charges": [c.model_dump() for c in result.charges]}
 
     def _child(
         self, plan: Plan, question: str, round_: int, numbered: tuple[int, tuple[Branch, str, int]]
@@ -265,12 +260,16 @@ class TreeNodes:
             *({k: h.get(k) for k in ("doc_id", "title", "text", "url")} for h in fresh),
         ]
         charges = [charge.model_dump()]
-        completion, answer_charge = charged_completion(
-            self.deps.llm, self.deps.ledger, prompt("answer", question=question, passages=shown(passages)),
-            cap=plan.caps.answer, node="tree_answer", round=round_, min_tokens=8,
-            schema=SHORT_ANSWER_SCHEMA, temperature=0.0, logprobs=True,
-            seed=derive_seed(self.deps.seed, question, "tree_answer", round_) + i,
+        try:
+            completion, answer_charge = charged_completion(
+                self.deps.llm, self.deps.ledger, prompt("answer", question=question, passages=shown(passages)),
+                cap=plan.caps.answer, node="tree_answer", round=round_, min_tokens=8,
+                schema=SHORT_ANSWER_SCHEMA, temperature=0.0, logprobs=True,
+                seed=derive_seed(self.deps.seed, question, "tree_answer", round_, i),
         )  # fmt: skip
+        except LLMError as exc:
+            return {"charges": charges, "hits": records,
+                    "errors": [{"node": "expand", "kind": "llm", "message": str(exc)}]}  # fmt: skip
         if completion is None or answer_charge is None:
             return {"charges": charges, "hits": records}
         charges.append(answer_charge.model_dump())
@@ -285,25 +284,23 @@ class TreeNodes:
             # over the whole JSON output: the grammar's forced tokens are near 0 for every answer
             logprob=completion.samples()[0].mean_logprob if answer else None,
             sampled=parent.sampled and not self.prune,
+            fresh=len(fresh),
         )
         return {"branch": branch, "charges": charges, "hits": records}
 
-    def _support(self, plan: Plan, question: str, round_: int, child: Branch) -> list[dict[str, Any]]:
+    def _support(self, plan: Plan, question: str, round_: int, child: Branch) -> dict[str, Any]:
         """The support value: 1 when the model says the child's passages support its answer, else 0."""
-        if not child.answer:
-            child.support = 0.0
-            return []
         msgs = prompt("support", question=question, passages=shown(child.passages), answer=child.answer)
         try:
             result = budgeted_json(
                 self.deps.llm, self.deps.ledger, msgs, SUPPORT_SCHEMA, cap=16, node="tree_support",
-                round=round_, seed=derive_seed(self.deps.seed, question, "tree_support", round_),
+                round=round_, seed=derive_seed(self.deps.seed, question, "tree_support", round_, child.id),
             )  # fmt: skip
-        except LLMError:
-            return []
+        except LLMError as exc:
+            return {"errors": [{"node": "expand", "kind": "llm", "message": str(exc)}]}
         if result.value is not None:
             child.support = 1.0 if result.value.get("supported") is True else 0.0
-        return [c.model_dump() for c in result.charges]
+        return {"charges": [c.model_dump() for c in result.charges]}
 
     def route(self, state: ResearchState) -> str:
         plan = Plan.model_validate(state["plan"])
@@ -328,12 +325,12 @@ class TreeNodes:
 
 
 def supporting(passages: list[dict[str, Any]], answer: str) -> list[dict[str, Any]]:
-    """The passages that contain the answer (its evidence); the latest passage when none does."""
+    """The passages that contain the answer (its evidence): none when no passage does (then the draft
+    is marked unsupported rather than citing a passage that does not say it)."""
     if not passages or not answer:
         return []
     key = normalize_answer(answer)
-    found = [p for p in passages if key and key in normalize_answer(p["text"])]
-    return found or passages[-1:]
+    return [p for p in passages if key and key in normalize_answer(p["text"])]
 
 
 def _graph(nodes: TreeNodes, checkpointer: Any) -> Any:

@@ -227,6 +227,10 @@ def bench(
         check_sweep(spec)
     except PolicyError as exc:
         fail(str(exc))
+    if branches > 1 and use_ray:
+        fail(
+            "--branches runs a question's branches on threads of a local sweep; with --ray use --concurrency"
+        )
     if controller not in CONTROLLERS:
         fail(f"unknown controller {controller!r}: use {', '.join(CONTROLLERS)}")
     if out.exists() and not out.is_dir():
