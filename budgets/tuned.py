@@ -224,12 +224,13 @@ class TunedController:
     needs_probe = True
 
     def __init__(self, policy: TunedPolicy) -> None:
-        other = sorted({s.strategy for s in policy.reachable()} - {"iterative"})
+        reachable = sorted({s.strategy for s in policy.reachable()})
+        other = [s for s in reachable if s != "iterative"]
         if other:
             # the controller plans inside one strategy's graph; choosing the graph per question is
             # evaluated offline by `sounding tune --across-strategies` but not yet run by `ask`/`bench`
             raise PolicyError(
-                f"this policy chooses among strategies ({', '.join(['iterative', *other])}): "
+                f"this policy chooses strategies ({', '.join(reachable)}) per question: "
                 "`sounding tune --across-strategies` measures it offline (nested cross-validation), but "
                 "runs take one strategy each; fit a policy on one strategy's grid to run it"
             )

@@ -61,15 +61,22 @@ class TypeAccuracy(BaseModel):
 
 
 class ValueQuality(BaseModel):
-    """How well a value function predicts correctness: AUROC over every valued candidate of a run's
-    final round (pooled over questions), and over the candidates the run chose."""
+    """How well a value function picks the right candidate among a round's candidates (the final
+    round of every tree / best_of_n run): ``within`` is the mean over questions whose candidates are
+    not all right or all wrong of the AUROC inside that question (what the beam relies on: 0.5 is
+    chance); ``pooled`` pools every candidate of every question (it also rewards a value that only
+    tells easy questions from hard ones); ``picked`` is how often the candidate the value ranks first
+    is right on those mixed questions."""
 
     strategy: str
     value: str
     candidates: int
-    auroc: float | None
-    auroc_ci: tuple[float, float] | None
     positives: int
+    mixed_questions: int
+    within: float | None
+    within_ci: tuple[float, float] | None
+    picked: float | None
+    pooled: float | None
 
 
 class StrategyComparison(BaseModel):
@@ -114,15 +121,28 @@ def setting_label(config: dict[str, Any], row: dict[str, Any]) -> str:
 
 
 def matrices(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Matrix]:
-    """(model, suite) -> question -> setting -> row: fixed-controller runs without a budget only."""
+    """(model, suite) -> question -> setting -> row: fixed-controller runs without a budget only. Only
+    seeds of one run (the same setting identity) are averaged together: two runs that differ in
+    anything else (breadth, k, prompts, model file, ...) but would share a label are told apart by a
+    suffix naming their identity."""
+    from sounding.evals.sweep import setting_identity
+
     raw: dict[tuple[str, str], dict[str, dict[str, list[dict[str, Any]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
+    identities: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    fixed = {k: c for k, c in runs.items() if c.get("controller") == "fixed" and c.get("budget") is None}
     for row in rows:
-        cfg = runs[row["run_key"]]
-        if cfg.get("controller") != "fixed" or cfg.get("budget") is not None:
+        cfg = fixed.get(row["run_key"])
+        if cfg is not None:
+            identities[(cfg["model"], cfg["suite"], setting_label(cfg, row))].add(setting_identity(cfg))
+    for row in rows:
+        cfg = fixed.get(row["run_key"])
+        if cfg is None:
             continue
         label = setting_label(cfg, row)
+        if len(identities[(cfg["model"], cfg["suite"], label)]) > 1:
+            label += f" #{setting_identity(cfg)[:6]}"
         raw[(cfg["model"], cfg["suite"])][row["question_id"]][label].append(
             {**row, "strategy": cfg.get("strategy", "iterative"), "depth": row["round"]}
         )
@@ -195,38 +215,37 @@ def compare(
         by_type=_by_type(matrix, ids, settings, metric),
         values=_value_quality(
             traces or {}, runs or {}, model, suite,
-            {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}, n_boot, seed,
+            {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}, metric, n_boot, seed,
         ),
     )  # fmt: skip
 
 
-def _differences(
-    settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray
-) -> list[PairedDifference]:
-    """Each non-iterative setting minus the most accurate iterative setting that costs no more (the
-    baseline is chosen once, on all the questions; the CI is over questions, paired)."""
+def _differences(settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray) -> list[PairedDifference]:
+    """Each non-iterative setting minus the most accurate iterative setting that costs no more (mean
+    token-equivalents). The point estimate picks that baseline on all the questions; every bootstrap
+    resample picks it again on its own questions, so the CI carries the selection (the best of many
+    settings looks better on the questions it was picked on than it is)."""
     index = {s.label: j for j, s in enumerate(settings)}
     grid = [s for s in settings if s.strategy == "iterative"]
+    grid_cols = np.array([index[g.label] for g in grid], dtype=int)
+    grid_tokens = np.array([g.tokens for g in grid])
     out = []
     for s in settings:
         if s.strategy == "iterative":
             continue
         cheaper = [g for g in grid if g.tokens <= s.tokens]
         if not cheaper:
-            out.append(
-                PairedDifference(setting=s.label, baseline=None, diff=None, ci=None, tokens_ratio=None)
-            )
+            out.append(PairedDifference(setting=s.label, baseline=None, diff=None, ci=None, tokens_ratio=None))
             continue
         base = max(cheaper, key=lambda g: (g.acc, -g.tokens))
-        d = acc[:, index[s.label]] - acc[:, index[base.label]]
+        own = acc[:, index[s.label]]
+        allowed = grid_cols[grid_tokens <= s.tokens]
+        resampled = [own[idx].mean() - acc[np.ix_(idx, allowed)].mean(axis=0).max() for idx in boots]
         out.append(
             PairedDifference(
-                setting=s.label,
-                baseline=base.label,
-                diff=float(d.mean()),
-                ci=_ci(d[boots].mean(axis=1)),
-                tokens_ratio=s.tokens / base.tokens if base.tokens else None,
-            )
+                setting=s.label, baseline=base.label, diff=float(own.mean() - acc[:, index[base.label]].mean()),
+                ci=_ci(np.array(resampled)), tokens_ratio=s.tokens / base.tokens if base.tokens else None,
+            )  # fmt: skip
         )
     return out
 
@@ -243,8 +262,10 @@ def _composition(
     rescues = []
     if failed:
         boots = _boots(len(failed), n_boot, seed)
+        # the iterative grid's own reasoning settings are listed too: the questions were picked for being
+        # wrong on the search axis, so any other reading answers some of them by chance alone
         for s in labels:
-            if s.startswith("iterative "):
+            if s in axis:
                 continue
             values = np.array([matrix[q][s][metric] for q in failed], dtype=float)
             rescues.append(Rescue(setting=s, share=float(values.mean()), ci=_ci(values[boots].mean(axis=1))))
@@ -291,63 +312,60 @@ def _value_quality(
     model: str,
     suite: str,
     golds: dict[str, list[str]],
+    metric: str,
     n_boot: int,
     seed: int,
 ) -> list[ValueQuality]:
-    """AUROC of each value (logprob, agreement, support where measured) for a candidate's correctness
-    (cover-EM against the golds), over the final round's candidates of every tree/best_of_n run."""
+    """Each value function (logprob, agreement, support where measured) against the correctness of the
+    final round's candidates, in the comparison's metric (em, cover-EM, or F1 >= 0.5)."""
     from sklearn.metrics import roc_auc_score
 
-    pooled: dict[tuple[str, str], list[tuple[str, float, int]]] = defaultdict(list)
+    by: dict[tuple[str, str], dict[str, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
     for (key, q), trace in traces.items():
         cfg = runs.get(key, {})
-        if cfg.get("model") != model or cfg.get("suite") != suite or q not in golds:
+        if (cfg.get("model"), cfg.get("suite")) != (model, suite) or q not in golds:
+            continue
+        if cfg.get("controller") != "fixed" or cfg.get("budget") is not None:
             continue
         events = [e for e in trace.get("strategy_events", []) if e["kind"] == "candidates"]
         if not events:
             continue
         name = ":".join([cfg["strategy"], *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
         for c in events[-1]["candidates"]:
-            right = int(score_answer(c["answer"], golds[q]).cover_em > 0) if c["answer"] else 0
+            right = _correct(c["answer"], golds[q], metric)
             for value in ("logprob", "agreement", "support"):
                 if c.get(value) is not None:
-                    pooled[(name, value)].append((q, float(c[value]), right))
+                    by[(name, value)][q].append((float(c[value]), right))
     out = []
-    for (name, value), points in sorted(pooled.items()):
-        y = np.array([p[2] for p in points])
-        x = np.array([p[1] for p in points])
-        auroc, ci = None, None
-        if 0 < y.sum() < len(y):
-            auroc = float(roc_auc_score(y, x))
-            ci = _auroc_ci(points, n_boot, seed)
+    for (name, value), questions in sorted(by.items()):
+        points = [p for ps in questions.values() for p in ps]
+        y = [p[1] for p in points]
+        mixed = {q: ps for q, ps in questions.items() if 0 < sum(r for _, r in ps) < len(ps)}
+        within = {q: float(roc_auc_score([r for _, r in ps], [v for v, _ in ps])) for q, ps in mixed.items()}
+        picked = [max(ps, key=lambda p: p[0])[1] for ps in mixed.values()]
+        values = np.array(list(within.values()))
         out.append(
             ValueQuality(
-                strategy=name,
-                value=value,
-                candidates=len(points),
-                auroc=auroc,
-                auroc_ci=ci,
-                positives=int(y.sum()),
-            )
+                strategy=name, value=value, candidates=len(points), positives=int(sum(y)),
+                mixed_questions=len(mixed),
+                within=float(values.mean()) if len(values) else None,
+                within_ci=_ci(values[_boots(len(values), n_boot, seed)].mean(axis=1)) if len(values) > 1 else None,
+                picked=float(np.mean(picked)) if picked else None,
+                pooled=float(roc_auc_score(y, [p[0] for p in points])) if 0 < sum(y) < len(y) else None,
+            )  # fmt: skip
         )
     return out
 
 
-def _auroc_ci(points: list[tuple[str, float, int]], n_boot: int, seed: int) -> tuple[float, float] | None:
-    """Bootstrap over questions (a question's candidates move together)."""
-    from sklearn.metrics import roc_auc_score
-
-    by_q: dict[str, list[tuple[float, int]]] = defaultdict(list)
-    for q, v, y in points:
-        by_q[q].append((v, y))
-    qs = sorted(by_q)
-    stats = []
-    for idx in _boots(len(qs), min(n_boot, 500), seed):
-        sample = [p for i in idx for p in by_q[qs[i]]]
-        ys = [y for _, y in sample]
-        if 0 < sum(ys) < len(ys):
-            stats.append(roc_auc_score(ys, [v for v, _ in sample]))
-    return _ci(np.array(stats)) if stats else None
+def _correct(answer: str, golds: list[str], metric: str) -> int:
+    if not answer:
+        return 0
+    scores = score_answer(answer, golds)
+    if metric == "em":
+        return int(scores.em > 0)
+    if metric == "f1":
+        return int(scores.f1 >= 0.5)
+    return int(scores.cover_em > 0)
 
 
 def model_gap(
@@ -370,7 +388,7 @@ def model_gap(
     gaps = [a[idx].mean(0).max() - b[idx].mean(0).max() for idx in _boots(len(ids), n_boot, seed)]
     s_flops = [np.mean([small[q][s]["cost"].get("flops", np.nan) for q in ids]) for s in s_labels]
     reaching = [k for k in range(len(s_labels)) if a[:, k].mean() >= b[:, j].mean()]
-    cheapest = min(reaching, key=lambda k: s_flops[k]) if reaching else None
+    cheapest = min(reaching, key=lambda k: (not np.isfinite(s_flops[k]), s_flops[k])) if reaching else None
     l_flops = float(np.mean([large[q][l_labels[j]]["cost"].get("flops", np.nan) for q in ids]))
     return ModelGap(
         suite=suite, small=names[0], large=names[1], questions=len(ids),
@@ -378,7 +396,11 @@ def model_gap(
         large_best=l_labels[j], large_best_acc=float(b[:, j].mean()),
         gap=float(a[:, i].mean() - b[:, j].mean()), gap_ci=_ci(np.array(gaps)),
         small_reaching=s_labels[cheapest] if cheapest is not None else None,
-        flops_ratio=float(s_flops[cheapest] / l_flops) if cheapest is not None and l_flops else None,
+        flops_ratio=(
+            float(s_flops[cheapest] / l_flops)
+            if cheapest is not None and np.isfinite(s_flops[cheapest]) and np.isfinite(l_flops) and l_flops
+            else None
+        ),
     )  # fmt: skip
 
 
@@ -421,7 +443,9 @@ def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str
                     f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {d.tokens_ratio:.2f}x |"
                 )
         out += ["", f"Composition: {c.search_failed} of {c.questions} questions were wrong at every search depth "
-                "(iterative, think 0, one sample); each strategy's share of them:", ""]  # fmt: skip
+                "(iterative, think 0, one sample); each other setting's share of them (picked for being wrong, so "
+                "any other reading answers some by chance: the iterative reasoning settings are the reference):",
+                ""]  # fmt: skip
         out += ["| setting | share | 95% CI |", "|---|---|---|"]
         out += [f"| {r.setting} | {r.share:.3f} | [{r.ci[0]:.3f}, {r.ci[1]:.3f}] |" for r in c.rescues]
         if c.by_type:
@@ -433,25 +457,24 @@ def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str
                 for t in c.by_type
             ]
         if c.values:
-            out += [
-                "",
-                "Value functions: AUROC for a final-round candidate's correctness (CI over questions):",
-                "",
-            ]
-            out += [
-                "| strategy | value | candidates | correct | AUROC | 95% CI |",
-                "|---|---|---|---|---|---|",
-            ]
+            out += ["", "Value functions on the final round's candidates: AUROC within a question (mean over the "
+                    "questions whose candidates are neither all right nor all wrong; 0.5 is chance), how often the "
+                    "top-valued candidate is right there, and AUROC pooled over questions:", ""]  # fmt: skip
+            out += ["| strategy | value | candidates | right | mixed questions | AUROC within | 95% CI | top right | pooled |",
+                    "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
             for v in c.values:
-                auroc = f"{v.auroc:.3f}" if v.auroc is not None else "n/a"
-                ci = f"[{v.auroc_ci[0]:.3f}, {v.auroc_ci[1]:.3f}]" if v.auroc_ci else ""
-                out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {auroc} | {ci} |")
+                within = f"{v.within:.3f}" if v.within is not None else "n/a"
+                ci = f"[{v.within_ci[0]:.3f}, {v.within_ci[1]:.3f}]" if v.within_ci else ""
+                picked = f"{v.picked:.3f}" if v.picked is not None else "n/a"
+                pooled = f"{v.pooled:.3f}" if v.pooled is not None else "n/a"
+                out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {v.mixed_questions} | "
+                           f"{within} | {ci} | {picked} | {pooled} |")  # fmt: skip
         out.append("")
     for g in gaps:
         reach = (
             f"reaches it with {g.small_reaching} at {g.flops_ratio:.2f}x its FLOPs"
             if g.small_reaching and g.flops_ratio
-            else "never reaches it"
+            else (f"reaches it with {g.small_reaching} (FLOPs not priced)" if g.small_reaching else "never reaches it")
         )
         out += [
             f"## {g.small} against {g.large} on {g.suite} (n = {g.questions})",

@@ -81,7 +81,7 @@ class Grid:
 
 
 def _setting_key(s: Setting) -> tuple[Any, ...]:
-    return (s.depth, s.think, s.samples, s.stop_on_agree, s.strategy, tuple(sorted(s.dials.items())))
+    return (s.depth, s.breadth, s.think, s.samples, s.stop_on_agree, s.strategy, tuple(sorted(s.dials.items())))
 
 
 def _only_grid(
@@ -255,14 +255,18 @@ def strategy_grid(
         raise TuneError(f"the stores hold several models or suites ({names}): choose one with --model")
     (model_name, suite), = families
     keys = [k for k, c in fixed.items() if (c["model"], c["suite"]) == (model_name, suite)]
-    SettingId = tuple[str, str, int, int, int, int]  # strategy, dials, breadth, depth, think, samples
+    from sounding.evals.sweep import setting_identity
+
+    # strategy, dials, the run's identity (seeds of one run share it), breadth, depth, think, samples
+    SettingId = tuple[str, str, str, int, int, int, int]
     table: dict[str, dict[SettingId, list[dict[str, Any]]]] = {}
     for row in rows:
         cfg = fixed.get(row["run_key"])
         if cfg is None or row["run_key"] not in keys:
             continue
         sid = (cfg.get("strategy", "iterative"), json.dumps(cfg.get("dials") or {}, sort_keys=True),
-               int(cfg.get("breadth", 1)), row["round"], row.get("think", 0), row.get("samples", 1))  # fmt: skip
+               setting_identity(cfg), int(cfg.get("breadth", 1)), row["round"], row.get("think", 0),
+               row.get("samples", 1))  # fmt: skip
         table.setdefault(row["question_id"], {}).setdefault(sid, []).append(row)
     matrix = {q: {s: collapse_seeds(rs) for s, rs in by.items()} for q, by in table.items()}
     ids = sorted({s for by in matrix.values() for s in by})
@@ -278,7 +282,7 @@ def strategy_grid(
         raise TuneError(f"the rows hold no spend in unit {unit!r}")
     settings = [
         Setting(depth=d, breadth=b, think=t, samples=n, strategy=s, dials=json.loads(dials))
-        for s, dials, b, d, t, n in ids
+        for s, dials, _, b, d, t, n in ids
     ]
     return Grid(
         model=model_name, model_id=fixed[keys[0]].get("model_id"), suite=suite, unit=unit, metric=metric,

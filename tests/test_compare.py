@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sounding.evals.compare import compare, markdown, matrices, model_gap
@@ -73,8 +74,20 @@ def test_value_auroc_comes_from_the_stored_candidates():
     ((_, matrix),) = matrices(rows, {"it": IT, "tree": TREE}).items()
     c = compare(matrix, model="small", suite="s", traces=traces, runs={"it": IT, "tree": TREE}, n_boot=200)
     values = {v.value: v for v in c.values}
-    assert values["logprob"].auroc == pytest.approx(1.0) and values["agreement"].auroc == pytest.approx(0.5)
+    assert values["logprob"].within == pytest.approx(1.0) and values["agreement"].within == pytest.approx(0.5)
+    assert values["logprob"].picked == 1.0 and values["logprob"].pooled == pytest.approx(1.0)
     assert values["logprob"].candidates == 12 and values["logprob"].positives == 6
+    assert values["logprob"].mixed_questions == 6
+
+
+def test_runs_that_differ_beyond_the_label_are_never_averaged_as_seeds():
+    wide = {**TREE, "breadth": 2}
+    rows = store_rows(10) + [row("wide", f"q{i}", 2, 0, 5000) for i in range(10)]
+    ((_, matrix),) = matrices(rows, {"it": IT, "tree": TREE, "wide": wide}).items()
+    labels = sorted({s for by in matrix.values() for s in by if s.endswith(" d2") or " d2 #" in s})
+    assert len(labels) == 2 and all("#" in s for s in labels)  # two runs, told apart by identity
+    accs = sorted(np.mean([matrix[q][s]["cover_em"] for q in matrix]) for s in labels)
+    assert accs == [0.0, 1.0]  # not one setting at 0.5
 
 
 def test_the_gap_between_models_reselects_both_bests():

@@ -295,3 +295,31 @@ def test_an_off_topic_split_is_red_flagged_drawn_again_and_else_the_question_is_
     result, *_ = run("decompose", {"mode": "auto"}, ScriptedLLM(always_copied), depth=2)
     (split,) = [e for e in result.events if e["kind"] == "split"]
     assert split["red_flags"] == ["off_topic", "off_topic"] and split["subquestions"] == [Q]
+
+
+@pytest.mark.parametrize("step", ["queries", "tree_answer", "tree_support"])
+def test_a_model_failure_in_any_tree_node_is_a_degraded_run_not_a_crash(step):
+    llm = ScriptedLLM(tree_script(), fail_on=step)
+    result, *_ = run("tree", {"width": 3, "value": "support"}, llm, depth=2)
+    assert result.degraded and "endpoint went away" in (result.error or "")
+    assert result.answer  # the best answer so far (the closed-book draft, or round 1's)
+
+
+def test_empty_answers_never_replace_a_real_one():
+    llm = ScriptedLLM(tree_script(tree_answer=lambda n, m: {"answer": "", "_logprob": -0.1}))
+    result, *_ = run("tree", {"width": 2}, llm, depth=2)
+    assert result.answer == "Tisza" and [d["round"] for d in result.drafts] == [0]
+    assert any(e["kind"] == "round_skipped" for e in result.events)
+
+
+def test_tree_rows_carry_supporting_title_recall():
+    result, *_ = run("tree", {"width": 3}, depth=1)
+    spec = RunSpec(
+        suite="s", model="m", model_id="x", llm_backend="llama", temperature=0.0, sample_temperature=0.7,
+        prompts="p", controller="fixed", depth=1, breadth=1, seed=0, unit="tokens", budget=None,
+        max_searches=None, search_backend="bm25", corpus="c", corpus_fingerprint="f",
+        **strategy_fields("tree", {"width": 3}),
+    )  # fmt: skip
+    sample = Sample(id="q1", question=Q, answers=["Danube"], supporting_titles=["Budapest", "Danube"])
+    rows = rows_for(spec, sample, result, None)
+    assert rows[0]["recall"] == 0.0 and rows[1]["recall"] == 0.5  # Budapest read in round 1, Danube never

@@ -62,7 +62,7 @@ def compare(
     size = {name: m.n_params for name, m in EMBEDDED_MODELS.items()}
     suites = sorted({s for _, s in by_model})
     for suite in suites:
-        models = sorted((m for m, s in by_model if s == suite), key=lambda m: size.get(m, 0))
+        models = sorted((m for m, s in by_model if s == suite), key=lambda m: (size.get(m, 0), m))
         for i, small in enumerate(models):
             for large in models[i + 1 :]:
                 gap = model_gap(by_model[(small, suite)], by_model[(large, suite)], suite=suite,

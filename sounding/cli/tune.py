@@ -105,7 +105,7 @@ def tune(
         fail("--budgets must be positive numbers")
     grid = _grid(run_dir, unit, metric, model, also=also, across=across_strategies)
     try:
-        other = _grid(test, unit, metric, grid.model) if test is not None else None
+        other = _grid(test, unit, metric, grid.model, across=across_strategies) if test is not None else None
         if other is not None:  # fit on the settings both grids have, so the other can score every choice
             grid = common_settings(grid, other)
         policy, report = fit(grid, budget, budgets=wanted, k=folds, seed=seed)
