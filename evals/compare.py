@@ -431,7 +431,8 @@ def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str
             )
         out += [
             "",
-            "Paired difference against the most accurate iterative setting at equal or lower compute:",
+            "Paired difference against the most accurate iterative setting at equal or lower compute (the "
+            "baseline re-chosen in every bootstrap resample, so the CI carries its selection):",
             "",
         ]
         out += ["| setting | baseline | difference | 95% CI | spend / baseline |", "|---|---|---|---|---|"]
