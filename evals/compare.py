@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from sounding.evals.fit import collapse_seeds
 from sounding.evals.metrics import score_answer
+from sounding.evals.stats import percentile_ci, resample_indices
 
 Matrix = dict[str, dict[str, dict[str, Any]]]  # question -> setting label -> its (seed-averaged) row
 
@@ -156,13 +157,8 @@ def _tokens(row: dict[str, Any]) -> float:
     return float(row["cost"].get("tokens", row["prompt_tokens"] + row["completion_tokens"]))
 
 
-def _ci(values: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def _boots(n: int, n_boot: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+_ci = percentile_ci
+_boots = resample_indices
 
 
 def _envelope(settings: list[StrategySetting]) -> list[str]:

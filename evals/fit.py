@@ -28,6 +28,7 @@ from rich.table import Table
 from scipy.optimize import curve_fit
 from scipy.special import expit
 
+from sounding.evals.stats import percentile_ci
 from sounding.tools.llm.registry import EMBEDDED_MODELS
 
 UNITS = ("tokens", "flops", "usd", "latency")
@@ -450,9 +451,7 @@ def _mean_spend_by_event(rows: list[dict[str, Any]]) -> dict[str, float]:
     return dict(events)
 
 
-def _percentile_ci(values: list[float]) -> tuple[float, float]:
-    """The 95% percentile interval of bootstrap replicates."""
-    return (float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5)))
+_percentile_ci = percentile_ci
 
 
 SeedRows = dict[str, dict[int, list[dict[str, Any]]]]  # question -> depth -> the row of each seed

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from sounding.evals.fit import collapse_seeds, split_half_agreement, split_halves
+from sounding.evals.stats import percentile_ci
 
 AXES = ("search", "think", "samples")
 
@@ -152,9 +153,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(b), float(a)
 
 
-def _ci95(statistics: Sequence[float] | np.ndarray) -> tuple[float, float]:
-    """The 95% percentile interval of a statistic's bootstrap replicates."""
-    return float(np.percentile(statistics, 2.5)), float(np.percentile(statistics, 97.5))
+_ci95 = percentile_ci
 
 
 def _label(s: SettingKey) -> str:

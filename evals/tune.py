@@ -30,6 +30,7 @@ from pydantic import BaseModel
 
 from sounding.budgets.features import FEATURE_GROUPS, Features, vector
 from sounding.budgets.tuned import LinearModel, Setting, TunedPolicy
+from sounding.evals.stats import mean_ci
 from sounding.evals.metrics import normalize_answer
 
 if TYPE_CHECKING:
@@ -505,10 +506,7 @@ class BudgetResult(BaseModel):
     settings_used: dict[str, int]
 
 
-def _paired_ci(diff: np.ndarray, seed: int, n_boot: int = 2000) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+_paired_ci = mean_ci
 
 
 def oracle_at(grid: Grid, budget: float) -> tuple[float, float]:
