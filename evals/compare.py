@@ -80,6 +80,21 @@ class ValueQuality(BaseModel):
     pooled: float | None
 
 
+class DecomposeStats(BaseModel):
+    """What a decompose run's traces say about its splits and votes (all its questions)."""
+
+    strategy: str
+    questions: int
+    subquestions: float  # mean per question
+    single: float  # share of questions split into one sub-question (the question itself)
+    split_red_flagged: float  # share of questions whose first split was discarded
+    chained: float  # share of questions with a sub-question naming an earlier answer (#n)
+    ballots: float  # mean ballots per vote (steps and compositions)
+    decided: float  # share of votes that ended with a lead of k (not at the cap or the budget)
+    red_flags: dict[str, int]  # discarded ballots by kind
+    echo: float  # share of step answers that only repeat words of their own sub-question
+
+
 class StrategyComparison(BaseModel):
     model: str
     suite: str
@@ -92,6 +107,7 @@ class StrategyComparison(BaseModel):
     rescues: list[Rescue]
     by_type: list[TypeAccuracy]
     values: list[ValueQuality]
+    decompose: list[DecomposeStats] = []
 
 
 class ModelGap(BaseModel):
@@ -213,6 +229,7 @@ def compare(
             traces or {}, runs or {}, model, suite,
             {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}, metric, n_boot, seed,
         ),
+        decompose=_decompose_stats(traces or {}, runs or {}, model, suite),
     )  # fmt: skip
 
 
@@ -353,6 +370,48 @@ def _value_quality(
     return out
 
 
+def _decompose_stats(
+    traces: dict[tuple[str, str], dict[str, Any]], runs: dict[str, dict[str, Any]], model: str, suite: str
+) -> list[DecomposeStats]:
+    from sounding.evals.metrics import normalize_answer
+
+    by_run: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    for (key, _), trace in traces.items():
+        cfg = runs.get(key, {})
+        if (cfg.get("model"), cfg.get("suite"), cfg.get("strategy")) == (model, suite, "decompose"):
+            name = ":".join(["decompose", *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
+            by_run[name].append(trace.get("strategy_events", []))
+    out = []
+    for name, questions in sorted(by_run.items()):
+        splits = [e for q in questions for e in q if e["kind"] == "split"]
+        votes = [e for q in questions for e in q if e["kind"] in ("step", "compose")]
+        steps = [e for e in votes if e["kind"] == "step"]
+        flags: dict[str, int] = defaultdict(int)
+        for v in votes:
+            for kind, n in (v.get("red_flags") or {}).items():
+                flags[kind] += n
+
+        def echoes(step: dict[str, Any]) -> bool:
+            words = set(normalize_answer(step.get("answer") or "").split())
+            return bool(words) and words <= set(normalize_answer(step["question"]).split())
+
+        out.append(
+            DecomposeStats(
+                strategy=name, questions=len(questions),
+                subquestions=float(np.mean([len(s["subquestions"]) for s in splits])) if splits else 0.0,
+                single=float(np.mean([len(s["subquestions"]) == 1 for s in splits])) if splits else 0.0,
+                split_red_flagged=float(np.mean([bool(s.get("red_flags")) for s in splits])) if splits else 0.0,
+                chained=float(np.mean([any("#" in q for q in s["subquestions"]) for s in splits])) if splits else 0.0,
+                ballots=float(np.mean([sum(v["votes"].values()) + sum((v.get("red_flags") or {}).values())
+                                       for v in votes])) if votes else 0.0,
+                decided=float(np.mean([v.get("ended") == "ahead" for v in votes])) if votes else 0.0,
+                red_flags=dict(flags),
+                echo=float(np.mean([echoes(s) for s in steps])) if steps else 0.0,
+            )  # fmt: skip
+        )
+    return out
+
+
 def _correct(answer: str, golds: list[str], metric: str) -> int:
     if not answer:
         return 0
@@ -466,6 +525,17 @@ def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str
                 pooled = f"{v.pooled:.3f}" if v.pooled is not None else "n/a"
                 out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {v.mixed_questions} | "
                            f"{within} | {ci} | {picked} | {pooled} |")  # fmt: skip
+        if c.decompose:
+            out += ["", "Decompose, from its traces: sub-questions per question, share split into one (the question "
+                    "itself), share whose first split was red-flagged, share chained (#n), ballots per vote, votes "
+                    "decided by a lead of k, discarded ballots, and step answers that only repeat their sub-question:",
+                    "", "| run | questions | sub-q. | single | split flagged | chained | ballots/vote | decided | "
+                    "discarded | echo |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            for st in c.decompose:
+                flags = ", ".join(f"{k} {n}" for k, n in sorted(st.red_flags.items())) or "none"
+                out.append(f"| {st.strategy} | {st.questions} | {st.subquestions:.2f} | {st.single:.2f} | "
+                           f"{st.split_red_flagged:.2f} | {st.chained:.2f} | {st.ballots:.2f} | {st.decided:.2f} | "
+                           f"{flags} | {st.echo:.2f} |")  # fmt: skip
         out.append("")
     for g in gaps:
         reach = (

@@ -119,3 +119,27 @@ def test_the_command_reads_run_directories(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "sounding", "compare", str(tmp_path / "none")],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert missing.returncode == 2 and "results.sqlite" in missing.stderr
+
+
+def test_decompose_traces_are_summarised():
+    dec = {**IT, "strategy": "decompose", "dials": {"mode": "auto"}}
+    rows = store_rows(4) + [row("dec", f"q{i}", 2, 0, 4000) for i in range(4)]
+    step = {"kind": "step", "question": "Who was Ed Wood?", "answer": "Ed Wood", "votes": {"ed wood": 2},
+            "red_flags": {"too_long": 1}, "ended": "ahead"}  # fmt: skip
+    compose = {
+        "kind": "compose",
+        "answer": "No",
+        "votes": {"no": 3, "yes": 1},
+        "red_flags": {},
+        "ended": "max_samples",
+    }
+    traces = {("dec", f"q{i}"): {"strategy_events": [
+        {"kind": "split", "subquestions": ["Who was Ed Wood?", "Where was #1 born?"], "red_flags": ["off_topic"] if i == 0 else []},
+        step, compose]} for i in range(4)}  # fmt: skip
+    runs = {"it": IT, "tree": TREE, "dec": dec}
+    ((_, matrix),) = matrices(rows, runs).items()
+    c = compare(matrix, model="small", suite="s", traces=traces, runs=runs, n_boot=100)
+    (d,) = c.decompose
+    assert d.questions == 4 and d.subquestions == 2.0 and d.chained == 1.0 and d.split_red_flagged == 0.25
+    assert d.ballots == pytest.approx(3.5) and d.decided == 0.5 and d.red_flags == {"too_long": 4}
+    assert d.echo == 1.0  # "Ed Wood" only repeats "Who was Ed Wood?"
