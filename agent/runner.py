@@ -10,10 +10,13 @@ from typing import Any
 from langgraph.errors import GraphRecursionError
 from pydantic import BaseModel
 
+from sounding.agent.strategies.routing import Route, route, routed_deps, routes
 from sounding.agent.nodes import NO_ANSWER, AgentDeps, spend_snapshot
 from sounding.agent.question import MAX_QUESTION_CHARS, QuestionError, check_question
 from sounding.budgets.controllers import Plan
 from sounding.budgets.ledger import Charge
+from sounding.tools.llm.base import LLMError
+from sounding.tools.search.base import SearchError
 
 __all__ = [
     "MAX_QUESTION_CHARS",
@@ -121,6 +124,13 @@ def run_research(
 
     question = check_question(question)
     thread_id = thread_id or uuid.uuid4().hex
+    begin: dict[str, Any] = {"question": question}
+    if routes(deps, question):  # a policy across strategies: probe, choose, then that strategy's graph
+        try:
+            deps, strategy, begin = _routed(question, deps, thread_id, checkpointer)
+        except (LLMError, SearchError) as exc:
+            failed = {"errors": [{"node": "route", "kind": "backend", "message": str(exc)}]}
+            return result_from_state(question, failed, deps, thread_id, 0.0)
     graph = graph_for(strategy, deps, checkpointer=checkpointer)
     # the plan is made inside the graph; the limit covers the deepest plan this controller can make
     deepest = Plan(controller=deps.controller.name, depth=deps.controller.max_depth, breadth=1)
@@ -142,7 +152,7 @@ def run_research(
     try:
         if not finished:
             for values in graph.stream(
-                None if resume else {"question": question}, config, stream_mode="values"
+                None if resume else begin, config, stream_mode="values"
             ):
                 latest = values  # the state after every step, so a cut-off run keeps its best draft
             state = latest
@@ -155,6 +165,27 @@ def run_research(
         state["errors"] = [*state.get("errors", []), {"node": "graph", "kind": "graph", "message": str(exc)}]
     assert state is not None
     return result_from_state(question, state, deps, thread_id, time.perf_counter() - start)
+
+
+def _routed(
+    question: str, deps: AgentDeps, thread_id: str, checkpointer: Any
+) -> tuple[AgentDeps, str, dict[str, Any]]:
+    """The chosen strategy, its dependencies and the state its graph starts from; a resumed thread
+    keeps the route stored in its state (no second probe)."""
+    from sounding.agent.strategies import graph_for
+
+    begin: dict[str, Any] = {"question": question}
+    chosen = None
+    if checkpointer is not None:  # every strategy's graph shares the state's channels: any can read it
+        stored = graph_for("iterative", deps, checkpointer=checkpointer).get_state(
+            {"configurable": {"thread_id": thread_id}}
+        )
+        if stored.values.get("route"):
+            chosen = Route.model_validate(stored.values["route"])
+    if chosen is None:
+        chosen, start = route(deps, question)
+        begin |= start
+    return routed_deps(deps, chosen), chosen.strategy, begin
 
 
 def result_from_state(

@@ -14,6 +14,7 @@ class ResearchState(TypedDict, total=False):
     plan: dict[str, Any]  # budgets.controllers.Plan, dumped
     features: dict[str, Any]
     subquestions: list[str]  # from the optional decomposition in `plan` (a report: its outline)
+    route: dict[str, Any]  # a policy across strategies: the strategy, dials and plan it chose
     branches: list[dict[str, Any]]  # the tree and best_of_n strategies' kept branches (tree.Branch)
     steps: list[dict[str, Any]]  # the decompose strategy's solved sub-questions, with votes and evidence
     title: str  # a report's title, from its outline

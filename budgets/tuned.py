@@ -224,17 +224,13 @@ class TunedController:
     needs_probe = True
 
     def __init__(self, policy: TunedPolicy) -> None:
-        reachable = sorted({s.strategy for s in policy.reachable()})
-        other = [s for s in reachable if s != "iterative"]
-        if other:
-            # the controller plans inside one strategy's graph; choosing the graph per question is
-            # evaluated offline by `sounding tune --across-strategies` but not yet run by `ask`/`bench`
-            raise PolicyError(
-                f"this policy chooses strategies ({', '.join(reachable)}) per question: "
-                "`sounding tune --across-strategies` measures it offline (nested cross-validation), but "
-                "runs take one strategy each; fit a policy on one strategy's grid to run it"
-            )
         self.policy = policy
+
+    @property
+    def chooses_strategy(self) -> bool:
+        """A policy tuned across strategies: the run is routed before any graph starts (the probe,
+        then the chosen strategy's graph with the chosen plan: `agent/strategies/routing.py`)."""
+        return any(s.strategy != "iterative" for s in self.policy.reachable())
 
     @property
     def probe_groups(self) -> list[str]:
@@ -248,13 +244,29 @@ class TunedController:
     def max_depth(self) -> int:
         return max(s.depth for s in self.policy.settings)
 
-    def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
+    def choose(self, features: Features, *, iterative_only: bool = False) -> tuple[Setting, str]:
+        """The setting for the question's features and why (the cheapest when the probe is incomplete;
+        with ``iterative_only``, the best of the iterative settings, for a graph that runs only those)."""
+        menu = [s for s in self.policy.settings if s.strategy == "iterative"] if iterative_only else []
+        if iterative_only and not menu:
+            raise PolicyError("the policy has no setting of the iterative strategy for this run")
         missing = [g for g in self.policy.groups if g != "form" and g not in features.groups]
         if missing:  # the budget could not pay for the whole probe: the cheapest setting, said why
-            setting = min(self.policy.settings, key=lambda s: s.mean_cost)
-            why = f"probe incomplete ({', '.join(missing)} not measured): the cheapest setting"
-        else:
-            setting, why = self.policy.choose(features)
+            setting = min(menu or self.policy.settings, key=lambda s: s.mean_cost)
+            return setting, f"probe incomplete ({', '.join(missing)} not measured): the cheapest setting"
+        setting, why = self.policy.choose(features)
+        if iterative_only and setting.strategy != "iterative":
+            setting = min(menu, key=lambda s: s.mean_cost)
+            why += f"; {setting.label}, the cheapest iterative setting, as this run is iterative"
+        return setting, why
+
+    def plan(self, features: Features, budget: Budget, cost: CostModel) -> Plan:
+        # inside the iterative graph: a policy across strategies was routed before (or this is a
+        # report, which only the iterative loop writes), so only its iterative settings apply here
+        setting, why = self.choose(features, iterative_only=self.chooses_strategy)
+        return self.plan_for(setting, why, budget, cost)
+
+    def plan_for(self, setting: Setting, why: str, budget: Budget, cost: CostModel) -> Plan:
         plan = Plan(
             controller=self.name,
             depth=setting.depth,

@@ -11,7 +11,7 @@ import pytest
 
 from sounding.budgets.controllers import PolicyError, make_controller
 from sounding.budgets.features import Features, question_form
-from sounding.budgets.tuned import Setting, TunedPolicy, check_tuned_model, load_tuned_policy
+from sounding.budgets.tuned import Setting, TunedController, TunedPolicy, check_tuned_model, load_tuned_policy
 from sounding.evals import tune as tune_module
 from sounding.evals.tune import TuneError, evaluate, load_grid, tune
 
@@ -304,8 +304,38 @@ def test_a_policy_across_strategies_sends_each_question_to_its_strategy():
     again = TunedPolicy.model_validate_json(policy.model_dump_json())
     assert again.choose(hard)[0].dials == {"beam": 1, "value": "logprob", "width": 3}
     assert "strategy" not in Setting(depth=1).model_dump_json()
-    # a run takes one strategy: the runtime controller refuses a policy that chooses among them
-    from sounding.budgets.tuned import TunedController
+    assert TunedController(again).chooses_strategy and not TunedController(policy_of_one()).chooses_strategy
 
-    with pytest.raises(PolicyError, match="chooses strategies"):
-        TunedController(again)
+
+def policy_of_one() -> TunedPolicy:
+    rows, runs, features = synthetic()
+    return tune(load_grid(rows, runs, features), 1200.0, budgets=[1200.0], k=5)[0]
+
+
+@pytest.mark.parametrize(("probe", "strategy"), [(["A", "B", "C"], "tree"), (["A", "A", "A"], "iterative")])
+def test_a_policy_across_strategies_routes_each_question_when_it_runs(probe, strategy, tmp_path):
+    from sounding.agent.runner import run_research, sqlite_checkpointer
+    from sounding.evals.tune import strategy_grid
+    from tests.scripted import MemorySearch, ScriptedLLM
+    from tests.test_agent_nodes import DOCS, deps, script
+    from tests.test_tree import tree_script
+
+    rows, runs, features = synthetic_across()
+    policy, _ = tune(strategy_grid(rows, runs, features), 1700.0, budgets=[1700.0], k=5)
+    logprob = -0.1 if probe[0] == probe[1] else -2.5
+    question = "Who wrote book number 1?"
+    llm = ScriptedLLM(
+        {**script(), **tree_script(), "probe": lambda n, m: {"answer": probe[n % 3], "_logprob": logprob}}
+    )
+    saver = sqlite_checkpointer(tmp_path / "c.sqlite")
+    d = deps(llm, MemorySearch(DOCS), controller=TunedController(policy))
+    result = run_research(question, d, thread_id="t1", checkpointer=saver)
+    (routed,) = [e for e in result.events if e["kind"] == "route"]
+    assert routed["strategy"] == strategy and not result.degraded
+    assert result.charges[0]["node"] == "probe"  # the probe is charged to the run, once
+    assert any(e["kind"] == "candidates" for e in result.events) == (strategy == "tree")
+    probes = [s for s, *_ in llm.calls].count("probe")
+    # the finished thread, asked again, keeps its route and spends nothing
+    again = run_research(question, deps(llm, MemorySearch(DOCS), controller=TunedController(policy)),
+                         thread_id="t1", checkpointer=saver)  # fmt: skip
+    assert again.answer == result.answer and [s for s, *_ in llm.calls].count("probe") == probes

@@ -105,6 +105,8 @@ class LiveView:
                     "magenta",
                 )
             )
+        elif kind == "route":  # a policy tuned across strategies chose this question's strategy
+            self.lines.append(Text(f"route: {event['setting']} ({event['why']})", "bold"))
         elif kind == "candidates":  # the tree / best_of_n strategies: each child, its values, kept or not
             self.lines.append(
                 Text(
