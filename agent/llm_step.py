@@ -26,6 +26,9 @@ class StepResult:
     retried: bool = False
     #: Why no value: "budget" (not affordable) or "malformed" (no valid JSON after the retry).
     failure: str | None = None
+    #: The value's completion stopped at its token cap (the backend said "length", or the JSON had to
+    #: be completed): its last string may end mid-sentence.
+    cut: bool = False
 
 
 def _lenient_loads(text: str) -> Any:
@@ -160,6 +163,7 @@ def budgeted_json(
         result.repaired = result.repaired or repaired
         if value is not None:
             result.value = value
+            result.cut = repaired or completion.finish_reason == "length"
             return result
         result.retried = True
     result.failure = "malformed"

@@ -23,7 +23,15 @@ from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.probe import DECOMPOSE_SCHEMA, charged_search, run_probe
 from sounding.agent.question import check_question
 from sounding.agent.reasoning import Reasoner, Reasoning
-from sounding.agent.report import MAX_SECTIONS, REPORT_PROMPTS, Report, ReportWriter, Unsupported
+from sounding.agent.report import (
+    MAX_SECTIONS,
+    REPORT_PROMPTS,
+    Report,
+    ReportWriter,
+    Unsupported,
+    passage_quote,
+    thin_section,
+)
 from sounding.agent.state import ResearchState
 from sounding.budgets.controllers import (
     Controller,
@@ -33,6 +41,7 @@ from sounding.budgets.controllers import (
     fit_depth,
     report_usage,
     round_usage,
+    step_usage,
 )
 from sounding.budgets.cost import Usage
 from sounding.budgets.features import Features, answer_format
@@ -47,8 +56,9 @@ PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
 )
 NO_ANSWER = "No answer could be found within the budget."
 NO_ANSWER_MALFORMED = "No answer: the model's output did not parse on any try."
-QUOTE_SENTENCES = 2  # sentences a report quotes from each passage it reads
-QUOTE_CHARS = 360
+#: A report's section the notes leave unanswered gets one more search round while less than this
+#: share of the budget is spent (the thin-section rule of issue 32).
+THIN_SPENT_SHARE = 0.5
 PASSAGE_WORDS = 110  # words of each passage shown to the extractor: keeps prompts small for 0.5B-1.5B models
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -149,6 +159,37 @@ def number_notes(notes: list[dict[str, Any]]) -> str:
 
 def charges_of(result: StepResult) -> list[dict[str, Any]]:
     return [c.model_dump() for c in result.charges]
+
+
+def spent_share(ledger: Ledger) -> float:
+    """The largest share of any of the budget's limits spent so far (0 when nothing is limited)."""
+    budget, spent = ledger.budget, ledger.spent
+    shares = [0.0]
+    if budget.limit:
+        shares.append(ledger.spent_cost / budget.limit)
+    if budget.max_searches:
+        shares.append(spent.searches / budget.max_searches)
+    if budget.max_tokens:
+        shares.append(spent.tokens / budget.max_tokens)
+    return max(shares)
+
+
+def admit_query(
+    candidate: str, seen: set[str], fresh: list[str], suppressed: list[str], *, report: bool
+) -> bool:
+    """Add a cleaned query to ``fresh`` unless its normalised word set was issued (for a report:
+    unless its words are all in an earlier query's, which finds the same passages); else record it
+    as suppressed. Whether it was added."""
+    query = clean_query(candidate)
+    key = normalise_query(query)
+    subsumed = report and any(set(key.split()) <= set(k.split()) for k in seen)
+    if query and key and key not in seen and not subsumed:
+        seen.add(key)
+        fresh.append(query)
+        return True
+    if query:
+        suppressed.append(query)
+    return False
 
 
 # --- schemas -------------------------------------------------------------------------------------
@@ -428,6 +469,11 @@ class ResearchNodes:
     def queries(self, state: ResearchState) -> dict[str, Any]:
         plan = Plan.model_validate(state["plan"])
         round_ = state.get("round", 0) + 1
+        if plan.format == "report" and round_ > plan.depth:  # a report's round for its thin sections
+            return self._thin_queries(state, plan, round_)
+        return self._round_queries(state, plan, round_)
+
+    def _round_queries(self, state: ResearchState, plan: Plan, round_: int) -> dict[str, Any]:
         question = state["question"]
         issued = list(state.get("issued", []))
         seen = {normalise_query(q) for q in issued}
@@ -435,15 +481,7 @@ class ResearchNodes:
         suppressed: list[str] = []
 
         def add(candidate: str) -> None:
-            query = clean_query(candidate)
-            key = normalise_query(query)
-            # a report's later query that only repeats words of an earlier one finds the same passages
-            subsumed = plan.format == "report" and any(set(key.split()) <= set(k.split()) for k in seen)
-            if query and key and key not in seen and not subsumed:
-                seen.add(key)
-                fresh.append(query)
-            elif query:
-                suppressed.append(query)
+            admit_query(candidate, seen, fresh, suppressed, report=plan.format == "report")
 
         if round_ == 1 and plan.format == "report":
             for subquestion in state.get("subquestions", []):
@@ -484,6 +522,39 @@ class ResearchNodes:
             suppressed[1:] if round_ == 1 and issued else suppressed
         )  # the probe's own query is no repeat
         event = self._event("queries", round=round_, queries=fresh, suppressed=suppressed)
+        return {
+            "round": round_,
+            "queries": fresh,
+            "issued": fresh,
+            "charges": charges,
+            "events": [event],
+            "next_query": None,
+        }
+
+    def _thin_queries(self, state: ResearchState, plan: Plan, round_: int) -> dict[str, Any]:
+        """The thin-section round of a report: for each section the notes leave unanswered, a new
+        keyword query of its own (the model's, for the sub-question: searching the sub-question
+        itself again would find the same passages), one search each."""
+        issued = list(state.get("issued", []))
+        seen = {normalise_query(q) for q in issued}
+        fresh: list[str] = []
+        suppressed: list[str] = []
+        charges: list[dict[str, Any]] = []
+        for sub in state.get("thin", []):
+            msgs = messages("queries", question=sub, known="", issued="; ".join(issued + fresh), n=2)
+            try:
+                result = self._json(
+                    msgs, queries_schema(2), cap=plan.caps.query, node="queries", round=round_
+                )
+            except LLMError as exc:
+                return {**self._fail("queries", exc), "round": round_, "queries": []}
+            charges += charges_of(result)
+            for candidate in (result.value or {}).get("queries", [])[:2]:
+                if admit_query(str(candidate), seen, fresh, suppressed, report=True):
+                    break
+        event = self._event(
+            "queries", round=round_, queries=fresh, suppressed=suppressed, thin=state.get("thin", [])
+        )
         return {
             "round": round_,
             "queries": fresh,
@@ -570,18 +641,13 @@ class ResearchNodes:
         return result, chosen
 
     def _read_quotes(self, state: ResearchState, chosen: list[dict[str, Any]], round_: int) -> dict[str, Any]:
-        """A report's notes are quotations: from each passage, the sentences that share the most words
-        with the question and this round's queries. Free, and every citation then points at words the
-        source really contains (small models' paraphrased facts drift)."""
+        """A report's notes are quotations: from each passage, the whole sentences that share the most
+        words with the question and this round's queries. Free, and every citation then points at
+        words the source really contains (small models' paraphrased facts drift)."""
         wanted = content_words(" ".join([state["question"], *state.get("queries", [])]))
         notes = []
         for hit in chosen:
-            sentences = [x for x in re.split(r"(?<=[.!?])\s+", " ".join(hit["text"].split())) if x]
-            scored = sorted(
-                range(len(sentences)), key=lambda i: (-len(content_words(sentences[i]) & wanted), i)
-            )
-            best = sorted(scored[:QUOTE_SENTENCES])
-            fact = " ".join(sentences[i] for i in best)[:QUOTE_CHARS]
+            fact = passage_quote(hit["doc_id"], hit["text"], wanted)  # whole sentences only
             if fact:
                 notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": fact, "round": round_})
         event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
@@ -596,7 +662,7 @@ class ResearchNodes:
         round_ = state["round"]
         notes = state.get("notes", [])
         if plan.format == "report":
-            return self._reflect_report(plan, round_, notes)
+            return self._reflect_report(state, plan, round_, notes)
         msgs = messages("reflect", question=state["question"], notes=number_notes(notes))
         try:
             result = self._json(
@@ -678,16 +744,39 @@ class ResearchNodes:
             "events": [*events, event],
         }
 
-    def _reflect_report(self, plan: Plan, round_: int, notes: list[dict[str, Any]]) -> dict[str, Any]:
+    def _reflect_report(
+        self, state: ResearchState, plan: Plan, round_: int, notes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         """A report's round needs no draft: go on to the plan's depth while the next round and the
-        writing after it are affordable."""
+        writing after it are affordable. At the plan's depth, sections the notes leave unanswered get
+        one more round of their own if more than half the budget is unspent (the thin-section rule)."""
         decision, stop_reason = Decision.CONTINUE, None
+        thin: list[str] = []
         if round_ >= plan.depth:
-            decision, stop_reason = Decision.STOP, "depth"
+            thin = self._thin_sections(state, plan, notes)
+            decision, stop_reason = (Decision.CONTINUE, None) if thin else (Decision.STOP, "depth")
         elif not self.deps.ledger.can_afford(round_usage(plan, round_ + 1) + report_usage(plan)):
             decision, stop_reason = Decision.STOP, "budget"
-        event = self._event("round", round=round_, notes=len(notes), decision=decision.value)
-        return {"decision": decision.value, "stop_reason": stop_reason, "events": [event]}
+        event = self._event("round", round=round_, notes=len(notes), decision=decision.value, thin=thin)
+        update: dict[str, Any] = {"decision": decision.value, "stop_reason": stop_reason, "events": [event]}
+        if thin:
+            update["thin"] = thin
+        return update
+
+    def _thin_sections(self, state: ResearchState, plan: Plan, notes: list[dict[str, Any]]) -> list[str]:
+        """The sub-questions the notes leave unanswered (`thin_section`), when they may have their
+        round: once per report, with less than THIN_SPENT_SHARE of the budget spent, and that round
+        (a query and a search per section) and the writing after it affordable."""
+        if state.get("thin") or spent_share(self.deps.ledger) >= THIN_SPENT_SHARE:
+            return []
+        question = state["question"]
+        thin = [s for s in state.get("subquestions", []) if thin_section(notes, s, question)]
+        if not thin:
+            return []
+        usage = round_usage(plan.model_copy(update={"breadth": len(thin)}), round_=plan.depth + 1)
+        for _ in thin[1:]:
+            usage = usage + step_usage(plan, "query")
+        return thin if self.deps.ledger.can_afford(usage + report_usage(plan)) else []
 
     def route_after_reflect(self, state: ResearchState) -> str:
         if state.get("decision") != Decision.STOP.value:
@@ -716,9 +805,11 @@ class ResearchNodes:
                 "report": report.model_dump(),
                 "charges": [c.model_dump() for c in writer.charges],
             }
+        for section in sections:
+            section.searched_again = section.question in state.get("thin", [])
         report = Report(title=title, sections=sections, unsupported=self.deps.unsupported)
         written = sum(len(s.claims) for s in sections)
-        event = self._event("write", sections=len(sections), sentences=written)
+        event = self._event("write", sections=len(sections), sentences=written, dropped=report.dropped)
         return {
             "report": report.model_dump(),
             "charges": [c.model_dump() for c in writer.charges],

@@ -7,6 +7,14 @@ The check has two parts, both needed for a sentence to count as supported:
 - a lexical check, free: enough of the sentence's content words occur in its cited notes and their
   passages (a sentence about something no cited passage mentions cannot be supported by it).
 
+Before anything is checked, the report keeps only what a reader can use (issue 32):
+- whole sentences: quotes are whole sentences of their passage, and a written sentence cut by the
+  token cap or the schema's length limit (a fragment, "failed to r.") is dropped and counted, never
+  completed with a full stop;
+- no repetition: a sentence whose content words repeat an earlier sentence's is dropped and counted;
+- relevant notes: each section's writer is offered only the notes that name the question's subject
+  and share its sub-question's words, most relevant first (a lexical ranking, see `relevant_notes`).
+
 Unsupported sentences are marked (or dropped, with ``unsupported="drop"``), and the report carries its
 own supported-sentence share and citation precision. The scorer in ``evals/reports.py`` judges the
 printed report again, independently, with another model: solving and scoring stay apart.
@@ -22,11 +30,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from sounding.agent.llm_step import budgeted_json
+from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.budgets.controllers import StepCaps
 from sounding.budgets.ledger import Charge, Ledger
 from sounding.tools.llm.base import LLM, Message, derive_seed
-from sounding.tools.text import lexical_support
+from sounding.tools.text import content_words, has_terminal, lexical_support, looks_cut, sentences, stems
 
 REPORT_PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
     resources.files("sounding.agent").joinpath("prompts/report.toml").read_text(encoding="utf-8")
@@ -38,8 +46,36 @@ CITATION_LEXICAL = 0.3
 MAX_SECTIONS = 4
 SENTENCES_PER_SECTION = 4
 MAX_CLAIMS_PER_SECTION = 6
+#: The schema's length limits: a string that reaches one was stopped by the grammar, mid-sentence.
 SENTENCE_CHARS = 300
+TITLE_CHARS = 80
+SUBQUESTION_CHARS = 100
+#: Notes offered to one section's writer, the most relevant first.
 MAX_NOTES_SHOWN = 24
+#: Whole sentences a report quotes from each passage it reads, and their joint length at most: a
+#: sentence that would not fit is skipped for the next best one, never cut.
+QUOTE_SENTENCES = 2
+QUOTE_CHARS = 360
+#: A note is offered to a section when its relevance is at least this share of the best note's: a
+#: note matching under a third of what the best one matches shares a word or two with the
+#: sub-question, not its point (and the best note is kept however weak, so nothing relevant is lost
+#: to the ratio alone).
+RELEVANCE_FLOOR = 1 / 3
+#: Weight of a word of the report's question that the sub-question does not repeat (a sub-question
+#: word weighs 1): the question's words place a note in the report's topic, the sub-question's in
+#: the section.
+TOPIC_WEIGHT = 0.5
+#: A sentence repeats an earlier one when the Jaccard similarity of their content words reaches
+#: REPEAT_JACCARD, or when REPEAT_CONTAINED of its own content words are the earlier one's. A claim
+#: copied or reworded from the same note keeps most of its content words (the issue's "had a
+#: profound impact on cities" sentences, said in three sections, share 0.6 to 1 of them), while two
+#: claims about one subject share its name and little else ("The Ottoman Empire was founded by
+#: Osman I in 1299." / "The Ottoman Empire declined after the siege of Vienna in 1683.": 0.22); and
+#: a sentence adding at most one new content word in five to an earlier one tells the reader nothing
+#: new, whatever its length (tests/test_report_quality.py pins these cases).
+REPEAT_JACCARD = 0.6
+REPEAT_CONTAINED = 0.8
+_MID_DOCUMENT = re.compile(r"#p[1-9]\d*$")  # a passage window that starts inside its document
 
 Unsupported = Literal["mark", "drop"]
 
@@ -60,9 +96,20 @@ class Claim(BaseModel):
 class Section(BaseModel):
     question: str
     claims: list[Claim] = Field(default_factory=list)
-    #: Why the section has no sentences: "no notes", "budget", "malformed" output, or "repeated" (all
-    #: it wrote repeats earlier sections).
+    #: Why the section has no sentences: "no notes" (the searches found none), "no relevant notes"
+    #: (none of them is about its sub-question), "budget", "malformed" output, "repeated" (all it
+    #: wrote repeats earlier sentences), "cut" (all it wrote was cut off) or "nothing written".
     skipped: str | None = None
+    #: Sentences dropped: fragments cut by a length limit, and repeats of an earlier sentence.
+    fragments: int = 0
+    repeats: int = 0
+    #: The run's note numbers offered to its writer (most relevant first), and how many of the run's
+    #: notes were left out as unrelated to its sub-question.
+    offered: list[int] = Field(default_factory=list)
+    unrelated: int = 0
+    #: The notes left the section unanswered when the rounds ended with more than half the budget
+    #: unspent, so it got one more search round of its own (the thin-section rule).
+    searched_again: bool = False
 
 
 class CitationCheck(BaseModel):
@@ -84,11 +131,33 @@ class CitationCheck(BaseModel):
         return self.precise / self.citations if self.citations else None
 
 
+#: What the report says about a section it prints nothing for, by the reason.
+EMPTY_SECTION = {
+    "no notes": "Not covered by the sources found",
+    "no relevant notes": "Not covered by the sources found",
+    "repeated": "Nothing beyond the above was written for",
+    "cut": "Only sentences cut off mid-way (dropped) were written for",
+    "nothing written": "Nothing was written for",
+    "budget": "Not written, the budget ran out first",
+    "malformed": "Not written, the model's output did not parse",
+    "unsupported": "No sentence its sources support was written for",
+}
+
+
 class Report(BaseModel):
     title: str
     sections: list[Section]
     check: CitationCheck = CitationCheck()
     unsupported: Unsupported = "mark"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Sentences the writer's output held that the report left out: cut ones and repeats."""
+        return {
+            "fragments": sum(s.fragments for s in self.sections),
+            "repeats": sum(s.repeats for s in self.sections),
+        }
 
     def cited_notes(self) -> list[int]:
         """Note numbers in the order the printed report first cites them."""
@@ -103,12 +172,11 @@ class Report(BaseModel):
     def markdown(self, source_of: dict[int, int]) -> str:
         """The report body in Markdown; ``source_of`` maps a note number to its source number."""
         lines = [f"# {self.title}"]
-        uncovered: list[str] = []
-        repeated: list[str] = []
+        empty: dict[str, list[str]] = {}
         for section in self.sections:
             claims = [c for c in section.claims if c.supported or self.unsupported == "mark"]
             if not claims:
-                (repeated if section.skipped == "repeated" else uncovered).append(section.question)
+                empty.setdefault(why_empty(section), []).append(section.question)
                 continue
             sentences = []
             for claim in claims:
@@ -117,11 +185,18 @@ class Report(BaseModel):
                 flag = "" if claim.supported else " *(unsupported)*"
                 sentences.append(f"{claim.text.rstrip()} {marks}{flag}".replace("  ", " ").strip())
             lines += [f"\n### {section.question}\n", " ".join(sentences)]
-        if uncovered:
-            lines.append("\n*Not covered by the sources found: " + "; ".join(uncovered) + "*")
-        if repeated:
-            lines.append("\n*Nothing beyond the above was written for: " + "; ".join(repeated) + "*")
+        for why, questions in empty.items():
+            lines.append(f"\n*{why}: " + "; ".join(questions) + "*")
         return "\n".join(lines)
+
+
+def why_empty(section: Section) -> str:
+    """The report's words for a section that prints nothing."""
+    reason = section.skipped or ("unsupported" if section.claims else "nothing written")
+    why = EMPTY_SECTION.get(reason, EMPTY_SECTION["nothing written"])
+    if section.searched_again:
+        why += " (after a second search of its own, with more than half the budget left)"
+    return why
 
 
 # --- schemas -------------------------------------------------------------------------------------
@@ -186,7 +261,10 @@ def check_schema(n_claims: int) -> dict[str, Any]:
 
 def split_sentences(text: str) -> list[str]:
     """A model's "sentence" as real sentences: one claim each, inline [n] markers removed (citations
-    live in the notes list), and a fragment cut off by the length limit dropped."""
+    live in the notes list), and a fragment cut off by the length limit dropped.
+
+    What the report eval reads its one-shot baseline with; the report's own writer uses the stricter
+    `whole_sentences`, which never finishes a cut sentence with a full stop."""
     text = re.sub(r"\s*\[\d+\]", "", " ".join(text.split()))
     parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", text) if p.strip()]
     if parts and not re.search(r"[.!?][\"')]*$", parts[-1]):
@@ -197,12 +275,171 @@ def split_sentences(text: str) -> list[str]:
     return [p for p in parts if len(p.split()) >= 3]
 
 
-def normalise(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
+def whole_sentences(text: str, *, cut: bool = False) -> tuple[list[str], int]:
+    """(the whole sentences of a model's "sentence", how many fragments were dropped).
+
+    Inline [n] markers are removed (citations live in the notes list). The last sentence without a
+    closing '.', '!' or '?' is a fragment when the text was stopped by the token cap (``cut``) or
+    reached the schema's length limit; otherwise the model only left out the full stop, which is
+    added. A sentence that reads as cut ("... the father of.", "failed to r.": `looks_cut`) or has
+    fewer than three words is a fragment too. Fragments are dropped, never completed."""
+    text = re.sub(r"\s*\[\d+\]", "", " ".join(text.split()))
+    parts = sentences(text)
+    kept: list[str] = []
+    for i, part in enumerate(parts):
+        if i == len(parts) - 1 and not has_terminal(part):
+            if cut or len(text) >= SENTENCE_CHARS - 10:
+                continue
+            part += "."
+        if not looks_cut(part) and len(part.split()) >= 3:
+            kept.append(part)
+    return kept, len(parts) - len(kept)
+
+
+def repeats(words: set[str], earlier: list[set[str]]) -> bool:
+    """Whether a sentence with these content words repeats one of the earlier sentences' (see
+    REPEAT_JACCARD); a sentence without content words repeats nothing."""
+    for seen in earlier:
+        shared = len(words & seen)
+        if words and (
+            shared / len(words | seen) >= REPEAT_JACCARD or shared / len(words) >= REPEAT_CONTAINED
+        ):
+            return True
+    return False
+
+
+def subject_phrases(text: str) -> list[set[str]]:
+    """The proper names of a question (runs of capitalised words after its first word), each as the
+    stems of its content words: "How did the Panama Canal change world trade?" -> [{panama, canal}].
+    None from a text in Title Case, whose capitals name nothing."""
+    words = re.findall(r"[^\W_][\w'’-]*", text)
+    if len(words) >= 3 and 2 * sum(w[0].isupper() for w in words) > len(words):
+        return []
+    runs: list[list[str]] = [[]]
+    for i, word in enumerate(words):
+        if i > 0 and word[0].isupper():
+            runs[-1].append(word)
+        elif runs[-1]:
+            runs.append([])
+    phrases: list[set[str]] = []
+    for run in runs:
+        words_of = stems(" ".join(run))
+        if words_of and words_of not in phrases:
+            phrases.append(words_of)
+    return phrases
+
+
+def relevant_notes(notes: list[dict[str, Any]], subquestion: str, question: str) -> list[int]:
+    """The run's note numbers worth offering to the writer of ``subquestion``, most relevant first.
+
+    Lexical, by design: the embedding model the project retrieves with lives in the search index
+    (`tools/search/store.py`) and is not among the nodes' dependencies, and wiring it through the
+    factory for this ranking is left for later; content words decide instead (as stems, so that
+    "dissolve" meets "dissolution" and "economy" "economic"). A note is unrelated
+    when it names none of the subjects (`subject_phrases`) of the question and the sub-question that
+    some note names (all of a subject's words, in the note or its passage's title: "canal" alone
+    also names the Suez Canal), when it shares no word with them, or when its score (sub-question
+    words 1, other question words TOPIC_WEIGHT) is under RELEVANCE_FLOOR of the best note's."""
+    target = stems(subquestion)
+    topic = stems(question) - target
+    texts = [stems(f"{note['title']} {note['fact']}") for note in notes]
+    subjects = [
+        phrase
+        for phrase in subject_phrases(question) + subject_phrases(subquestion)
+        if any(phrase <= words for words in texts)  # a subject no note names is named otherwise
+    ]
+    scores: dict[int, float] = {}
+    for number, words in enumerate(texts, 1):
+        if subjects and not any(phrase <= words for phrase in subjects):
+            continue
+        score = len(words & target) + TOPIC_WEIGHT * len(words & topic)
+        if score > 0:
+            scores[number] = score
+    if not scores:
+        return []
+    floor = RELEVANCE_FLOOR * max(scores.values())
+    return sorted((n for n, score in scores.items() if score >= floor), key=lambda n: (-scores[n], n))
+
+
+def thin_section(notes: list[dict[str, Any]], subquestion: str, question: str) -> bool:
+    """Whether the notes leave this sub-question unanswered: none is relevant to it, or none of the
+    relevant ones shares a word of its point (its content words other than the subjects' names: for
+    "Why did the Ottoman Empire decline?", "decline"), so its writer could only repeat the topic."""
+    offered = relevant_notes(notes, subquestion, question)
+    named = set().union(*subject_phrases(question), *subject_phrases(subquestion))
+    point = stems(subquestion) - named
+    if not offered or not point:
+        return not offered
+    return not any(point & stems(f"{notes[n - 1]['title']} {notes[n - 1]['fact']}") for n in offered)
+
+
+def quotable(doc_id: str, text: str) -> list[tuple[int, str]]:
+    """The whole sentences of a passage, with their positions: not the first one of a window that
+    starts inside its document (``ID#pN``, N > 0) or that starts in lower case, not a last one left
+    without its full stop (the window or the page ended), none that reads as cut, none longer than
+    QUOTE_CHARS."""
+    parts = sentences(text)
+    whole = []
+    for i, sentence in enumerate(parts):
+        opens_mid = i == 0 and (bool(_MID_DOCUMENT.search(doc_id)) or sentence[:1].islower())
+        ends_open = i == len(parts) - 1 and not has_terminal(sentence)
+        if not (opens_mid or ends_open or looks_cut(sentence) or len(sentence) > QUOTE_CHARS):
+            whole.append((i, sentence))
+    return whole
+
+
+def passage_quote(doc_id: str, text: str, wanted: set[str]) -> str:
+    """A report's note from one passage: its QUOTE_SENTENCES whole sentences sharing the most words
+    with ``wanted``, in passage order, together at most QUOTE_CHARS long ("" when none is whole)."""
+    ranked = sorted(quotable(doc_id, text), key=lambda x: (-len(content_words(x[1]) & wanted), x[0]))
+    chosen: list[tuple[int, str]] = []
+    size = 0
+    for i, sentence in ranked:
+        if len(chosen) < QUOTE_SENTENCES and size + len(sentence) <= QUOTE_CHARS:
+            chosen.append((i, sentence))
+            size += len(sentence) + 1
+    return " ".join(sentence for _, sentence in sorted(chosen))
+
+
+def whole_title(title: str, question: str) -> str:
+    """The outline's title unless a length limit or the token cap cut it; else the question, whole."""
+    if not title or len(title) >= TITLE_CHARS or looks_cut(title):
+        return question
+    return title
+
+
+def whole_subquestions(raw: list[str], cut: bool) -> list[str]:
+    """The outline's distinct sub-questions that are whole: the last of an outline stopped by the
+    token cap goes unless it closed with its '?', and one that reached its length limit or reads as
+    cut goes too."""
+    if cut and raw and not raw[-1].endswith("?"):
+        raw = raw[:-1]
+    kept: list[str] = []
+    for text in raw:
+        whole = text and len(text) < SUBQUESTION_CHARS and not looks_cut(text)
+        if whole and text.lower() not in {x.lower() for x in kept}:
+            kept.append(text)
+    return kept
 
 
 def numbered(notes: list[dict[str, Any]], numbers: list[int]) -> str:
     return "\n".join(f"[{n}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for n in numbers)
+
+
+def numbered_from_one(notes: list[dict[str, Any]], numbers: list[int]) -> str:
+    """The notes ``numbers`` renumbered 1, 2, ... in that order (what one section's writer sees)."""
+    return "\n".join(
+        f"[{i}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for i, n in enumerate(numbers, 1)
+    )
+
+
+def cited_numbers(item: dict[str, Any], offered: list[int]) -> list[int]:
+    """The run's note numbers a written sentence cites (its numbers count from 1 in ``offered``)."""
+    cited: list[int] = []
+    for n in item.get("notes") or []:
+        if isinstance(n, int) and 1 <= n <= len(offered) and offered[n - 1] not in cited:
+            cited.append(offered[n - 1])
+    return cited
 
 
 @dataclass
@@ -223,63 +460,79 @@ class ReportWriter:
             {"role": "user", "content": prompt["user"].format(**fields)},
         ]
 
-    def _call(self, step: str, schema: dict[str, Any], cap: int, **fields: Any) -> tuple[Any, str | None]:
+    def _call(self, step: str, schema: dict[str, Any], cap: int, **fields: Any) -> StepResult:
         msgs = self._messages(step, **fields)
         seed = derive_seed(self.seed, msgs[-1]["content"], step, 0)
         result = budgeted_json(
             self.llm, self.ledger, msgs, schema, cap=cap, node=step, round=0, seed=seed, min_tokens=24
         )
         self.charges += result.charges
-        return result.value, result.failure
+        return result
 
     def outline(self, question: str, n: int = 3) -> tuple[str, list[str]]:
-        """(title, sub-questions); the question itself when the outline cannot be had."""
-        value, _ = self._call("outline", outline_schema(n), self.caps.outline, question=question, n=n)
-        value = value or {}
-        sections: list[str] = []
-        for s in value.get("sections", []):
-            text = " ".join(str(s).split())
-            if text and text.lower() not in {x.lower() for x in sections}:
-                sections.append(text)
-        title = " ".join(str(value.get("title", "")).split()) or question
-        return title[:80], sections[:n] or [question]
+        """(title, sub-questions); the question itself when the outline cannot be had. A title or a
+        sub-question cut by a length limit or the token cap is not used (never printed cut)."""
+        result = self._call("outline", outline_schema(n), self.caps.outline, question=question, n=n)
+        value = result.value or {}
+        raw = [" ".join(str(s).split()) for s in value.get("sections", [])]
+        title = " ".join(str(value.get("title", "")).split())
+        if result.cut and not raw:
+            title = ""  # the token cap stopped the outline in (or just after) its title
+        return whole_title(title, question), whole_subquestions(raw, result.cut)[:n] or [question]
 
     def write(self, question: str, subquestions: list[str], notes: list[dict[str, Any]]) -> list[Section]:
-        """One paragraph per sub-question, from all notes (numbered as in the run)."""
-        shown = list(range(1, min(len(notes), MAX_NOTES_SHOWN) + 1))
-        sections = []
-        written: set[str] = set()
-        for sub in subquestions:
-            if not shown:
-                sections.append(Section(question=sub, skipped="no notes"))
-                continue
-            value, failure = self._call(
-                "write",
-                write_schema(len(shown), SENTENCES_PER_SECTION),
-                self.caps.write,
-                question=question,
-                section=sub,
-                notes=numbered(notes, shown),
-                n=SENTENCES_PER_SECTION,
+        """One paragraph per sub-question, each from the notes relevant to it; sentences that are cut
+        or repeat an earlier one (in any section) are dropped and counted."""
+        written: list[set[str]] = []  # the content words of every sentence kept so far
+        return [self._write_section(question, sub, notes, written) for sub in subquestions]
+
+    def _write_section(
+        self, question: str, sub: str, notes: list[dict[str, Any]], written: list[set[str]]
+    ) -> Section:
+        relevant = relevant_notes(notes, sub, question)
+        section = Section(
+            question=sub, offered=relevant[:MAX_NOTES_SHOWN], unrelated=len(notes) - len(relevant)
+        )
+        if not section.offered:
+            section.skipped = "no relevant notes" if notes else "no notes"
+            return section
+        result = self._call(
+            "write",
+            write_schema(len(section.offered), SENTENCES_PER_SECTION),
+            self.caps.write,
+            question=question,
+            section=sub,
+            notes=numbered_from_one(notes, section.offered),
+            n=SENTENCES_PER_SECTION,
+        )
+        if result.value is None:
+            section.skipped = result.failure or "malformed"
+            return section
+        items = result.value.get("sentences", [])
+        for i, item in enumerate(items[:SENTENCES_PER_SECTION]):
+            if isinstance(item, dict):
+                # only the last sentence of a completion stopped by its token cap can be cut by it
+                cut = result.cut and i == len(items) - 1
+                self._keep(section, item, cut, written)
+        if not section.claims:
+            section.skipped = (
+                "repeated" if section.repeats else "cut" if section.fragments else "nothing written"
             )
-            if value is None:
-                sections.append(Section(question=sub, skipped=failure or "malformed"))
-                continue
-            claims = []
-            for item in value.get("sentences", [])[:SENTENCES_PER_SECTION]:
-                if not isinstance(item, dict):
-                    continue
-                cited = []
-                for n in item.get("notes") or []:
-                    if isinstance(n, int) and 1 <= n <= len(shown) and n not in cited:
-                        cited.append(n)
-                for text in split_sentences(str(item.get("text", ""))):
-                    if normalise(text) not in written:  # small models repeat themselves
-                        written.add(normalise(text))
-                        claims.append(Claim(text=text, notes=cited))
-            claims = claims[:MAX_CLAIMS_PER_SECTION]
-            sections.append(Section(question=sub, claims=claims, skipped=None if claims else "repeated"))
-        return sections
+        return section
+
+    @staticmethod
+    def _keep(section: Section, item: dict[str, Any], cut: bool, written: list[set[str]]) -> None:
+        """Add one written item's whole, new sentences to the section; count what is dropped."""
+        cited = cited_numbers(item, section.offered)
+        kept, fragments = whole_sentences(str(item.get("text", "")), cut=cut)
+        section.fragments += fragments
+        for text in kept:
+            words = content_words(text)
+            if repeats(words, written):  # small models repeat themselves, across sections too
+                section.repeats += 1
+            elif len(section.claims) < MAX_CLAIMS_PER_SECTION:
+                written.append(words)
+                section.claims.append(Claim(text=text, notes=cited))
 
     def check(
         self, sections: list[Section], notes: list[dict[str, Any]], passages: dict[str, str]
@@ -306,14 +559,14 @@ class ReportWriter:
             f"Claim {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
             for i, c in enumerate(claims, 1)
         )
-        value, _ = self._call(
+        result = self._call(
             "check",
             check_schema(len(claims)),
             self.caps.check,
             notes=numbered(notes, numbers),
             claims=lines,
         )
-        return list((value or {}).get("claims", []))
+        return list((result.value or {}).get("claims", []))
 
 
 def _verdict_at(verdicts: list[Any], i: int) -> dict[str, Any] | None:

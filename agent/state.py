@@ -18,6 +18,7 @@ class ResearchState(TypedDict, total=False):
     branches: list[dict[str, Any]]  # the tree and best_of_n strategies' kept branches (tree.Branch)
     steps: list[dict[str, Any]]  # the decompose strategy's solved sub-questions, with votes and evidence
     title: str  # a report's title, from its outline
+    thin: list[str]  # a report's sub-questions searched again for want of a relevant note (set once)
     report: dict[str, Any]  # agent.report.Report, dumped: written, then checked
     round: int
     queries: list[str]  # this round's new queries

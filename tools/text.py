@@ -1,4 +1,5 @@
-"""Answer normalisation shared by the agent's vote and the metrics (SQuAD v1.1)."""
+"""Text helpers shared by the agent and the metrics: answer normalisation (SQuAD v1.1), content
+words and the lexical support check, and whole sentences (splitting, and telling a cut one)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,26 @@ def content_words(text: str) -> set[str]:
     return words
 
 
+_SUFFIXES = ("ations", "ation", "ings", "ing", "edly", "ed", "es", "ly", "ic", "al", "y", "e")
+
+
+def stem(word: str) -> str:
+    """A crude stem for matching words across their forms: one common suffix off (keeping at least
+    four letters), then the first six letters. "economy"/"economic" -> "econom", "dissolved"/
+    "dissolution" -> "dissol", "trade"/"traded" -> "trad"; some unrelated words meet ("community",
+    "communist"), which a relevance ranking can bear and a support check could not."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            word = word[: -len(suffix)]
+            break
+    return word[:6]
+
+
+def stems(text: str) -> set[str]:
+    """The stems of the text's content words."""
+    return {stem(word) for word in content_words(text)}
+
+
 def lexical_support(sentence: str, sources: list[str]) -> float:
     """Share of the sentence's content words found in the sources: 0 (none) to 1 (every one).
 
@@ -48,3 +69,80 @@ def lexical_support(sentence: str, sources: list[str]) -> float:
         return 0.0
     found = set().union(*(content_words(s) for s in sources)) if sources else set()
     return len(claim & found) / len(claim)
+
+
+# --- whole sentences -----------------------------------------------------------------------------
+
+#: Abbreviations whose full stop does not end a sentence (lower case, without the stop).
+ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof st mt ft jr sr gen gov col lt sgt capt rev hon sen rep pres vs etc al approx
+    ca c b d fl r no nos vol vols fig figs ed eds inc ltd co corp dept est jan feb mar apr jun jul aug sep
+    sept oct nov dec""".split()
+)
+#: Last words that leave a sentence unfinished: an article, a preposition, a conjunction or a
+#: possessive cannot end an English sentence ("the historiography of the.", "beginning a."). Particles
+#: that can end one ("went on.", "broke out.", "than ever before.") are left out on purpose.
+CUT_ENDINGS = frozenset(
+    """a an the of to and or but nor its their our my your whose very than into onto with from by at
+    for such because although whereas including between among via""".split()
+)
+_TERMINAL = re.compile(r"[.!?][\"'’”)\]]*$")
+_OPENS_SENTENCE = re.compile(r"^[\"'‘“(\[]?[A-Z0-9]")
+_INITIALS = re.compile(r"^(?:[A-Za-z]\.)+$")  # "J.", "U.S.", "e.g."
+
+
+def _ends_sentence(token: str, following: str) -> bool:
+    """Whether ``token`` (a whitespace-separated word) closes a sentence before ``following``."""
+    if not _TERMINAL.search(token) or not _OPENS_SENTENCE.match(following):
+        return False
+    bare = token.rstrip("\"'’”)]")
+    if bare.endswith(("!", "?")):
+        return True
+    word = bare[:-1]
+    if word.lower().lstrip("(\"'") in ABBREVIATIONS:
+        return False
+    return not _INITIALS.match(bare.lstrip("(\"'"))
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, split after a full stop, '!' or '?' that is followed by a capital,
+    a digit or an opening quote, and is not an abbreviation's stop ("c. 1299", "U.S. Navy", "J. S.
+    Bach"). The last item is whatever follows the last boundary, finished or not."""
+    tokens = text.split()
+    out: list[str] = []
+    start = 0
+    for i, token in enumerate(tokens):
+        if i + 1 < len(tokens) and _ends_sentence(token, tokens[i + 1]):
+            out.append(" ".join(tokens[start : i + 1]))
+            start = i + 1
+    if start < len(tokens):
+        out.append(" ".join(tokens[start:]))
+    return out
+
+
+def has_terminal(sentence: str) -> bool:
+    """Whether the sentence ends with '.', '!' or '?' (closing quotes and brackets allowed after it)."""
+    return bool(_TERMINAL.search(sentence.strip()))
+
+
+def looks_cut(sentence: str) -> bool:
+    """Whether a sentence reads as cut off: its last word is an article, a preposition, a conjunction
+    or a possessive ("the father of."), or a single lower-case letter or a lone initial after a
+    lower-case word ("failed to r.", "principally P."). A Roman numeral after a name ("World War I.",
+    "Henry V.") is whole; a lone capital after a lower-case word reads as a cut name, at the price of
+    the rare whole one ("vitamin C.")."""
+    if sentence.rstrip("\"'’”)] ").endswith("?"):
+        return False  # a question may end on a preposition ("What did it lead to?")
+    tokens = sentence.split()
+    if tokens and _INITIALS.match(tokens[-1].rstrip("\"'’”)]")) and len(tokens[-1].strip(".")) > 1:
+        return False  # "... moved to the U.S."
+    words = re.findall(r"[^\W_]+", sentence)
+    if not words:
+        return True
+    last = words[-1]
+    if last.lower() in CUT_ENDINGS:
+        return True
+    if len(last) == 1 and last.isalpha():
+        after_name = len(words) > 1 and words[-2][:1].isupper() and last in "IVX"
+        return not after_name
+    return False

@@ -35,11 +35,18 @@ def check_line(report: dict[str, Any]) -> str:
     share = check.get("supported_share") or 0.0
     precision = check.get("citation_precision")
     dropped = "dropped" if report.get("unsupported") == "drop" else "marked"
+    left_out = report.get("dropped") or {}
     return (
         f"citation check: {check['supported']} of {check['sentences']} sentences supported by their notes "
         f"({share:.0%}; unsupported ones {dropped}), citation precision "
         + (f"{precision:.2f}" if precision is not None else "n/a")
         + (f"; {check['lexical_only']} checked lexically only (budget)" if check.get("lexical_only") else "")
+        + (
+            f"; left out before the check: {left_out.get('fragments', 0)} cut and "
+            f"{left_out.get('repeats', 0)} repeated sentences"
+            if left_out.get("fragments") or left_out.get("repeats")
+            else ""
+        )
     )
 
 

@@ -1,0 +1,509 @@
+"""Reports a reader would keep (issue 32), on scripted models: whole sentences only (quotes and written
+sentences cut at sentence boundaries, fragments dropped and counted), no repeated claims, only notes
+relevant to a section offered to its writer, and one more search round for a section the notes leave
+unanswered while more than half the budget is unspent."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from sounding.agent.report import (
+    QUOTE_CHARS,
+    REPEAT_CONTAINED,
+    REPEAT_JACCARD,
+    REPORT_PROMPTS,
+    Report,
+    ReportWriter,
+    Section,
+    passage_quote,
+    relevant_notes,
+    repeats,
+    subject_phrases,
+    thin_section,
+    whole_sentences,
+)
+from sounding.agent.runner import run_research
+from sounding.budgets.controllers import FixedController, StepCaps
+from sounding.budgets.cost import make_cost_model
+from sounding.budgets.ledger import Budget, Ledger
+from sounding.cli.render import check_line
+from sounding.settings import BudgetSettings
+from sounding.tools.llm.base import Completion, Message
+from sounding.tools.search.base import Hit
+from sounding.tools.text import content_words, looks_cut, sentences
+from tests.scripted import ScriptedLLM, step_of
+from tests.test_agent_nodes import deps
+
+# --- whole sentences -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        "The Ottoman Empire failed to r.",  # the issue's cases, each finished with a full stop
+        "Soviet historians debate the historiography of the.",
+        "The disease was spread principally P.",
+        "The revolution marked the beginning a.",
+        "Herodotus is often called the father of.",
+        "Trade grew between Europe and.",
+    ],
+)
+def test_a_sentence_ending_on_an_article_preposition_or_lone_letter_reads_as_cut(cut):
+    assert looks_cut(cut)
+
+
+@pytest.mark.parametrize(
+    "whole",
+    [
+        "The empire fell in 1453.",
+        "It was the largest conflict before World War I.",
+        "The plague broke out.",
+        "Its armies marched on.",
+        "What did the canal lead to?",  # a question may end on a preposition
+        "Many of them moved to the U.S.",
+    ],
+)
+def test_whole_sentences_do_not_read_as_cut(whole):
+    assert not looks_cut(whole)
+
+
+def test_sentences_split_at_boundaries_not_at_abbreviations():
+    text = "Osman I founded it c. 1299 in Anatolia. The U.S. Navy was not there. J. S. Bach was born later! Was he"
+    assert sentences(text) == [
+        "Osman I founded it c. 1299 in Anatolia.",
+        "The U.S. Navy was not there.",
+        "J. S. Bach was born later!",
+        "Was he",
+    ]
+
+
+def test_written_fragments_are_dropped_and_counted_never_finished_with_a_stop():
+    # the model left out the full stop of a whole sentence: added
+    assert whole_sentences("Budapest lies on the Danube [2]") == (["Budapest lies on the Danube."], 0)
+    # the token cap stopped the text: its open last sentence is a fragment
+    assert whole_sentences("The empire grew. It failed to r", cut=True) == (["The empire grew."], 1)
+    # ... but a sentence closed before the cap is whole
+    assert whole_sentences("The empire grew. It declined slowly.", cut=True) == (
+        ["The empire grew.", "It declined slowly."],
+        0,
+    )
+    # the schema's length limit stopped it (no full stop at 300 characters)
+    long = "The Silk Road connected China with the Mediterranean " + "and many cities along the way " * 9
+    assert len(long.strip()) >= 290
+    assert whole_sentences(long.strip()) == ([], 1)
+    # a sentence ending on an article is cut wherever it stands
+    assert whole_sentences("It ended the historiography of the. Trade grew fast.") == (
+        ["Trade grew fast."],
+        1,
+    )
+
+
+def test_a_quote_is_whole_sentences_of_its_passage_never_cut_at_a_character_limit():
+    wanted = content_words("Silk Road trade China")
+    first = "The Silk Road was a network of trade routes connecting China with the West."
+    long = (
+        "Along the Silk Road "
+        + "merchants and pilgrims carried silk, spices, paper and ideas, " * 8
+        + "for centuries."
+    )
+    assert len(long) > QUOTE_CHARS
+    text = f"{first} {long} Trade along it declined after the fifteenth century. It ended in Ce"
+    quote = passage_quote("doc", text, wanted)
+    assert quote == f"{first} Trade along it declined after the fifteenth century."
+    for sentence in sentences(quote):
+        assert sentence in text and sentence.endswith(".")
+    assert len(quote) <= QUOTE_CHARS
+    # a window that starts inside its document: its first sentence is left out (it may be a tail)
+    window = "trade routes with China. The Silk Road carried silk to Rome."
+    assert passage_quote("doc#p3", window, wanted) == "The Silk Road carried silk to Rome."
+    assert passage_quote("doc#p0", "Trade with China grew. Silk Road trade grew.", wanted) == (
+        "Trade with China grew. Silk Road trade grew."
+    )
+
+
+# --- a written paragraph cut by the token cap ----------------------------------------------------
+
+
+NOTES = [
+    {
+        "doc_id": "d1",
+        "title": "Ottoman Empire",
+        "fact": "The Ottoman Empire was founded by Osman I around 1299.",
+    },
+    {
+        "doc_id": "d2",
+        "title": "Ottoman Empire",
+        "fact": "The Ottoman Empire captured Constantinople in 1453.",
+    },
+]
+OTTOMAN_Q = "How did the Ottoman Empire rise to power?"
+
+
+def writer_for(llm: Any) -> ReportWriter:
+    ledger = Ledger(
+        Budget(limit=None, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+    )
+    return ReportWriter(llm, ledger, REPORT_PROMPTS, StepCaps())
+
+
+def test_the_last_sentence_of_a_paragraph_cut_by_the_token_cap_is_dropped_and_counted():
+    cut_json = (
+        '{"sentences": [{"text": "The Ottoman Empire was founded by Osman I around 1299.", "notes": [1]}, '
+        '{"text": "It captured Constantinople in 1453 and failed to r'
+    )
+    writer = writer_for(ScriptedLLM({"write": cut_json}))
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
+    assert [c.text for c in section.claims] == ["The Ottoman Empire was founded by Osman I around 1299."]
+    assert section.fragments == 1 and section.claims[0].notes == [section.offered[0]]
+
+
+class LengthCapped(ScriptedLLM):
+    """A backend that reports every write as stopped by its token cap ("length"), its JSON complete."""
+
+    def complete(self, messages: list[Message], **kwargs: Any) -> Completion:
+        completion = super().complete(messages, **kwargs)
+        if step_of(messages) == "write":
+            return completion.model_copy(update={"finish_reason": "length"})
+        return completion
+
+
+def test_a_length_finish_reason_marks_the_last_open_sentence_as_cut():
+    write = {
+        "sentences": [
+            {"text": "The Ottoman Empire captured Constantinople in 1453.", "notes": [1]},
+            {"text": "The empire was founded by Osman I around 1299 and grew", "notes": [2]},
+        ]
+    }
+    [section] = writer_for(LengthCapped({"write": write})).write(OTTOMAN_Q, ["How did it rise?"], NOTES)
+    assert [c.text for c in section.claims] == ["The Ottoman Empire captured Constantinople in 1453."]
+    assert section.fragments == 1
+    # the same words from a backend that finished on its own: the full stop was only left out
+    [section] = writer_for(ScriptedLLM({"write": write})).write(OTTOMAN_Q, ["How did it rise?"], NOTES)
+    assert len(section.claims) == 2 and section.fragments == 0
+
+
+def test_an_outline_cut_by_a_limit_is_never_printed_cut():
+    cut = '{"title": "The Rise of the Ottoman Empire", "sections": ["How did the Ottoman Empire rise?", "What did Mehmed II conq'
+    title, sections = writer_for(ScriptedLLM({"outline": cut})).outline(OTTOMAN_Q)
+    assert title == "The Rise of the Ottoman Empire" and sections == ["How did the Ottoman Empire rise?"]
+    long_title = {
+        "title": "The Rise of the Ottoman Empire from a Small Anatolian Principality to a World Po",
+        "sections": ["x y z"],
+    }
+    title, _ = writer_for(ScriptedLLM({"outline": long_title})).outline(OTTOMAN_Q)
+    assert title == OTTOMAN_Q  # a title stopped by its length limit gives way to the question, whole
+    title, _ = writer_for(ScriptedLLM({"outline": {"title": "The Rise of the", "sections": []}})).outline(
+        OTTOMAN_Q
+    )
+    assert title == OTTOMAN_Q
+
+
+# --- no repetition -------------------------------------------------------------------------------
+
+
+def jaccard(a: str, b: str) -> float:
+    x, y = content_words(a), content_words(b)
+    return len(x & y) / len(x | y)
+
+
+def test_the_repeat_thresholds_separate_the_issues_repeats_from_distinct_claims():
+    impact = "The Industrial Revolution had a profound impact on cities."
+    # the issue's repeated claim, as a small model rewrites it in later sections
+    for again in [
+        impact,
+        "The Industrial Revolution had a profound impact on cities and their growth.",
+        "Cities felt the profound impact of the Industrial Revolution.",
+    ]:
+        assert jaccard(impact, again) >= REPEAT_JACCARD and repeats(
+            content_words(again), [content_words(impact)]
+        )
+    # two claims about one subject
+    founded = "The Ottoman Empire was founded by Osman I in 1299."
+    declined = "The Ottoman Empire declined after the siege of Vienna in 1683."
+    assert jaccard(founded, declined) == pytest.approx(2 / 9)
+    assert not repeats(content_words(declined), [content_words(founded)])
+    # a sentence adding nothing new to a longer earlier one, whatever its length
+    longer = "In the nineteenth century the Industrial Revolution had a profound impact on cities, leading to urbanisation."
+    assert jaccard(longer, impact) < REPEAT_JACCARD
+    shared = content_words(impact) & content_words(longer)
+    assert len(shared) / len(content_words(impact)) >= REPEAT_CONTAINED
+    assert repeats(content_words(impact), [content_words(longer)])
+    assert not repeats(set(), [content_words(impact)])
+
+
+def test_a_claim_repeated_in_a_later_section_is_dropped_counted_and_the_report_says_so():
+    impact = "The Industrial Revolution had a profound impact on cities."
+
+    def write(n: int, m: list[Message]) -> dict[str, Any]:
+        if n == 1:
+            return {"sentences": [{"text": impact, "notes": [1]}]}
+        if n == 2:  # a new claim, then the first section's claim again in other words
+            return {
+                "sentences": [
+                    {"text": "Factories drew workers from the countryside into towns.", "notes": [1]},
+                    {
+                        "text": "The Industrial Revolution had a profound impact on cities and their growth.",
+                        "notes": [1],
+                    },
+                ]
+            }
+        return {"sentences": [{"text": impact, "notes": [1]}]}  # nothing new at all
+
+    notes = [
+        {
+            "doc_id": "d1",
+            "title": "Industrial Revolution",
+            "fact": "The Industrial Revolution had a profound impact on cities. Factories drew workers from the countryside into towns.",
+        }
+    ]
+    writer = writer_for(ScriptedLLM({"write": write}))
+    q = "How did the Industrial Revolution change cities?"
+    sections = writer.write(
+        q,
+        ["Industrial Revolution cities", "Industrial Revolution towns", "Industrial Revolution impact"],
+        notes,
+    )
+    assert [len(s.claims) for s in sections] == [1, 1, 0]
+    assert [s.repeats for s in sections] == [0, 1, 1] and sections[2].skipped == "repeated"
+    report = Report(title="t", sections=sections)
+    assert report.dropped == {"fragments": 0, "repeats": 2}
+    body = report.markdown({1: 1})
+    assert body.count("profound impact") == 1
+    assert "*Nothing beyond the above was written for: Industrial Revolution impact*" in body
+
+
+# --- relevance before writing --------------------------------------------------------------------
+
+
+SOVIET_Q = "Why did the Soviet Union collapse?"
+SOVIET_NOTES = [
+    {
+        "doc_id": "b",
+        "title": "Late Bronze Age collapse",
+        "fact": "The Late Bronze Age collapse ended many societies.",
+    },
+    {"doc_id": "r", "title": "Fall of the Western Roman Empire", "fact": "Rome's collapse had many causes."},
+    {
+        "doc_id": "s",
+        "title": "Soviet Union",
+        "fact": "The economy of the Soviet Union stagnated in the 1970s.",
+    },
+    {
+        "doc_id": "d",
+        "title": "Dissolution of the Soviet Union",
+        "fact": "The Soviet Union dissolved in 1991.",
+    },
+]
+
+
+def test_notes_that_name_none_of_the_questions_subjects_are_not_offered():
+    assert subject_phrases(SOVIET_Q) == [{"soviet", "union"}]
+    assert subject_phrases("The Decline Of The Ottoman Empire") == []  # Title Case names nothing
+    ranked = relevant_notes(SOVIET_NOTES, "What caused the collapse of the Soviet Union?", SOVIET_Q)
+    assert ranked == [3, 4]  # the Bronze Age and Rome's collapses are not about the Soviet Union
+    assert relevant_notes(SOVIET_NOTES, "Why did the Soviet economy stagnate?", SOVIET_Q)[0] == 3
+
+
+def test_a_subject_the_sources_name_otherwise_filters_nothing():
+    notes = [{"doc_id": "d", "title": "Dissolution of the Soviet Union", "fact": "It dissolved in 1991."}]
+    assert relevant_notes(notes, "When did the USSR dissolve?", "Why did the USSR collapse?") == [1]
+
+
+def test_canal_alone_does_not_name_the_panama_canal():
+    notes = [
+        {
+            "doc_id": "s",
+            "title": "Suez Canal",
+            "fact": "The Suez Canal connects the Mediterranean Sea to the Red Sea.",
+        },
+        {
+            "doc_id": "c",
+            "title": "Central America",
+            "fact": "Central America includes Panama and Costa Rica.",
+        },
+        {
+            "doc_id": "p",
+            "title": "Panama Canal",
+            "fact": "The Panama Canal shortened shipping routes between oceans.",
+        },
+    ]
+    q = "What role has the Panama Canal played in world trade?"
+    assert relevant_notes(notes, "How did the canal change shipping routes?", q) == [3]
+
+
+def test_the_writer_is_offered_only_relevant_notes_renumbered_most_relevant_first():
+    seen: list[str] = []
+
+    def write(n: int, m: list[Message]) -> dict[str, Any]:
+        seen.append(m[-1]["content"])
+        return {"sentences": [{"text": "The Soviet Union dissolved in 1991.", "notes": [1]}]}
+
+    writer = writer_for(ScriptedLLM({"write": write}))
+    [section] = writer.write(SOVIET_Q, ["When did the Soviet Union dissolve?"], SOVIET_NOTES)
+    assert "Bronze Age" not in seen[0] and "Rome" not in seen[0]
+    assert "[1] (Dissolution of the Soviet Union)" in seen[0] and "[2] (Soviet Union)" in seen[0]
+    assert section.offered == [4, 3] and section.unrelated == 2
+    assert section.claims[0].notes == [4]  # the writer's [1] is the run's note 4
+
+
+def test_a_section_with_no_relevant_note_is_not_written_and_says_why():
+    # no note names the Soviet Union, so the subject filters nothing; both share "collapse"
+    assert sorted(relevant_notes(SOVIET_NOTES[:2], "What caused the Soviet collapse?", SOVIET_Q)) == [1, 2]
+    llm = ScriptedLLM({})
+    paris = [{"doc_id": "p", "title": "Paris", "fact": "Paris is the capital of France."}]
+    [section] = writer_for(llm).write(SOVIET_Q, ["Which reforms came first?"], paris)
+    assert section.skipped == "no relevant notes" and section.unrelated == 1 and llm.calls == []
+    [section] = writer_for(llm).write(SOVIET_Q, ["Which reforms came first?"], [])
+    assert section.skipped == "no notes"
+
+
+def test_a_thin_section_is_one_whose_point_no_relevant_note_touches():
+    rise = [
+        {"doc_id": "o", "title": "Ottoman Empire", "fact": "The Ottoman Empire rose to power under Osman I."}
+    ]
+    q = "How did the Ottoman Empire rise to power and why did it decline?"
+    assert not thin_section(rise, "How did the Ottoman Empire rise to power?", q)
+    assert thin_section(rise, "Why did the Ottoman Empire decline?", q)  # only the topic, not its point
+    assert thin_section([], "Why did the Ottoman Empire decline?", q)
+
+
+# --- the thin-section rule, end to end -----------------------------------------------------------
+
+
+class KeyedSearch:
+    """Hits by trigger word: a query finds the documents whose trigger words it contains."""
+
+    name = "keyed"
+
+    def __init__(self, docs: dict[str, tuple[str, str, set[str]]]) -> None:
+        self.docs = docs
+        self.queries: list[str] = []
+
+    def search(self, query: str, k: int) -> list[Hit]:
+        self.queries.append(query)
+        words = set(query.lower().split())
+        return [
+            Hit(doc_id=doc_id, title=title, text=text, score=1.0)
+            for doc_id, (title, text, keys) in self.docs.items()
+            if words & keys
+        ][:k]
+
+
+SOVIET_DOCS = {
+    "su": (
+        "Soviet Union",
+        "The Soviet Union had a planned economy. Its economy stagnated in the 1970s.",
+        {"economy"},
+    ),
+    "bronze": (
+        "Late Bronze Age collapse",
+        "The Late Bronze Age collapse ended many societies.",
+        {"perestroika"},
+    ),
+    "per": (
+        "Perestroika",
+        "Perestroika was a reform movement in the Soviet Union led by Mikhail Gorbachev. It loosened central control of the economy.",
+        {"gorbachev"},
+    ),
+}
+OUTLINE = {
+    "title": "The collapse of the Soviet Union",
+    "sections": ["What weakened the Soviet economy?", "What did perestroika change?"],
+}
+
+
+def number_of(prompt: str, title: str) -> int:
+    """The number a writer's prompt gives the note from the passage titled ``title``."""
+    return next(int(line[1 : line.index("]")]) for line in prompt.splitlines() if f"] ({title})" in line)
+
+
+def soviet_script(thin_query: str = "Gorbachev reform movement", **overrides: Any) -> dict[str, Any]:
+    def write(n: int, m: list[Message]) -> dict[str, Any]:
+        prompt = m[-1]["content"]
+        if "answers: What did perestroika change?" in prompt and "(Perestroika)" in prompt:
+            text, title = "Perestroika loosened central control of the economy.", "Perestroika"
+        else:  # the economy section, and a perestroika section with nothing but the economy note
+            text, title = "The Soviet economy stagnated in the 1970s.", "Soviet Union"
+        return {"sentences": [{"text": text, "notes": [number_of(prompt, title)]}]}
+
+    script = {
+        "outline": OUTLINE,
+        "queries": {"queries": [thin_query]},
+        "write": write,
+        "check": lambda n, m: {
+            "claims": [{"supported": True, "notes": []}] * m[-1]["content"].count("Claim ")
+        },
+    }
+    return script | overrides
+
+
+def test_a_section_the_notes_leave_unanswered_gets_one_more_search_round():
+    llm = ScriptedLLM(soviet_script())
+    search = KeyedSearch(SOVIET_DOCS)
+    d = deps(llm, search, controller=FixedController(1, 1), answer_format="report")
+    result = run_research(SOVIET_Q, d)
+    # round 1 searched both sub-questions; perestroika's search found only the Bronze Age collapse
+    thin_prompts = [m[-1]["content"] for step, m, _ in llm.calls if step == "queries"]
+    assert len(thin_prompts) == 1 and "Question: What did perestroika change?" in thin_prompts[0]
+    assert search.queries[-1] == "Gorbachev reform movement"
+    rounds = [e for e in result.events if e["kind"] == "round"]
+    assert [e["thin"] for e in rounds] == [["What did perestroika change?"], []]
+    report = result.report
+    assert report is not None
+    economy, perestroika = report["sections"]
+    assert not economy["searched_again"] and perestroika["searched_again"]
+    assert [c["text"] for c in perestroika["claims"]] == [
+        "Perestroika loosened central control of the economy."
+    ]
+    assert result.notes[perestroika["claims"][0]["notes"][0] - 1]["doc_id"] == "per"
+    assert "Bronze Age" not in result.answer
+    assert d.ledger.spent_in("tokens") <= d.ledger.budget.limit
+    assert result.stop_reason == "depth"
+
+
+def test_a_section_that_stays_empty_after_its_round_says_why():
+    llm = ScriptedLLM(soviet_script(thin_query="Brezhnev era"))  # finds nothing new
+    result = run_research(
+        SOVIET_Q,
+        deps(llm, KeyedSearch(SOVIET_DOCS), controller=FixedController(1, 1), answer_format="report"),
+    )
+    report = result.report
+    assert report is not None
+    perestroika = report["sections"][1]
+    # its writer saw only the economy note and could only repeat the first section
+    assert perestroika["searched_again"] and perestroika["skipped"] == "repeated"
+    assert (
+        "*Nothing beyond the above was written for (after a second search of its own, with more than half "
+        "the budget left): What did perestroika change?*" in result.answer
+    )
+    assert sum(1 for step, _, _ in llm.calls if step == "queries") == 1  # one extra round, no more
+
+
+def test_no_extra_round_once_half_the_budget_is_spent():
+    llm = ScriptedLLM(soviet_script())
+    budget = Budget(limit=50_000, unit="tokens", max_searches=4)  # round 1's two searches are half
+    d = deps(
+        llm, KeyedSearch(SOVIET_DOCS), budget=budget, controller=FixedController(1, 1), answer_format="report"
+    )
+    result = run_research(SOVIET_Q, d)
+    assert not any(step == "queries" for step, _, _ in llm.calls)
+    assert [e["thin"] for e in result.events if e["kind"] == "round"] == [[]]
+    assert result.report is not None and not result.report["sections"][1]["searched_again"]
+
+
+def test_the_check_line_counts_what_was_left_out():
+    report = {
+        "check": {"sentences": 2, "supported": 2, "supported_share": 1.0},
+        "dropped": {"fragments": 1, "repeats": 2},
+    }
+    assert check_line(report).endswith("left out before the check: 1 cut and 2 repeated sentences")
+    assert "left out" not in check_line({**report, "dropped": {"fragments": 0, "repeats": 0}})
+
+
+def test_report_dump_round_trips_with_its_counts():
+    report = Report(title="t", sections=[Section(question="q", fragments=2)])
+    again = Report.model_validate(json.loads(report.model_dump_json()))
+    assert again.dropped == {"fragments": 2, "repeats": 0} and again.sections[0].fragments == 2
