@@ -10,9 +10,9 @@ from typing import Any
 from langgraph.errors import GraphRecursionError
 from pydantic import BaseModel
 
-from sounding.agent.strategies.routing import Route, route, routed_deps, routes
 from sounding.agent.nodes import NO_ANSWER, AgentDeps, spend_snapshot
 from sounding.agent.question import MAX_QUESTION_CHARS, QuestionError, check_question
+from sounding.agent.strategies.routing import Route, route, routed_deps, routes
 from sounding.budgets.controllers import Plan
 from sounding.budgets.ledger import Charge
 from sounding.tools.llm.base import LLMError
@@ -151,9 +151,7 @@ def run_research(
     latest: dict[str, Any] = {}
     try:
         if not finished:
-            for values in graph.stream(
-                None if resume else begin, config, stream_mode="values"
-            ):
+            for values in graph.stream(None if resume else begin, config, stream_mode="values"):
                 latest = values  # the state after every step, so a cut-off run keeps its best draft
             state = latest
     except KeyboardInterrupt as exc:  # the caller decides; it gets the best draft made so far with it

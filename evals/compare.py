@@ -203,37 +203,40 @@ def compare(
         return None
     acc = np.array([[matrix[q][s][metric] for s in labels] for q in ids], dtype=float)  # questions x settings
     boots = _boots(len(ids), n_boot, seed)
-    settings = []
-    for j, s in enumerate(labels):
-        rows = [matrix[q][s] for q in ids]
-        flops = [r["cost"].get("flops") for r in rows]
-        settings.append(
-            StrategySetting(
-                label=s,
-                strategy=rows[0]["strategy"],
-                depth=rows[0]["depth"],
-                n=len(ids),
-                acc=float(acc[:, j].mean()),
-                ci=_ci(acc[boots, j].mean(axis=1)),
-                tokens=float(np.mean([_tokens(r) for r in rows])),
-                flops=float(np.mean(flops)) if all(f is not None for f in flops) else None,
-                searches=float(np.mean([r["searches"] for r in rows])),
-            )
-        )
+    settings = [
+        _setting(label, [matrix[q][label] for q in ids], acc[:, j], boots) for j, label in enumerate(labels)
+    ]
+    traces, runs = traces or {}, runs or {}
+    golds = {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}
     return StrategyComparison(
         model=model, suite=suite, metric=metric, questions=len(ids), settings=settings,
         envelope=_envelope(settings), differences=_differences(settings, acc, boots),
         **_composition(matrix, ids, labels, metric, n_boot, seed),
         by_type=_by_type(matrix, ids, settings, metric),
-        values=_value_quality(
-            traces or {}, runs or {}, model, suite,
-            {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}, metric, n_boot, seed,
-        ),
-        decompose=_decompose_stats(traces or {}, runs or {}, model, suite),
+        values=_value_quality(traces, runs, model, suite, golds, metric, n_boot, seed),
+        decompose=_decompose_stats(traces, runs, model, suite),
     )  # fmt: skip
 
 
-def _differences(settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray) -> list[PairedDifference]:
+def _setting(label: str, rows: list[dict[str, Any]], acc: np.ndarray, boots: np.ndarray) -> StrategySetting:
+    """One setting's accuracy (with its bootstrap CI) and mean spend over the compared questions."""
+    flops = [r["cost"].get("flops") for r in rows]
+    return StrategySetting(
+        label=label,
+        strategy=rows[0]["strategy"],
+        depth=rows[0]["depth"],
+        n=len(rows),
+        acc=float(acc.mean()),
+        ci=_ci(acc[boots].mean(axis=1)),
+        tokens=float(np.mean([_tokens(r) for r in rows])),
+        flops=float(np.mean(flops)) if all(f is not None for f in flops) else None,
+        searches=float(np.mean([r["searches"] for r in rows])),
+    )
+
+
+def _differences(
+    settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray
+) -> list[PairedDifference]:
     """Each non-iterative setting minus the most accurate iterative setting that costs no more (mean
     token-equivalents). The point estimate picks that baseline on all the questions; every bootstrap
     resample picks it again on its own questions, so the CI carries the selection (the best of many
@@ -248,7 +251,9 @@ def _differences(settings: list[StrategySetting], acc: np.ndarray, boots: np.nda
             continue
         cheaper = [g for g in grid if g.tokens <= s.tokens]
         if not cheaper:
-            out.append(PairedDifference(setting=s.label, baseline=None, diff=None, ci=None, tokens_ratio=None))
+            out.append(
+                PairedDifference(setting=s.label, baseline=None, diff=None, ci=None, tokens_ratio=None)
+            )
             continue
         base = max(cheaper, key=lambda g: (g.acc, -g.tokens))
         own = acc[:, index[s.label]]
@@ -256,9 +261,12 @@ def _differences(settings: list[StrategySetting], acc: np.ndarray, boots: np.nda
         resampled = [own[idx].mean() - acc[np.ix_(idx, allowed)].mean(axis=0).max() for idx in boots]
         out.append(
             PairedDifference(
-                setting=s.label, baseline=base.label, diff=float(own.mean() - acc[:, index[base.label]].mean()),
-                ci=_ci(np.array(resampled)), tokens_ratio=s.tokens / base.tokens if base.tokens else None,
-            )  # fmt: skip
+                setting=s.label,
+                baseline=base.label,
+                diff=float(own.mean() - acc[:, index[base.label]].mean()),
+                ci=_ci(np.array(resampled)),
+                tokens_ratio=s.tokens / base.tokens if base.tokens else None,
+            )
         )
     return out
 
@@ -331,85 +339,108 @@ def _value_quality(
 ) -> list[ValueQuality]:
     """Each value function (logprob, agreement, support where measured) against the correctness of the
     final round's candidates, in the comparison's metric (em, cover-EM, or F1 >= 0.5)."""
-    from sklearn.metrics import roc_auc_score
+    by = _candidate_values(traces, runs, model, suite, golds, metric)
+    return [
+        _judge_value(name, value, questions, n_boot, seed) for (name, value), questions in sorted(by.items())
+    ]
 
+
+def _run_name(cfg: dict[str, Any]) -> str:
+    """A run's strategy with its dials, as ``tree:beam=1:value=logprob:width=3``."""
+    return ":".join([cfg["strategy"], *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
+
+
+def _candidate_values(
+    traces: dict[tuple[str, str], dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    model: str,
+    suite: str,
+    golds: dict[str, list[str]],
+    metric: str,
+) -> dict[tuple[str, str], dict[str, list[tuple[float, int]]]]:
+    """(run, value function) -> question -> (value, right) of each final-round candidate, from the
+    fixed-controller, unbudgeted runs of this model and suite."""
     by: dict[tuple[str, str], dict[str, list[tuple[float, int]]]] = defaultdict(lambda: defaultdict(list))
     for (key, q), trace in traces.items():
         cfg = runs.get(key, {})
-        if (cfg.get("model"), cfg.get("suite")) != (model, suite) or q not in golds:
-            continue
-        if cfg.get("controller") != "fixed" or cfg.get("budget") is not None:
+        wanted = (cfg.get("model"), cfg.get("suite")) == (model, suite) and q in golds
+        if not wanted or cfg.get("controller") != "fixed" or cfg.get("budget") is not None:
             continue
         events = [e for e in trace.get("strategy_events", []) if e["kind"] == "candidates"]
-        if not events:
-            continue
-        name = ":".join([cfg["strategy"], *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
-        for c in events[-1]["candidates"]:
+        for c in events[-1]["candidates"] if events else []:
             right = _correct(c["answer"], golds[q], metric)
             for value in ("logprob", "agreement", "support"):
                 if c.get(value) is not None:
-                    by[(name, value)][q].append((float(c[value]), right))
-    out = []
-    for (name, value), questions in sorted(by.items()):
-        points = [p for ps in questions.values() for p in ps]
-        y = [p[1] for p in points]
-        mixed = {q: ps for q, ps in questions.items() if 0 < sum(r for _, r in ps) < len(ps)}
-        within = {q: float(roc_auc_score([r for _, r in ps], [v for v, _ in ps])) for q, ps in mixed.items()}
-        picked = [max(ps, key=lambda p: p[0])[1] for ps in mixed.values()]
-        values = np.array(list(within.values()))
-        out.append(
-            ValueQuality(
-                strategy=name, value=value, candidates=len(points), positives=int(sum(y)),
-                mixed_questions=len(mixed),
-                within=float(values.mean()) if len(values) else None,
-                within_ci=_ci(values[_boots(len(values), n_boot, seed)].mean(axis=1)) if len(values) > 1 else None,
-                picked=float(np.mean(picked)) if picked else None,
-                pooled=float(roc_auc_score(y, [p[0] for p in points])) if 0 < sum(y) < len(y) else None,
-            )  # fmt: skip
-        )
-    return out
+                    by[(_run_name(cfg), value)][q].append((float(c[value]), right))
+    return by
+
+
+def _judge_value(
+    name: str, value: str, questions: dict[str, list[tuple[float, int]]], n_boot: int, seed: int
+) -> ValueQuality:
+    from sklearn.metrics import roc_auc_score
+
+    points = [p for ps in questions.values() for p in ps]
+    y = [p[1] for p in points]
+    mixed = {q: ps for q, ps in questions.items() if 0 < sum(r for _, r in ps) < len(ps)}
+    within = np.array([float(roc_auc_score([r for _, r in ps], [v for v, _ in ps])) for ps in mixed.values()])
+    picked = [max(ps, key=lambda p: p[0])[1] for ps in mixed.values()]
+    return ValueQuality(
+        strategy=name,
+        value=value,
+        candidates=len(points),
+        positives=int(sum(y)),
+        mixed_questions=len(mixed),
+        within=float(within.mean()) if len(within) else None,
+        within_ci=_ci(within[_boots(len(within), n_boot, seed)].mean(axis=1)) if len(within) > 1 else None,
+        picked=float(np.mean(picked)) if picked else None,
+        pooled=float(roc_auc_score(y, [p[0] for p in points])) if 0 < sum(y) < len(y) else None,
+    )
 
 
 def _decompose_stats(
     traces: dict[tuple[str, str], dict[str, Any]], runs: dict[str, dict[str, Any]], model: str, suite: str
 ) -> list[DecomposeStats]:
-    from sounding.evals.metrics import normalize_answer
-
     by_run: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
     for (key, _), trace in traces.items():
         cfg = runs.get(key, {})
         if (cfg.get("model"), cfg.get("suite"), cfg.get("strategy")) == (model, suite, "decompose"):
-            name = ":".join(["decompose", *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
-            by_run[name].append(trace.get("strategy_events", []))
-    out = []
-    for name, questions in sorted(by_run.items()):
-        splits = [e for q in questions for e in q if e["kind"] == "split"]
-        votes = [e for q in questions for e in q if e["kind"] in ("step", "compose")]
-        steps = [e for e in votes if e["kind"] == "step"]
-        flags: dict[str, int] = defaultdict(int)
-        for v in votes:
-            for kind, n in (v.get("red_flags") or {}).items():
-                flags[kind] += n
+            by_run[_run_name(cfg)].append(trace.get("strategy_events", []))
+    return [_decompose_run(name, questions) for name, questions in sorted(by_run.items())]
 
-        def echoes(step: dict[str, Any]) -> bool:
-            words = set(normalize_answer(step.get("answer") or "").split())
-            return bool(words) and words <= set(normalize_answer(step["question"]).split())
 
-        out.append(
-            DecomposeStats(
-                strategy=name, questions=len(questions),
-                subquestions=float(np.mean([len(s["subquestions"]) for s in splits])) if splits else 0.0,
-                single=float(np.mean([len(s["subquestions"]) == 1 for s in splits])) if splits else 0.0,
-                split_red_flagged=float(np.mean([bool(s.get("red_flags")) for s in splits])) if splits else 0.0,
-                chained=float(np.mean([any("#" in q for q in s["subquestions"]) for s in splits])) if splits else 0.0,
-                ballots=float(np.mean([sum(v["votes"].values()) + sum((v.get("red_flags") or {}).values())
-                                       for v in votes])) if votes else 0.0,
-                decided=float(np.mean([v.get("ended") == "ahead" for v in votes])) if votes else 0.0,
-                red_flags=dict(flags),
-                echo=float(np.mean([echoes(s) for s in steps])) if steps else 0.0,
-            )  # fmt: skip
-        )
-    return out
+def _share(values: list[Any]) -> float:
+    """The mean of booleans or numbers (0.0 for none)."""
+    return float(np.mean(values)) if values else 0.0
+
+
+def _echoes(step: dict[str, Any]) -> bool:
+    """A step answer that only repeats words of its own sub-question."""
+    from sounding.evals.metrics import normalize_answer
+
+    words = set(normalize_answer(step.get("answer") or "").split())
+    return bool(words) and words <= set(normalize_answer(step["question"]).split())
+
+
+def _decompose_run(name: str, questions: list[list[dict[str, Any]]]) -> DecomposeStats:
+    splits = [e for q in questions for e in q if e["kind"] == "split"]
+    votes = [e for q in questions for e in q if e["kind"] in ("step", "compose")]
+    flags: dict[str, int] = defaultdict(int)
+    for v in votes:
+        for kind, n in (v.get("red_flags") or {}).items():
+            flags[kind] += n
+    return DecomposeStats(
+        strategy=name,
+        questions=len(questions),
+        subquestions=_share([len(s["subquestions"]) for s in splits]),
+        single=_share([len(s["subquestions"]) == 1 for s in splits]),
+        split_red_flagged=_share([bool(s.get("red_flags")) for s in splits]),
+        chained=_share([any("#" in q for q in s["subquestions"]) for s in splits]),
+        ballots=_share([sum(v["votes"].values()) + sum((v.get("red_flags") or {}).values()) for v in votes]),
+        decided=_share([v.get("ended") == "ahead" for v in votes]),
+        red_flags=dict(flags),
+        echo=_share([_echoes(e) for e in votes if e["kind"] == "step"]),
+    )
 
 
 def _correct(answer: str, golds: list[str], metric: str) -> int:
@@ -432,31 +463,42 @@ def model_gap(
     s_labels = sorted({s for by in small.values() for s in by})
     l_labels = sorted({s for by in large.values() for s in by})
     ids = sorted(
-        q for q in set(small) & set(large)
-        if all(s in small[q] for s in s_labels) and all(s in large[q] for s in l_labels)
-    )  # fmt: skip
+        q for q in set(small) & set(large) if _complete(small[q], s_labels) and _complete(large[q], l_labels)
+    )
     if len(ids) < 2:
         return None
     a = np.array([[small[q][s][metric] for s in s_labels] for q in ids], dtype=float)
     b = np.array([[large[q][s][metric] for s in l_labels] for q in ids], dtype=float)
     i, j = int(a.mean(0).argmax()), int(b.mean(0).argmax())
     gaps = [a[idx].mean(0).max() - b[idx].mean(0).max() for idx in _boots(len(ids), n_boot, seed)]
-    s_flops = [np.mean([small[q][s]["cost"].get("flops", np.nan) for q in ids]) for s in s_labels]
+    s_flops = [_mean_flops(small, ids, s) for s in s_labels]
     reaching = [k for k in range(len(s_labels)) if a[:, k].mean() >= b[:, j].mean()]
     cheapest = min(reaching, key=lambda k: (not np.isfinite(s_flops[k]), s_flops[k])) if reaching else None
-    l_flops = float(np.mean([large[q][l_labels[j]]["cost"].get("flops", np.nan) for q in ids]))
+    l_flops = _mean_flops(large, ids, l_labels[j])
     return ModelGap(
         suite=suite, small=names[0], large=names[1], questions=len(ids),
         small_best=s_labels[i], small_best_acc=float(a[:, i].mean()),
         large_best=l_labels[j], large_best_acc=float(b[:, j].mean()),
         gap=float(a[:, i].mean() - b[:, j].mean()), gap_ci=_ci(np.array(gaps)),
         small_reaching=s_labels[cheapest] if cheapest is not None else None,
-        flops_ratio=(
-            float(s_flops[cheapest] / l_flops)
-            if cheapest is not None and np.isfinite(s_flops[cheapest]) and np.isfinite(l_flops) and l_flops
-            else None
-        ),
+        flops_ratio=_ratio(s_flops[cheapest], l_flops) if cheapest is not None else None,
     )  # fmt: skip
+
+
+def _complete(by_setting: dict[str, Any], labels: list[str]) -> bool:
+    return all(s in by_setting for s in labels)
+
+
+def _mean_flops(matrix: Matrix, ids: list[str], label: str) -> float:
+    """A setting's mean FLOPs over the questions (NaN where a row's FLOPs were not priced)."""
+    return float(np.mean([matrix[q][label]["cost"].get("flops", np.nan) for q in ids]))
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """numerator / denominator, None where either is NaN or the denominator is 0."""
+    if np.isfinite(numerator) and np.isfinite(denominator) and denominator:
+        return float(numerator / denominator)
+    return None
 
 
 # --- Markdown -----------------------------------------------------------------------------------------
@@ -469,85 +511,119 @@ def _pm(ci: tuple[float, float] | None) -> str:
 def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str:
     out: list[str] = []
     for c in comparisons:
-        out += [
-            f"## {c.model} on {c.suite}: strategies on one compute axis ({c.metric}, n = {c.questions})",
-            "",
-        ]
-        out += [
-            "| setting | acc | 95% CI | token-eq. | searches | GFLOPs | frontier |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for s in sorted(c.settings, key=lambda s: s.tokens):
-            flops = f"{s.flops / 1e9:,.0f}" if s.flops else ""
-            on = "yes" if s.label in c.envelope else ""
-            out.append(
-                f"| {s.label} | {s.acc:.3f} | [{s.ci[0]:.3f}, {s.ci[1]:.3f}] | {s.tokens:,.0f} | "
-                f"{s.searches:.2f} | {flops} | {on} |"
-            )
-        out += [
-            "",
-            "Paired difference against the most accurate iterative setting at equal or lower compute (the "
-            "baseline re-chosen in every bootstrap resample, so the CI carries its selection):",
-            "",
-        ]
-        out += ["| setting | baseline | difference | 95% CI | spend / baseline |", "|---|---|---|---|---|"]
-        for d in c.differences:
-            if d.baseline is None:
-                out.append(f"| {d.setting} | (no iterative setting this cheap) | | | |")
-            else:
-                out.append(
-                    f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {d.tokens_ratio:.2f}x |"
-                )
-        out += ["", f"Composition: {c.search_failed} of {c.questions} questions were wrong at every search depth "
-                "(iterative, think 0, one sample); each other setting's share of them (picked for being wrong, so "
-                "any other reading answers some by chance: the iterative reasoning settings are the reference):",
-                ""]  # fmt: skip
-        out += ["| setting | share | 95% CI |", "|---|---|---|"]
-        out += [f"| {r.setting} | {r.share:.3f} | [{r.ci[0]:.3f}, {r.ci[1]:.3f}] |" for r in c.rescues]
-        if c.by_type:
-            shown = list(c.by_type[0].acc)
-            out += ["", "Per question type:", "", "| type | n | " + " | ".join(shown) + " |",
-                    "|---|---|" + "---|" * len(shown)]  # fmt: skip
-            out += [
-                f"| {t.qtype} | {t.n} | " + " | ".join(f"{t.acc[s]:.3f}" for s in shown) + " |"
-                for t in c.by_type
-            ]
-        if c.values:
-            out += ["", "Value functions on the final round's candidates: AUROC within a question (mean over the "
-                    "questions whose candidates are neither all right nor all wrong; 0.5 is chance), how often the "
-                    "top-valued candidate is right there, and AUROC pooled over questions:", ""]  # fmt: skip
-            out += ["| strategy | value | candidates | right | mixed questions | AUROC within | 95% CI | top right | pooled |",
-                    "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-            for v in c.values:
-                within = f"{v.within:.3f}" if v.within is not None else "n/a"
-                ci = f"[{v.within_ci[0]:.3f}, {v.within_ci[1]:.3f}]" if v.within_ci else ""
-                picked = f"{v.picked:.3f}" if v.picked is not None else "n/a"
-                pooled = f"{v.pooled:.3f}" if v.pooled is not None else "n/a"
-                out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {v.mixed_questions} | "
-                           f"{within} | {ci} | {picked} | {pooled} |")  # fmt: skip
-        if c.decompose:
-            out += ["", "Decompose, from its traces: sub-questions per question, share split into one (the question "
-                    "itself), share whose first split was red-flagged, share chained (#n), ballots per vote, votes "
-                    "decided by a lead of k, discarded ballots, and step answers that only repeat their sub-question:",
-                    "", "| run | questions | sub-q. | single | split flagged | chained | ballots/vote | decided | "
-                    "discarded | echo |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-            for st in c.decompose:
-                flags = ", ".join(f"{k} {n}" for k, n in sorted(st.red_flags.items())) or "none"
-                out.append(f"| {st.strategy} | {st.questions} | {st.subquestions:.2f} | {st.single:.2f} | "
-                           f"{st.split_red_flagged:.2f} | {st.chained:.2f} | {st.ballots:.2f} | {st.decided:.2f} | "
-                           f"{flags} | {st.echo:.2f} |")  # fmt: skip
-        out.append("")
+        out += _settings_md(c) + _differences_md(c) + _composition_md(c)
+        out += _types_md(c) + _values_md(c) + _decompose_md(c) + [""]
     for g in gaps:
-        reach = (
-            f"reaches it with {g.small_reaching} at {g.flops_ratio:.2f}x its FLOPs"
-            if g.small_reaching and g.flops_ratio
-            else (f"reaches it with {g.small_reaching} (FLOPs not priced)" if g.small_reaching else "never reaches it")
-        )
-        out += [
-            f"## {g.small} against {g.large} on {g.suite} (n = {g.questions})",
-            "",
-            f"Best against best: {g.small_best} {g.small_best_acc:.3f} vs {g.large_best} {g.large_best_acc:.3f}, "
-            f"gap {g.gap:+.3f} {_pm(g.gap_ci)} (both re-chosen per resample); the smaller model {reach}.",
-            "",
-        ]
+        out += _gap_md(g)
     return "\n".join(out)
+
+
+def _settings_md(c: StrategyComparison) -> list[str]:
+    out = [
+        f"## {c.model} on {c.suite}: strategies on one compute axis ({c.metric}, n = {c.questions})",
+        "",
+        "| setting | acc | 95% CI | token-eq. | searches | GFLOPs | frontier |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in sorted(c.settings, key=lambda s: s.tokens):
+        flops = f"{s.flops / 1e9:,.0f}" if s.flops else ""
+        on = "yes" if s.label in c.envelope else ""
+        out.append(
+            f"| {s.label} | {s.acc:.3f} | [{s.ci[0]:.3f}, {s.ci[1]:.3f}] | {s.tokens:,.0f} | "
+            f"{s.searches:.2f} | {flops} | {on} |"
+        )
+    return out
+
+
+def _differences_md(c: StrategyComparison) -> list[str]:
+    out = [
+        "",
+        "Paired difference against the most accurate iterative setting at equal or lower compute (the "
+        "baseline re-chosen in every bootstrap resample, so the CI carries its selection):",
+        "",
+        "| setting | baseline | difference | 95% CI | spend / baseline |",
+        "|---|---|---|---|---|",
+    ]
+    for d in c.differences:
+        if d.baseline is None:
+            out.append(f"| {d.setting} | (no iterative setting this cheap) | | | |")
+        else:
+            out.append(
+                f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {d.tokens_ratio:.2f}x |"
+            )
+    return out
+
+
+def _composition_md(c: StrategyComparison) -> list[str]:
+    out = ["", f"Composition: {c.search_failed} of {c.questions} questions were wrong at every search depth "
+           "(iterative, think 0, one sample); each other setting's share of them (picked for being wrong, so "
+           "any other reading answers some by chance: the iterative reasoning settings are the reference):",
+           "", "| setting | share | 95% CI |", "|---|---|---|"]  # fmt: skip
+    return out + [f"| {r.setting} | {r.share:.3f} | [{r.ci[0]:.3f}, {r.ci[1]:.3f}] |" for r in c.rescues]
+
+
+def _types_md(c: StrategyComparison) -> list[str]:
+    if not c.by_type:
+        return []
+    shown = list(c.by_type[0].acc)
+    out = [
+        "",
+        "Per question type:",
+        "",
+        "| type | n | " + " | ".join(shown) + " |",
+        "|---|---|" + "---|" * len(shown),
+    ]
+    return out + [
+        f"| {t.qtype} | {t.n} | " + " | ".join(f"{t.acc[s]:.3f}" for s in shown) + " |" for t in c.by_type
+    ]
+
+
+def _or_na(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else "n/a"
+
+
+def _values_md(c: StrategyComparison) -> list[str]:
+    if not c.values:
+        return []
+    out = ["", "Value functions on the final round's candidates: AUROC within a question (mean over the "
+           "questions whose candidates are neither all right nor all wrong; 0.5 is chance), how often the "
+           "top-valued candidate is right there, and AUROC pooled over questions:", "",
+           "| strategy | value | candidates | right | mixed questions | AUROC within | 95% CI | top right | pooled |",
+           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for v in c.values:
+        ci = f"[{v.within_ci[0]:.3f}, {v.within_ci[1]:.3f}]" if v.within_ci else ""
+        out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {v.mixed_questions} | "
+                   f"{_or_na(v.within)} | {ci} | {_or_na(v.picked)} | {_or_na(v.pooled)} |")  # fmt: skip
+    return out
+
+
+def _decompose_md(c: StrategyComparison) -> list[str]:
+    if not c.decompose:
+        return []
+    out = ["", "Decompose, from its traces: sub-questions per question, share split into one (the question "
+           "itself), share whose first split was red-flagged, share chained (#n), ballots per vote, votes "
+           "decided by a lead of k, discarded ballots, and step answers that only repeat their sub-question:",
+           "", "| run | questions | sub-q. | single | split flagged | chained | ballots/vote | decided | "
+           "discarded | echo |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for st in c.decompose:
+        flags = ", ".join(f"{k} {n}" for k, n in sorted(st.red_flags.items())) or "none"
+        out.append(f"| {st.strategy} | {st.questions} | {st.subquestions:.2f} | {st.single:.2f} | "
+                   f"{st.split_red_flagged:.2f} | {st.chained:.2f} | {st.ballots:.2f} | {st.decided:.2f} | "
+                   f"{flags} | {st.echo:.2f} |")  # fmt: skip
+    return out
+
+
+def _gap_md(g: ModelGap) -> list[str]:
+    if g.small_reaching and g.flops_ratio:
+        reach = f"reaches it with {g.small_reaching} at {g.flops_ratio:.2f}x its FLOPs"
+    elif g.small_reaching:
+        reach = f"reaches it with {g.small_reaching} (FLOPs not priced)"
+    else:
+        reach = "never reaches it"
+    return [
+        f"## {g.small} against {g.large} on {g.suite} (n = {g.questions})",
+        "",
+        f"Best against best: {g.small_best} {g.small_best_acc:.3f} vs {g.large_best} {g.large_best_acc:.3f}, "
+        f"gap {g.gap:+.3f} {_pm(g.gap_ci)} (both re-chosen per resample); the smaller model {reach}.",
+        "",
+    ]

@@ -16,7 +16,6 @@ Seeds are averaged per question first (repeated measures), so every CI resamples
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 

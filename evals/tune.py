@@ -30,8 +30,8 @@ from pydantic import BaseModel
 
 from sounding.budgets.features import FEATURE_GROUPS, Features, vector
 from sounding.budgets.tuned import LinearModel, Setting, TunedPolicy
-from sounding.evals.stats import mean_ci
 from sounding.evals.metrics import normalize_answer
+from sounding.evals.stats import mean_ci
 
 if TYPE_CHECKING:
     from sounding.evals.frontier import Matrix
@@ -82,7 +82,15 @@ class Grid:
 
 
 def _setting_key(s: Setting) -> tuple[Any, ...]:
-    return (s.depth, s.breadth, s.think, s.samples, s.stop_on_agree, s.strategy, tuple(sorted(s.dials.items())))
+    return (
+        s.depth,
+        s.breadth,
+        s.think,
+        s.samples,
+        s.stop_on_agree,
+        s.strategy,
+        tuple(sorted(s.dials.items())),
+    )
 
 
 def _only_grid(
@@ -231,6 +239,10 @@ def load_grid(
     )
 
 
+#: strategy, dials (JSON), the run's identity (seeds of one run share it), breadth, depth, think, samples
+SettingId = tuple[str, str, str, int, int, int, int]
+
+
 def strategy_grid(
     rows: list[dict[str, Any]],
     runs: dict[str, dict[str, Any]],
@@ -245,40 +257,13 @@ def strategy_grid(
     features: what a policy tuned across strategies chooses from."""
     import json
 
-    from sounding.evals.fit import collapse_seeds
-
     fixed = {k: c for k, c in runs.items() if c.get("controller") == "fixed" and c.get("budget") is None}
-    families = sorted({(c["model"], c["suite"]) for c in fixed.values() if model in (None, c["model"])})
-    if not families:
-        raise TuneError("no fixed-controller runs" + (f" of {model}" if model else "") + " to tune across")
-    if len(families) > 1:
-        names = "; ".join(f"{m} on {s}" for m, s in families)
-        raise TuneError(f"the stores hold several models or suites ({names}): choose one with --model")
-    (model_name, suite), = families
+    model_name, suite = _one_family(fixed, model)
     keys = [k for k, c in fixed.items() if (c["model"], c["suite"]) == (model_name, suite)]
-    from sounding.evals.sweep import setting_identity
-
-    # strategy, dials, the run's identity (seeds of one run share it), breadth, depth, think, samples
-    SettingId = tuple[str, str, str, int, int, int, int]
-    table: dict[str, dict[SettingId, list[dict[str, Any]]]] = {}
-    for row in rows:
-        cfg = fixed.get(row["run_key"])
-        if cfg is None or row["run_key"] not in keys:
-            continue
-        sid = (cfg.get("strategy", "iterative"), json.dumps(cfg.get("dials") or {}, sort_keys=True),
-               setting_identity(cfg), int(cfg.get("breadth", 1)), row["round"], row.get("think", 0),
-               row.get("samples", 1))  # fmt: skip
-        table.setdefault(row["question_id"], {}).setdefault(sid, []).append(row)
-    matrix = {q: {s: collapse_seeds(rs) for s, rs in by.items()} for q, by in table.items()}
+    matrix = _strategy_matrix(rows, {k: fixed[k] for k in keys})
     ids = sorted({s for by in matrix.values() for s in by})
     by_question = _features_by_question(features, keys)
-    featured = [q for q, by in sorted(matrix.items()) if all(s in by for s in ids) and q in by_question]
-    strategies = sorted({s[0] for s in ids})
-    if len(ids) < 2 or not featured:
-        raise TuneError(
-            f"{len(ids)} settings and {len(featured)} questions with every setting and features for "
-            f"{model_name} ({', '.join(strategies)}): sweep the strategies on the same questions"
-        )
+    featured = _complete_questions(matrix, ids, by_question, model_name)
     if unit not in matrix[featured[0]][ids[0]]["cost"]:
         raise TuneError(f"the rows hold no spend in unit {unit!r}")
     settings = [
@@ -292,6 +277,57 @@ def strategy_grid(
         cost=np.array([[matrix[q][s]["cost"][unit] for s in ids] for q in featured], dtype=float),
         features=[Features.model_validate(by_question[q]) for q in featured],
     )  # fmt: skip
+
+
+def _complete_questions(
+    matrix: dict[str, dict[SettingId, dict[str, Any]]],
+    ids: list[SettingId],
+    by_question: dict[str, dict[str, Any]],
+    model_name: str,
+) -> list[str]:
+    """The questions with every setting and features, or a TuneError when fewer than two settings or
+    no such question."""
+    featured = [q for q, by in sorted(matrix.items()) if all(s in by for s in ids) and q in by_question]
+    if len(ids) < 2 or not featured:
+        strategies = sorted({s[0] for s in ids})
+        raise TuneError(
+            f"{len(ids)} settings and {len(featured)} questions with every setting and features for "
+            f"{model_name} ({', '.join(strategies)}): sweep the strategies on the same questions"
+        )
+    return featured
+
+
+def _one_family(fixed: dict[str, dict[str, Any]], model: str | None) -> tuple[str, str]:
+    """The one (model, suite) the fixed runs hold (of ``model`` when given), or a TuneError saying
+    what to choose."""
+    families = sorted({(c["model"], c["suite"]) for c in fixed.values() if model in (None, c["model"])})
+    if not families:
+        raise TuneError("no fixed-controller runs" + (f" of {model}" if model else "") + " to tune across")
+    if len(families) > 1:
+        names = "; ".join(f"{m} on {s}" for m, s in families)
+        raise TuneError(f"the stores hold several models or suites ({names}): choose one with --model")
+    return families[0]
+
+
+def _strategy_matrix(
+    rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]
+) -> dict[str, dict[SettingId, dict[str, Any]]]:
+    """question -> setting -> its row (seeds collapsed), for the rows of ``runs``."""
+    import json
+
+    from sounding.evals.fit import collapse_seeds
+    from sounding.evals.sweep import setting_identity
+
+    table: dict[str, dict[SettingId, list[dict[str, Any]]]] = {}
+    for row in rows:
+        cfg = runs.get(row["run_key"])
+        if cfg is None:
+            continue
+        sid = (cfg.get("strategy", "iterative"), json.dumps(cfg.get("dials") or {}, sort_keys=True),
+               setting_identity(cfg), int(cfg.get("breadth", 1)), row["round"], row.get("think", 0),
+               row.get("samples", 1))  # fmt: skip
+        table.setdefault(row["question_id"], {}).setdefault(sid, []).append(row)
+    return {q: {s: collapse_seeds(rs) for s, rs in by.items()} for q, by in table.items()}
 
 
 def common_settings(grid: Grid, other: Grid) -> Grid:

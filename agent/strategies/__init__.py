@@ -25,8 +25,7 @@ from sounding.agent.graph import build_graph as iterative_graph
 from sounding.agent.nodes import AgentDeps
 from sounding.agent.strategies.decompose import DecomposeDials
 from sounding.agent.strategies.decompose import build_graph as decompose_graph
-from sounding.agent.strategies.tree import BestOfNDials, TreeDials
-from sounding.agent.strategies.tree import build_best_of_n_graph, build_tree_graph
+from sounding.agent.strategies.tree import BestOfNDials, TreeDials, build_best_of_n_graph, build_tree_graph
 
 
 class NoDials(BaseModel):

@@ -167,7 +167,11 @@ class DecomposeNodes:
             failure = result.failure
             raw = (result.value or {}).get("subquestions") or []
             subquestions = [str(q).strip() for q in raw if str(q).strip()][:n]
-            flag = split_flag(subquestions, question, independent=step == "split_parallel") if subquestions else None
+            flag = (
+                split_flag(subquestions, question, independent=step == "split_parallel")
+                if subquestions
+                else None
+            )
             if flag is None:
                 break
             flags.append(flag)

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 from sounding.agent.nodes import PROMPTS, AgentDeps, emit_event
 from sounding.agent.probe import run_probe
-
 from sounding.budgets.controllers import Decision, Plan, RoundReport
 from sounding.budgets.cost import CostModel
 from sounding.budgets.features import Features, answer_format
@@ -37,10 +36,10 @@ class ChosenPlan:
     node gets it; rounds end as the policy's controller would end them."""
 
     needs_probe = False
-    probe_groups: list[str] = []
     probe_samples = 1
 
     def __init__(self, plan: Plan, decides: Any) -> None:
+        self.probe_groups: list[str] = []
         self._plan = plan
         self._decides = decides
 
@@ -80,8 +79,12 @@ def route(deps: AgentDeps, question: str) -> tuple[Route, dict[str, Any]]:
     )  # fmt: skip
     setting, why = controller.choose(probe.features)  # type: ignore[attr-defined]
     plan = controller.plan_for(setting, why, deps.ledger.budget, deps.ledger.cost_model)  # type: ignore[attr-defined]
-    chosen = Route(strategy=setting.strategy, dials=dials_for(setting.strategy, setting.dials), plan=plan, why=why)
-    event = emit_event(deps, "route", strategy=chosen.strategy, dials=chosen.dials, setting=setting.label, why=why)
+    chosen = Route(
+        strategy=setting.strategy, dials=dials_for(setting.strategy, setting.dials), plan=plan, why=why
+    )
+    event = emit_event(
+        deps, "route", strategy=chosen.strategy, dials=chosen.dials, setting=setting.label, why=why
+    )
     start = {
         "route": chosen.model_dump(),
         "charges": [c.model_dump() for c in probe.charges],

@@ -40,7 +40,7 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
 from sounding.agent.llm_step import budgeted_json, charged_completion, parse_json_object
-from sounding.agent.nodes import SHORT_ANSWER_SCHEMA, AgentDeps, emit_event, messages, quote, queries_schema
+from sounding.agent.nodes import SHORT_ANSWER_SCHEMA, AgentDeps, emit_event, messages, queries_schema, quote
 from sounding.agent.probe import charged_search
 from sounding.agent.state import ResearchState
 from sounding.agent.strategies.common import draft, final_answer, plan_node, run_side_by_side
@@ -157,10 +157,29 @@ class TreeNodes:
         parents = [Branch.model_validate(b) for b in state.get("branches", [])] or [
             Branch(id=f"0.{i}", sampled=i > 0) for i in range(self.beam)
         ]
+        jobs, outcomes = self._grow(plan, question, round_, parents)
+        children = [o["branch"] for o in outcomes if o.get("branch") is not None]
+        update = self._round_record(round_, jobs, outcomes, children)
+        answered = [c for c in children if c.answer]
+        if not answered:  # nothing to keep: the best answer so far stands (a budget, a model, a search)
+            reason = "error" if update["errors"] else "budget"
+            skipped = self._event("round_skipped", round=round_, reason=reason)
+            return {**update, "stop_reason": None if update["errors"] else "budget", "branches": [],
+                    "events": [*update["events"], skipped]}  # fmt: skip
+        return {**update, **self._select(round_, answered, update["events"])}
+
+    def _grow(
+        self, plan: Plan, question: str, round_: int, parents: list[Branch]
+    ) -> tuple[list[tuple[Branch, str, int]], list[dict[str, Any]]]:
+        """One round's growth: each parent writes its queries, each query a child that searches and
+        answers (and, for the support value, is checked). The jobs (parent, query, repeat) and every
+        call's outcome."""
         planned = run_side_by_side(
             lambda p: self._queries(plan, question, p, round_), list(enumerate(parents)), self.deps.workers
         )
-        jobs = [(parent, q, queries[:n].count(q)) for parent, queries, _ in planned for n, q in enumerate(queries)]
+        jobs = [
+            (parent, q, queries[:n].count(q)) for parent, queries, _ in planned for n, q in enumerate(queries)
+        ]
         outcomes = [*(o for _, _, o in planned), *run_side_by_side(
             lambda job: self._child(plan, question, round_, job), list(enumerate(jobs)), self.deps.workers
         )]  # fmt: skip
@@ -169,49 +188,57 @@ class TreeNodes:
             outcomes += run_side_by_side(
                 lambda c: self._support(plan, question, round_, c), children, self.deps.workers
             )
-        charges = [c for o in outcomes for c in o.get("charges", [])]
-        errors = [e for o in outcomes for e in o.get("errors", [])]
-        fresh = [p["title"] for c in children for p in c.passages[len(c.passages) - c.fresh :]]
-        update: dict[str, Any] = {
+        return jobs, outcomes
+
+    def _round_record(
+        self,
+        round_: int,
+        jobs: list[tuple[Branch, str, int]],
+        outcomes: list[dict[str, Any]],
+        children: list[Branch],
+    ) -> dict[str, Any]:
+        """The state update every round makes, kept or not: queries issued, hits, passages read (for
+        support recall), charges and errors."""
+        fresh = [p for c in children for p in c.passages[len(c.passages) - c.fresh :]]
+        titles = [p["title"] for p in fresh]
+        return {
             "round": round_,
             "issued": [q for _, q, _ in jobs],
             "hits": [h for o in outcomes for h in o.get("hits", [])],
-            "read_ids": [p["doc_id"] for c in children for p in c.passages[len(c.passages) - c.fresh :]],
-            "charges": charges,
-            "errors": errors,
-            "events": [self._event("read", round=round_, passages=fresh, facts=len(fresh))] if fresh else [],
+            "read_ids": [p["doc_id"] for p in fresh],
+            "charges": [c for o in outcomes for c in o.get("charges", [])],
+            "errors": [e for o in outcomes for e in o.get("errors", [])],
+            "events": [self._event("read", round=round_, passages=titles, facts=len(titles))]
+            if titles
+            else [],
         }
-        answered = [c for c in children if c.answer]
-        if not answered:  # nothing to keep: the best answer so far stands (a budget, a model, a search)
-            skipped = self._event("round_skipped", round=round_, reason="error" if errors else "budget")
-            return {**update, "stop_reason": None if errors else "budget", "branches": [],
-                    "events": [*update["events"], skipped]}  # fmt: skip
+
+    def _select(self, round_: int, answered: list[Branch], events: list[dict[str, Any]]) -> dict[str, Any]:
+        """Value the answered children, keep the beam (tree) or every trajectory (best_of_n), and
+        draft the best child's answer with the passages that contain it."""
         for child, share in zip(answered, agreements([c.answer for c in answered]), strict=True):
             child.agreement = share
         ranked = sorted(answered, key=lambda c: c.score(self.value), reverse=True)
         kept = ranked[: self.beam] if self.prune else answered
+        kept_ids = {k.id for k in kept}
         best = ranked[0]
         citations = [p["doc_id"] for p in supporting(best.passages, best.answer)]
-        events = [
+        chosen = [
             self._event(
                 "candidates", round=round_, value=self.value, chosen=best.id,
-                candidates=[
-                    {**c.model_dump(exclude={"passages"}), "kept": c.id in {k.id for k in kept}}
-                    for c in answered
-                ],
+                candidates=[{**c.model_dump(exclude={"passages"}), "kept": c.id in kept_ids} for c in answered],
             ),
             self._event("draft", round=round_, answer=best.answer, supported=bool(citations),
                         citations=citations, decision="continue"),
         ]  # fmt: skip
         return {
-            **update,
             "branches": [c.model_dump() for c in kept],
             "drafts": [draft(self.deps, round_, best.answer, citations, branch=best.id)],
             "notes": [
                 {"doc_id": p["doc_id"], "title": p["title"], "fact": quote(p["text"], 40), "round": round_}
                 for p in best.passages if p["doc_id"] in citations
             ],
-            "events": [*update["events"], *events],
+            "events": [*events, *chosen],
         }  # fmt: skip
 
     def _queries(
@@ -222,7 +249,11 @@ class TreeNodes:
         i, parent = numbered
         known = "".join(f"Known: {p['title']}: {quote(p['text'], 30)}\n" for p in parent.passages[-2:])
         msgs = messages(
-            "queries", question=question, known=known, issued="; ".join(parent.queries) or "nothing", n=self.width
+            "queries",
+            question=question,
+            known=known,
+            issued="; ".join(parent.queries) or "nothing",
+            n=self.width,
         )
         try:
             result = budgeted_json(
@@ -307,8 +338,7 @@ class TreeNodes:
         if (
             state.get("errors")
             or state.get("stop_reason")
-            or not state.get("branches")
-            and state.get("round")
+            or (not state.get("branches") and state.get("round"))
         ):
             return "finish"
         return "expand" if state.get("round", 0) < plan.depth else "finish"
