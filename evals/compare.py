@@ -14,6 +14,7 @@ the stored traces.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -93,6 +94,14 @@ class DecomposeStats(BaseModel):
     decided: float  # share of votes that ended with a lead of k (not at the cap or the budget)
     red_flags: dict[str, int]  # discarded ballots by kind
     echo: float  # share of step answers that only repeat words of their own sub-question
+    #: share of first-split sub-questions naming none of the question's capitalised words nor an
+    #: earlier answer (#n): "Who died in 2007?" for "Who wrote These Boots ... and died in 2007?"
+    unanchored: float = 0.0
+    #: of the compared questions: share where some step's answer was right (by the comparison's metric)
+    #: against share where the final answer was: evidence found at a step and lost in composing
+    step_right: float = 0.0
+    final_right: float = 0.0
+    scored: int = 0  # questions step_right and final_right are over
 
 
 class StrategyComparison(BaseModel):
@@ -208,13 +217,14 @@ def compare(
     ]
     traces, runs = traces or {}, runs or {}
     golds = {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}
+    texts = {q: str(next(iter(matrix[q].values())).get("question") or "") for q in ids}
     return StrategyComparison(
         model=model, suite=suite, metric=metric, questions=len(ids), settings=settings,
         envelope=_envelope(settings), differences=_differences(settings, acc, boots),
         **_composition(matrix, ids, labels, metric, n_boot, seed),
         by_type=_by_type(matrix, ids, settings, metric),
         values=_value_quality(traces, runs, model, suite, golds, metric, n_boot, seed),
-        decompose=_decompose_stats(traces, runs, model, suite),
+        decompose=_decompose_stats(traces, runs, model, suite, golds, texts, metric),
     )  # fmt: skip
 
 
@@ -399,14 +409,22 @@ def _judge_value(
 
 
 def _decompose_stats(
-    traces: dict[tuple[str, str], dict[str, Any]], runs: dict[str, dict[str, Any]], model: str, suite: str
+    traces: dict[tuple[str, str], dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    model: str,
+    suite: str,
+    golds: dict[str, list[str]],
+    texts: dict[str, str],
+    metric: str,
 ) -> list[DecomposeStats]:
-    by_run: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
-    for (key, _), trace in traces.items():
+    by_run: dict[str, list[tuple[str, list[dict[str, Any]]]]] = defaultdict(list)
+    for (key, q), trace in traces.items():
         cfg = runs.get(key, {})
         if (cfg.get("model"), cfg.get("suite"), cfg.get("strategy")) == (model, suite, "decompose"):
-            by_run[_run_name(cfg)].append(trace.get("strategy_events", []))
-    return [_decompose_run(name, questions) for name, questions in sorted(by_run.items())]
+            by_run[_run_name(cfg)].append((q, trace.get("strategy_events", [])))
+    return [
+        _decompose_run(name, questions, golds, texts, metric) for name, questions in sorted(by_run.items())
+    ]
 
 
 def _share(values: list[Any]) -> float:
@@ -422,25 +440,79 @@ def _echoes(step: dict[str, Any]) -> bool:
     return bool(words) and words <= set(normalize_answer(step["question"]).split())
 
 
-def _decompose_run(name: str, questions: list[list[dict[str, Any]]]) -> DecomposeStats:
-    splits = [e for q in questions for e in q if e["kind"] == "split"]
-    votes = [e for q in questions for e in q if e["kind"] in ("step", "compose")]
+def _decompose_run(
+    name: str,
+    questions: list[tuple[str, list[dict[str, Any]]]],
+    golds: dict[str, list[str]],
+    texts: dict[str, str],
+    metric: str,
+) -> DecomposeStats:
+    events = [e for _, q in questions for e in q]
+    return DecomposeStats(
+        strategy=name,
+        questions=len(questions),
+        **_split_stats(questions, texts),
+        **_vote_stats(events),
+        **_step_scores([(q, evs) for q, evs in questions if q in golds], golds, metric),
+    )
+
+
+def _split_stats(questions: list[tuple[str, list[dict[str, Any]]]], texts: dict[str, str]) -> dict[str, Any]:
+    splits = [(q, e) for q, evs in questions for e in evs if e["kind"] == "split"]
+    subs = [(q, sub) for q, e in splits for sub in e["subquestions"]]
+    return {
+        "subquestions": _share([len(e["subquestions"]) for _, e in splits]),
+        "single": _share([len(e["subquestions"]) == 1 for _, e in splits]),
+        "split_red_flagged": _share([bool(e.get("red_flags")) for _, e in splits]),
+        "chained": _share([any("#" in sub for sub in e["subquestions"]) for _, e in splits]),
+        "unanchored": _share([not _anchored(sub, texts.get(q, "")) for q, sub in subs]),
+    }
+
+
+def _vote_stats(events: list[dict[str, Any]]) -> dict[str, Any]:
+    votes = [e for e in events if e["kind"] in ("step", "compose")]
     flags: dict[str, int] = defaultdict(int)
     for v in votes:
         for kind, n in (v.get("red_flags") or {}).items():
             flags[kind] += n
-    return DecomposeStats(
-        strategy=name,
-        questions=len(questions),
-        subquestions=_share([len(s["subquestions"]) for s in splits]),
-        single=_share([len(s["subquestions"]) == 1 for s in splits]),
-        split_red_flagged=_share([bool(s.get("red_flags")) for s in splits]),
-        chained=_share([any("#" in q for q in s["subquestions"]) for s in splits]),
-        ballots=_share([sum(v["votes"].values()) + sum((v.get("red_flags") or {}).values()) for v in votes]),
-        decided=_share([v.get("ended") == "ahead" for v in votes]),
-        red_flags=dict(flags),
-        echo=_share([_echoes(e) for e in votes if e["kind"] == "step"]),
-    )
+    return {
+        "ballots": _share(
+            [sum(v["votes"].values()) + sum((v.get("red_flags") or {}).values()) for v in votes]
+        ),
+        "decided": _share([v.get("ended") == "ahead" for v in votes]),
+        "red_flags": dict(flags),
+        "echo": _share([_echoes(e) for e in votes if e["kind"] == "step"]),
+    }
+
+
+def _step_scores(
+    scored: list[tuple[str, list[dict[str, Any]]]], golds: dict[str, list[str]], metric: str
+) -> dict[str, Any]:
+    def step_right(q: str, events: list[dict[str, Any]]) -> bool:
+        steps = [e for e in events if e["kind"] == "step"]
+        return any(_correct(e.get("answer") or "", golds[q], metric) for e in steps)
+
+    return {
+        "step_right": _share([step_right(q, evs) for q, evs in scored]),
+        "final_right": _share([_correct(_final_of(evs), golds[q], metric) for q, evs in scored]),
+        "scored": len(scored),
+    }
+
+
+def _anchored(subquestion: str, question: str) -> bool:
+    """Whether a sub-question names an earlier answer (#n) or one of the question's capitalised words
+    after its first (a lexical reading: names, titles, places)."""
+    names = {w.lower() for w in re.findall(r"\b[A-Z][\w'-]*", " ".join(question.split()[1:]))}
+    return "#" in subquestion or bool(names & {w.lower() for w in re.findall(r"[\w'-]+", subquestion)})
+
+
+def _final_of(events: list[dict[str, Any]]) -> str:
+    """The decomposition's own answer: its composition's winner, or its last step's when it had none."""
+    for kind in ("compose", "step"):
+        last = [e for e in events if e["kind"] == kind]
+        if last:
+            return str(last[-1].get("answer") or "")
+    return ""
 
 
 def _correct(answer: str, golds: list[str], metric: str) -> int:
@@ -601,15 +673,19 @@ def _decompose_md(c: StrategyComparison) -> list[str]:
     if not c.decompose:
         return []
     out = ["", "Decompose, from its traces: sub-questions per question, share split into one (the question "
-           "itself), share whose first split was red-flagged, share chained (#n), ballots per vote, votes "
-           "decided by a lead of k, discarded ballots, and step answers that only repeat their sub-question:",
-           "", "| run | questions | sub-q. | single | split flagged | chained | ballots/vote | decided | "
-           "discarded | echo |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "itself), share whose first split was red-flagged, share chained (#n), sub-questions naming none of "
+           "the question's capitalised words nor an earlier answer (unanchored), ballots per vote, votes "
+           "decided by a lead of k, discarded ballots, step answers that only repeat their sub-question, and "
+           "on the compared questions: some step's answer right against the decomposition's final answer right:",
+           "", "| run | questions | sub-q. | single | split flagged | chained | unanchored | ballots/vote | "
+           "decided | discarded | echo | step right | final right |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for st in c.decompose:
         flags = ", ".join(f"{k} {n}" for k, n in sorted(st.red_flags.items())) or "none"
         out.append(f"| {st.strategy} | {st.questions} | {st.subquestions:.2f} | {st.single:.2f} | "
-                   f"{st.split_red_flagged:.2f} | {st.chained:.2f} | {st.ballots:.2f} | {st.decided:.2f} | "
-                   f"{flags} | {st.echo:.2f} |")  # fmt: skip
+                   f"{st.split_red_flagged:.2f} | {st.chained:.2f} | {st.unanchored:.2f} | {st.ballots:.2f} | "
+                   f"{st.decided:.2f} | {flags} | {st.echo:.2f} | {st.step_right:.2f} (n = {st.scored}) | "
+                   f"{st.final_right:.2f} |")  # fmt: skip
     return out
 
 

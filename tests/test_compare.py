@@ -143,3 +143,25 @@ def test_decompose_traces_are_summarised():
     assert d.questions == 4 and d.subquestions == 2.0 and d.chained == 1.0 and d.split_red_flagged == 0.25
     assert d.ballots == pytest.approx(3.5) and d.decided == 0.5 and d.red_flags == {"too_long": 4}
     assert d.echo == 1.0  # "Ed Wood" only repeats "Who was Ed Wood?"
+    assert d.scored == 4 and d.step_right == 0.0 and d.final_right == 0.0  # the gold is "Danube"
+
+
+def test_a_step_that_found_the_answer_is_told_from_the_final_answer():
+    from sounding.evals.compare import _step_scores
+
+    found = [{"kind": "step", "question": "What river?", "answer": "the Danube"},
+             {"kind": "step", "question": "Which city on #1?", "answer": "Vienna"},
+             {"kind": "compose", "answer": "Vienna"}]  # fmt: skip
+    single = [{"kind": "step", "question": "What river?", "answer": "Danube"}]  # no composition: its step
+    scores = _step_scores([("q1", found), ("q2", single)], {"q1": ["Danube"], "q2": ["Danube"]}, "cover_em")
+    assert scores == {"step_right": 1.0, "final_right": 0.5, "scored": 2}
+
+
+def test_unanchored_subquestions_name_nothing_of_the_question():
+    from sounding.evals.compare import _anchored
+
+    question = "Who was the writer of These Boots Are Made for Walkin' and who died in 2007?"
+    assert _anchored("Who wrote These Boots Are Made for Walkin'?", question)
+    assert not _anchored("Who died in 2007?", question)  # the entity that links both is gone
+    assert _anchored("Where was #1 born?", question)  # an earlier answer anchors it
+    assert not _anchored("Who is the writer?", "Who is the writer of Dune?")  # "Who" is not a name
