@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# The strategies' sweeps of docs/results/strategies, in growing stages so that every stage's partial
-# store compares all strategies on the same questions. Resumable: rerun it and finished questions are
-# skipped. Run from the repository's root.
+# The strategies' sweeps of docs/results/strategies, in growing stages and one strategy at a time, so
+# that a partial store compares whole strategies on the same questions (each strategy's rows are the
+# same as in one `--strategy a,b,c` call: every strategy is its own run). Resumable: rerun it and
+# finished questions are skipped. Run from the repository's root.
+#   LIMITS="30 50"  the stages (questions per strategy)
+#   STRATEGIES      the order in which strategies are run within a stage
 set -euo pipefail
 H=hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz
 R=docs/results/strategies
-S="decompose,decompose:mode=sequential,tree,best_of_n"
 for limit in ${LIMITS:-30 50 75 100}; do
-  .venv/bin/sounding bench $H --limit "$limit" --depths 0,1,2 --model qwen2.5-coder-0.5b \
-    --strategy "$S" --out $R/hotpotqa-0.5b
+  for s in ${STRATEGIES:-decompose tree best_of_n decompose:mode=sequential decompose:mode=parallel}; do
+    .venv/bin/sounding bench $H --limit "$limit" --depths 0,1,2 --model qwen2.5-coder-0.5b \
+      --strategy "$s" --out $R/hotpotqa-0.5b
+  done
 done
