@@ -192,6 +192,20 @@ def admit_query(
     return False
 
 
+def queries_update(
+    round_: int, fresh: list[str], charges: list[dict[str, Any]], event: dict[str, Any]
+) -> dict[str, Any]:
+    """The state update of a queries step: the round's new queries (also added to those issued)."""
+    return {
+        "round": round_,
+        "queries": fresh,
+        "issued": fresh,
+        "charges": charges,
+        "events": [event],
+        "next_query": None,
+    }
+
+
 # --- schemas -------------------------------------------------------------------------------------
 
 
@@ -522,14 +536,7 @@ class ResearchNodes:
             suppressed[1:] if round_ == 1 and issued else suppressed
         )  # the probe's own query is no repeat
         event = self._event("queries", round=round_, queries=fresh, suppressed=suppressed)
-        return {
-            "round": round_,
-            "queries": fresh,
-            "issued": fresh,
-            "charges": charges,
-            "events": [event],
-            "next_query": None,
-        }
+        return queries_update(round_, fresh, charges, event)
 
     def _thin_queries(self, state: ResearchState, plan: Plan, round_: int) -> dict[str, Any]:
         """The thin-section round of a report: for each section the notes leave unanswered, a new
@@ -555,14 +562,7 @@ class ResearchNodes:
         event = self._event(
             "queries", round=round_, queries=fresh, suppressed=suppressed, thin=state.get("thin", [])
         )
-        return {
-            "round": round_,
-            "queries": fresh,
-            "issued": fresh,
-            "charges": charges,
-            "events": [event],
-            "next_query": None,
-        }
+        return queries_update(round_, fresh, charges, event)
 
     def route_after_queries(self, state: ResearchState) -> list[Send] | str:
         if state.get("errors"):
