@@ -47,7 +47,7 @@ def model_identity(model: str, settings: Settings, *, hash_files: bool = True) -
     from sounding.tools.llm.registry import EMBEDDED_MODELS, sha256_file
 
     backend = settings.llm.backend
-    if backend != "llama":
+    if backend not in ("llama", "llama-server"):  # the embedded model's weights, in process or served
         return f"{backend}:{model}"
     if model in EMBEDDED_MODELS:
         return f"sha256:{EMBEDDED_MODELS[model].sha256}"

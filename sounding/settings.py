@@ -28,8 +28,10 @@ def default_home() -> Path:
 
 
 class LLMSettings(BaseModel):
-    backend: Literal["llama", "http", "vllm"] = "llama"
-    #: A registered embedded model name, or a path to any GGUF file (llama backend),
+    #: llama: the embedded model in this process; llama-server: the same model served by sounding's own
+    #: llama.cpp server with ``slots`` parallel slots (sweeps with --concurrency); http, vllm: served.
+    backend: Literal["llama", "llama-server", "http", "vllm"] = "llama"
+    #: A registered embedded model name, or a path to any GGUF file (llama and llama-server backends),
     #: or the served model name (http/vllm backends).
     model: str = "qwen2.5-coder-1.5b"
     base_url: str | None = None
@@ -41,6 +43,12 @@ class LLMSettings(BaseModel):
     n_params: int | None = Field(default=None, ge=1)
     n_ctx: int = Field(default=4096, ge=256)
     n_threads: int = Field(default=2, ge=1)
+    #: Questions in flight on sounding's own llama.cpp server (llama-server backend): each has a slot of
+    #: its own (its own ``n_ctx`` and cached prompt); the slots' sequences are decoded as one batch.
+    slots: int = Field(default=4, ge=1, le=64)
+    #: Extra server slots per question for the samples of one call beyond the first (they copy the
+    #: question's evaluated prompt); too few and a call with more samples waits for free slots.
+    sample_slots: int = Field(default=2, ge=0, le=63)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     #: Temperature of reasoning samples (thinking; answers when several are voted).
     sample_temperature: float = Field(default=0.7, ge=0.0, le=2.0)

@@ -90,9 +90,23 @@ def make_llm(settings: Settings) -> LLM:
             seed=cfg.seed,
             n_params=cfg.n_params or (spec.n_params if spec else None),
         )
+    path, name, n_params = resolve_model_file(cfg.model, settings)
+    if cfg.backend == "llama-server":
+        from sounding.tools.llm.llama_server import LlamaServer, ServedLlamaLLM
+
+        slots = cfg.slots * (1 + cfg.sample_slots)  # a pinned slot per question, then its samples'
+        server = LlamaServer(path, slots=slots, n_ctx=cfg.n_ctx, threads=cfg.n_threads, alias=name)
+        return ServedLlamaLLM(
+            server,
+            name=name,
+            n_params=cfg.n_params or n_params,
+            pinned=cfg.slots,
+            temperature=cfg.temperature,
+            seed=cfg.seed,
+            timeout_s=max(cfg.timeout_s, 600.0),
+        )
     from sounding.tools.llm.llama_cpp import LlamaCppLLM
 
-    path, name, n_params = resolve_model_file(cfg.model, settings)
     return LlamaCppLLM(
         path,
         name=name,

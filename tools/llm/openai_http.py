@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextvars
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -58,7 +59,10 @@ from sounding.tools.llm.base import (
 )
 from sounding.tools.llm.schema_check import schema_problem
 
-StructuredOutput = Literal["json_schema", "json_object", "structured_outputs"]
+#: "gbnf" (llama.cpp's server): the schema as the GBNF grammar the embedded backend builds from it, so
+#: a served embedded model is constrained exactly as in process (the server's own schema conversion
+#: allows other whitespace, and a small model's answers then differ).
+StructuredOutput = Literal["json_schema", "json_object", "structured_outputs", "gbnf"]
 log = logging.getLogger("sounding.llm")
 
 
@@ -349,6 +353,7 @@ class OpenAIHTTPLLM:
         n: int = 1,
         seed: int | None = None,
         logprobs: bool = False,
+        id_slot: int | None = None,
     ) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self._model,
@@ -356,6 +361,9 @@ class OpenAIHTTPLLM:
             "max_tokens": max_tokens,
             "temperature": self._temperature if temperature is None else temperature,
         }
+        if id_slot is not None:  # llama.cpp's server: run on this slot, reusing its cached prompt prefix
+            payload["id_slot"] = id_slot
+            payload["cache_prompt"] = True
         if n > 1:
             payload["n"] = n
         seed = self._seed if seed is None else seed
@@ -371,6 +379,8 @@ class OpenAIHTTPLLM:
                 }
             elif self._structured_output == "json_object":
                 payload["response_format"] = {"type": "json_object", "schema": schema}
+            elif self._structured_output == "gbnf":
+                payload["grammar"] = schema_gbnf(json.dumps(schema))
             else:  # vLLM's extension (replaces guided_json, which vLLM >= 0.12 silently ignores)
                 payload["structured_outputs"] = {"json": schema}
         return payload
@@ -393,7 +403,9 @@ class OpenAIHTTPLLM:
         n: int = 1,
         seed: int | None = None,
         logprobs: bool = False,
+        id_slot: int | None = None,
     ) -> Completion:
+        """`LLM.complete`; ``id_slot`` (llama.cpp's server only) pins the request to one slot."""
         deadline = time.monotonic() + self._deadline_s  # for every request this call makes
         base = self._seed if seed is None else seed
         choices: list[Choice] = []
@@ -403,7 +415,9 @@ class OpenAIHTTPLLM:
             # server that ignores n answers one), each request seeded apart
             size = min(n - len(choices), self._max_n)
             offset_seed = base if not choices or base is None else sample_seed(base, len(choices))
-            payload = self._payload(messages, max_tokens, schema, temperature, size, offset_seed, logprobs)
+            payload = self._payload(
+                messages, max_tokens, schema, temperature, size, offset_seed, logprobs, id_slot
+            )
             try:
                 part = self._request(payload, deadline)
             except LLMHTTPError as exc:
@@ -418,7 +432,8 @@ class OpenAIHTTPLLM:
                 self._max_n = max(1, len(part.choices))
             choices += part.samples()
         completion = Completion.of(choices[:n], prompt_tokens=prompt_tokens, model=model)
-        if schema is not None:
+        # a GBNF grammar is the embedded backend's own (no bounds, no lengths): checked as in process, not
+        if schema is not None and self._structured_output != "gbnf":
             self._check_constraint(completion, schema)
         return completion
 
@@ -524,6 +539,15 @@ class OpenAIHTTPLLM:
         )
         completion.completion_tokens = total  # the server's own total is what was spent
         return completion
+
+
+@functools.lru_cache(maxsize=256)
+def schema_gbnf(schema_json: str) -> str:
+    """The GBNF grammar llama-cpp-python's chat handler builds for a JSON schema (``json_object`` with a
+    schema): the grammar of the embedded backend, for a server that takes a grammar."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    return str(json_schema_to_gbnf(schema_json))
 
 
 def parse_retry_after(value: str | None) -> float | None:
