@@ -49,7 +49,7 @@ from sounding.factory import (
 )
 from sounding.settings import Settings
 from sounding.spec import RunSpec
-from sounding.tools.llm.base import LLM
+from sounding.tools.llm.base import LLM, EngineGoneError
 from sounding.tools.search.base import SearchBackend
 
 MAX_DEPTH = 64
@@ -440,8 +440,8 @@ def solve(
         rows = rows_for(config, sample, result, judge, deps.ledger.report_models)
         features = question_features(config, sample.question, settings, llm, search)
         return Outcome(question_id=sample.id, rows=rows, trace=trace_of(result), features=features)
-    except StoreWriteError:  # the disk, not the question: stop here, never record it as its error
-        raise
+    except (StoreWriteError, EngineGoneError):  # the disk or the engine, not the question: stop here,
+        raise  # never record it as the question's error
     except Exception as exc:  # a bug on one question must not end a night's sweep
         # Recorded like any failed question (listed in the report, rerun with --retry-errors).
         return Outcome(question_id=sample.id, error=f"unexpected {type(exc).__name__}: {exc}")
@@ -475,6 +475,73 @@ def pending_questions(
     return todo, [s for s in samples if s.id in done and s.id not in featured]
 
 
+class SweepWork(BaseModel):
+    """What one run config of a sweep solves with: its questions, settings, backends and store. A
+    study (several suites and models in one invocation) interleaves the questions of many of them."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    config: RunConfig
+    samples: list[Sample]
+    settings: Settings
+    llm: Any
+    search: Any
+    store: Any
+    judge: Any = None
+    workers: int = 1
+
+
+def pending_work(work: SweepWork, retry_errors: bool, tick: Tick = lambda status, row: None) -> list[Sample]:
+    """Register ``work``'s run, backfill the features of its stored questions that lack them (a cheap
+    probe each; nothing else reruns), and return the questions still to solve."""
+    todo, backfill = pending_questions(work.store, work.config, work.samples, retry_errors, tick)
+    for sample in backfill:
+        try:
+            features = question_features(work.config, sample.question, work.settings, work.llm, work.search)
+        except Exception as exc:  # the rows stay; tune says which questions lack features
+            tick("features-error", {"question_id": sample.id, "error": str(exc)})
+            continue
+        work.store.add_features(work.config.key, sample.id, features)
+    return todo
+
+
+def run_questions(
+    jobs: list[tuple[SweepWork, Sample]], *, concurrency: int, tick: Callable[[SweepWork], Tick]
+) -> None:
+    """Solve each (work, question) and write its outcome, ``concurrency`` at a time (threads; with a
+    batching server, the questions in flight decode together). Each store serialises its own writes;
+    a failure is that question's error only."""
+    lock = threading.Lock()
+    stopping = threading.Event()
+
+    def one(work: SweepWork, sample: Sample) -> None:
+        outcome = solve(
+            work.config, sample, work.settings, work.llm, work.search, judge=work.judge, workers=work.workers
+        )
+        with lock:
+            # once the sweep is stopping (Ctrl-C, a store or an engine gone), a question in flight that
+            # failed may have failed only because its server is being stopped: left pending, unwritten
+            if not (stopping.is_set() and outcome.error is not None):
+                write_outcome(work.store, work.config, outcome, tick(work))
+
+    if concurrency <= 1:
+        for work, sample in jobs:
+            one(work, sample)
+        return
+    pool = ThreadPoolExecutor(max_workers=concurrency)
+    try:
+        for future in as_completed([pool.submit(one, w, s) for w, s in jobs]):
+            future.result()
+    except BaseException:
+        # Drop the queued questions now instead of running them all first; the ones in flight finish
+        # (unwritten) or die with the process.
+        with lock:
+            stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
 def run_sweep_config(
     config: RunConfig,
     samples: list[Sample],
@@ -491,36 +558,12 @@ def run_sweep_config(
 ) -> None:
     """Run every not-yet-done question of one config; safe to kill and rerun at any point, and to run
     with many threads (the store serialises its writes; a failure is that question's error only)."""
-    todo, backfill = pending_questions(store, config, samples, retry_errors, tick)
-    lock = threading.Lock()
-
-    def one(sample: Sample) -> None:
-        outcome = solve(config, sample, settings, llm, search, judge=judge, workers=workers)
-        with lock:
-            write_outcome(store, config, outcome, tick)
-
-    # questions stored before features existed get them now (a cheap probe each; nothing else reruns)
-    for sample in backfill:
-        try:
-            features = question_features(config, sample.question, settings, llm, search)
-        except Exception as exc:  # the rows stay; tune says which questions lack features
-            tick("features-error", {"question_id": sample.id, "error": str(exc)})
-            continue
-        store.add_features(config.key, sample.id, features)
-    if concurrency <= 1:
-        for sample in todo:
-            one(sample)
-        return
-    pool = ThreadPoolExecutor(max_workers=concurrency)
-    try:
-        for future in as_completed([pool.submit(one, s) for s in todo]):
-            future.result()
-    except BaseException:
-        # Ctrl-C or a store that cannot be written: drop the queued questions now instead of running
-        # them all first; the ones in flight finish or die with the process, each written whole or not.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    work = SweepWork(
+        config=config, samples=samples, settings=settings, llm=llm, search=search, store=store,
+        judge=judge, workers=workers,
+    )  # fmt: skip
+    todo = pending_work(work, retry_errors, tick)
+    run_questions([(work, s) for s in todo], concurrency=concurrency, tick=lambda _work: tick)
 
 
 def verify_anytime(

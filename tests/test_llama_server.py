@@ -202,3 +202,36 @@ def test_a_run_started_in_process_resumes_in_process(tmp_path, data_dir, monkeyp
 def test_server_binary_is_beside_the_python():
     assert server_binary().parent == Path(sys.executable).parent
     assert os.path.basename(server_binary()) == "llama-server"
+
+
+def test_sweep_falls_back_in_process_when_the_built_server_cannot_start(tmp_path, data_dir, monkeypatch):
+    import sounding.tools.llm.llama_server as llama_server
+
+    broken = tmp_path / "llama-server"
+    broken.write_text("#!/bin/sh\necho 'error: this CPU lacks an instruction' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("SOUNDING_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(llama_server, "server_binary", lambda: broken)
+    code, output = _bench(tmp_path, data_dir, tmp_path / "run", "--concurrency", "2", "--limit", "2")
+    assert code == 0, output
+    assert "exited at start" in output and "this CPU lacks an instruction" in output
+    assert "smollm2-135m runs in this process" in output
+    (run,) = _runs(tmp_path / "run")
+    assert run["llm_backend"] == "llama"  # the rows carry the engine that made them
+    assert len(_rows(tmp_path / "run")) == 4
+    code, output = _bench(tmp_path, data_dir, tmp_path / "other", "--engine", "server", "--limit", "1")
+    assert code == 3 and "exited at start" in output  # asked for the server: an error, not a fallback
+
+
+def test_a_server_that_dies_mid_sweep_stops_it_and_leaves_its_questions_pending(smollm2_path):
+    llama_server_binary()
+    llm = ServedLlamaLLM(LlamaServer(smollm2_path, slots=1, n_ctx=1024), name="smollm2-135m", n_params=1)
+    try:
+        llm._server._proc.kill()
+        llm._server._proc.wait()
+        from sounding.tools.llm.base import EngineGoneError
+
+        with pytest.raises(EngineGoneError, match="server exited"):
+            llm.complete([{"role": "user", "content": "Hi"}], max_tokens=4)
+    finally:
+        llm.close()

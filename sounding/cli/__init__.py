@@ -52,9 +52,9 @@ def root(
 
 def _register() -> None:
     # Command modules import heavy libraries lazily inside their commands, so `--help` stays fast.
-    from sounding.cli import ask, bench, budget, compare, doctor, index, models, reports, tune
+    from sounding.cli import ask, bench, budget, compare, doctor, index, models, reports, study, tune
 
-    for module in (models, doctor, index, budget, ask, bench, compare, tune, reports):
+    for module in (models, doctor, index, budget, ask, bench, study, compare, tune, reports):
         module.register(app)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,83 +24,19 @@ from sounding.cli.common import (
     settings_from,
 )
 from sounding.cli.progress import rich_progress
+from sounding.cli.sweeps import (
+    DEFAULT_CONCURRENCY,
+    ENGINES,
+    choose_engines,
+    close_model,
+    corpus_fingerprint,
+    corpus_identity,
+    open_model,
+    sweep_configs,
+)
 
 if TYPE_CHECKING:
     from sounding.evals.fit import Analysis
-    from sounding.evals.store import ResultStore
-    from sounding.evals.sweep import RunIdentity, SweepSpec
-    from sounding.settings import Settings
-
-
-#: Questions in flight by default: the fastest measured on 2 cores (docs/benchmarks.md, "Sweep throughput").
-DEFAULT_CONCURRENCY = 4
-ENGINES = ("auto", "server", "process")
-
-
-def _widest_call(spec: SweepSpec) -> int:
-    """The most samples one LLM call of the sweep draws: its largest sample count, or a strategy's
-    width (tree's candidate query sets, best-of-N's trajectories share a call's prefill)."""
-    from sounding.agent.strategies import parse_variant
-
-    widths = [max(spec.samples)]
-    for label in spec.strategies:
-        dials = parse_variant(label).dials
-        widths += [int(dials[d]) for d in ("width", "n") if isinstance(dials.get(d), int)]
-    return max(widths)
-
-
-def _engine(
-    settings: Settings,
-    engine: str,
-    concurrency: int,
-    use_ray: bool,
-    store: ResultStore,
-    spec: SweepSpec,
-    identity: RunIdentity,
-) -> tuple[Settings, int]:
-    """How an embedded model runs: the settings (backend llama-server or llama) and the concurrency.
-
-    The engine is part of the run key (a served model batches and samples with the server's own
-    sampler chain, so its rows are its own run), so a run directory keeps the engine it was started
-    with: a sweep resumed after the server was built goes on in process rather than starting over."""
-    from sounding.budgets.controllers import PolicyError
-    from sounding.evals.sweep import run_configs
-    from sounding.tools.llm.llama_server import BUILD_HINT, server_binary
-
-    if settings.llm.backend != "llama" or use_ray or engine == "process":
-        return settings, concurrency if settings.llm.backend != "llama" or use_ray else 1
-    served = settings.model_copy(
-        update={
-            "llm": settings.llm.model_copy(
-                update={
-                    "backend": "llama-server",
-                    "slots": concurrency,
-                    "sample_slots": _widest_call(spec) - 1,
-                }
-            )
-        }
-    )
-    if engine == "server":
-        if not server_binary().is_file():
-            fail(f"--engine server: llama.cpp's server is not built ({server_binary()}): {BUILD_HINT}")
-        return served, concurrency
-    try:
-        started = {c.key for c in run_configs(spec, settings, identity)} & set(store.runs())
-    except PolicyError:
-        started = set()  # said by the caller's own run_configs, with its message
-    if any(store.done_questions(key) for key in started):
-        err_console.print(
-            "note: this run directory's runs were made in process: resuming them in process, one question "
-            "at a time (--engine server starts separate runs)"
-        )
-        return settings, 1
-    if not server_binary().is_file():
-        err_console.print(
-            f"note: llama.cpp's server is not built, so the sweep runs in this process, one question at a "
-            f"time ({BUILD_HINT}; then --concurrency batches questions)"
-        )
-        return settings, 1
-    return served, concurrency
 
 
 def _ints(text: str, what: str, *, low: int = 0, high: int = 64) -> list[int]:
@@ -245,7 +179,7 @@ def bench(
             min=1,
             max=64,
             help="Run a strategy's independent branches (tree children, parallel sub-questions) this "
-            "many at a time: pays off with a batching server (--llm-backend llama-server).",
+            "many at a time: each branch gets a server slot of its own (--engine server).",
         ),
     ] = 1,
 ) -> None:
@@ -257,7 +191,6 @@ def bench(
         MAX_DEPTH,
         RunIdentity,
         SweepSpec,
-        run_configs,
         run_sweep_config,
         sweep_manifest,
     )
@@ -265,7 +198,7 @@ def bench(
     from sounding.settings import MAX_BUDGET
     from sounding.tools.corpus import CorpusError
     from sounding.tools.llm import make_llm
-    from sounding.tools.llm.base import LLMError
+    from sounding.tools.llm.base import EngineGoneError, LLMError
     from sounding.tools.search.base import SearchError
     from sounding.tools.search.factory import make_search
 
@@ -361,9 +294,11 @@ def bench(
     except (CorpusError, SearchError) as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
     use_ray = use_ray or ray_address is not None
-    settings, concurrency = _engine(settings, engine, concurrency, use_ray, store, spec, identity)
+    engines = choose_engines(
+        settings, engine, concurrency, spec, identity, store, use_ray=use_ray, branches=branches
+    )
     try:  # a bad policy file fails here, before anything is run or written
-        configs = run_configs(spec, settings, identity)
+        configs = sweep_configs(spec, engines, identity)
     except PolicyError as exc:
         fail(str(exc))
     try:
@@ -371,131 +306,121 @@ def bench(
     except OSError as exc:
         fail(f"cannot write {out / 'sweep.json'}: {exc.strerror or exc}")
     judge_llm = None
-    if judge and not (use_ray or ray_address is not None):  # on Ray every worker loads its own
-        try:
+    if judge and not use_ray:  # on Ray every worker loads its own
+        try:  # the judge grades one answer at a time: in process beside a served model, not a second server
+            judge_backend = "llama" if settings.llm.backend == "llama-server" else settings.llm.backend
             judge_llm = make_llm(
-                settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge})})
+                settings.model_copy(
+                    update={"llm": settings.llm.model_copy(update={"model": judge, "backend": judge_backend})}
+                )
             )
         except LLMError as exc:
             fail(str(exc), EXIT_UNAVAILABLE)
     if use_ray and verify_anytime:
         fail("--verify-anytime runs on this machine: use it without --ray")
     start = time.perf_counter()
-    opened: list[Any] = []  # servers the sweep started, stopped when it ends however it ends
     try:
         for model_name in spec.models:
             llm: Any = None
+            if use_ray:  # every worker builds its own backends, on its own node
+                model_configs = [c for c in configs if c.model == model_name]
+            else:
+                llm, model_configs = open_model(model_name, engines, spec, identity, engine=engine)
+            chosen = engines[model_name]
             try:
-                if not use_ray:  # on Ray every worker builds its own backends, on its own node
-                    llm = make_llm(
-                        settings.model_copy(
-                            update={"llm": settings.llm.model_copy(update={"model": model_name})}
-                        )
+                for config in model_configs:
+                    stats = {"done": 0, "correct": 0.0, "errors": 0}
+                    label = (
+                        f"{model_name} {config.controller} D{config.depth} B{config.breadth} s{config.seed}"
                     )
-            except LLMError as exc:
-                if settings.llm.backend != "llama-server" or engine == "server":
-                    fail(str(exc), EXIT_UNAVAILABLE)
-                # the server is built but cannot run here: this model's runs go in process, one at a time
-                err_console.print(f"note: {exc}; {model_name} runs in this process, one question at a time")
-                settings = settings.model_copy(
-                    update={"llm": settings.llm.model_copy(update={"backend": "llama"})}
-                )
-                concurrency = 1
-                configs = [c for c in configs if c.model != model_name] + [
-                    c for c in run_configs(spec, settings, identity) if c.model == model_name
-                ]
-                llm = make_llm(
-                    settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": model_name})})
-                )
-            if llm is not None:
-                opened.append(llm)
-                from sounding.research import check_think_fits
+                    if config.think or config.samples > 1:
+                        label += f" T{config.think} N{config.samples}"
+                    if config.budget is not None:
+                        label += f" {config.budget:g}{config.unit}"
+                    with Progress(
+                        "[progress.description]{task.description}",
+                        BarColumn(),
+                        MofNCompleteColumn(),
+                        TimeElapsedColumn(),
+                        TimeRemainingColumn(),
+                        "{task.fields[acc]}",
+                        console=err_console,
+                    ) as bar:
+                        task = bar.add_task(label, total=len(loaded.samples), acc="")
 
-                try:
-                    check_think_fits(llm, max(spec.thinks))
-                except ValueError as exc:
-                    fail(str(exc))
-            for config in [c for c in configs if c.model == model_name]:
-                stats = {"done": 0, "correct": 0.0, "errors": 0}
-                label = f"{model_name} {config.controller} D{config.depth} B{config.breadth} s{config.seed}"
-                if config.think or config.samples > 1:
-                    label += f" T{config.think} N{config.samples}"
-                if config.budget is not None:
-                    label += f" {config.budget:g}{config.unit}"
-                with Progress(
-                    "[progress.description]{task.description}",
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    TimeRemainingColumn(),
-                    "{task.fields[acc]}",
-                    console=err_console,
-                ) as bar:
-                    task = bar.add_task(label, total=len(loaded.samples), acc="")
+                        def tick(
+                            status: str,
+                            row: dict[str, Any] | None,
+                            task: Any = task,
+                            bar: Any = bar,
+                            stats: dict[str, Any] = stats,
+                        ) -> None:
+                            if status == "features-error":  # a stored question whose probe failed: rows kept
+                                assert row is not None
+                                err_console.print(
+                                    f"features of {row['question_id']} not measured: {row['error']}"
+                                )
+                                return
+                            if status == "error":
+                                stats["errors"] += 1
+                            elif row is not None:
+                                stats["done"] += 1
+                                stats["correct"] += row["cover_em"]
+                            acc = f"cover-EM {stats['correct'] / stats['done']:.2f}" if stats["done"] else ""
+                            bar.update(task, advance=1, acc=f"{acc} errors {stats['errors']}")
 
-                    def tick(
-                        status: str,
-                        row: dict[str, Any] | None,
-                        task: Any = task,
-                        bar: Any = bar,
-                        stats: dict[str, Any] = stats,
-                    ) -> None:
-                        if status == "features-error":  # a stored question whose probe failed: rows kept
-                            assert row is not None
-                            err_console.print(
-                                f"features of {row['question_id']} not measured: {row['error']}"
+                        if use_ray:
+                            from sounding.evals.distributed import SettingsBackends, run_sweep_on_ray
+
+                            run_sweep_on_ray(
+                                config,
+                                loaded.samples,
+                                chosen.settings,
+                                store,
+                                address=ray_address,
+                                workers=chosen.concurrency,
+                                backends=SettingsBackends(
+                                    cassette, "replay-only" if replay_only else "replay"
+                                ),
+                                retry_errors=retry_errors,
+                                judge=judge,
+                                tick=tick,
                             )
-                            return
-                        if status == "error":
-                            stats["errors"] += 1
-                        elif row is not None:
-                            stats["done"] += 1
-                            stats["correct"] += row["cover_em"]
-                        acc = f"cover-EM {stats['correct'] / stats['done']:.2f}" if stats["done"] else ""
-                        bar.update(task, advance=1, acc=f"{acc} errors {stats['errors']}")
-
-                    if use_ray:
-                        from sounding.evals.distributed import SettingsBackends, run_sweep_on_ray
-
-                        run_sweep_on_ray(
+                        else:
+                            run_sweep_config(
+                                config,
+                                loaded.samples,
+                                chosen.settings,
+                                llm,
+                                search,
+                                store,
+                                concurrency=chosen.concurrency,
+                                retry_errors=retry_errors,
+                                judge=judge_llm,
+                                workers=branches,
+                                tick=tick,
+                            )
+                    if verify_anytime and config.controller == "fixed":
+                        report = verify(
                             config,
-                            loaded.samples,
-                            settings,
-                            store,
-                            address=ray_address,
-                            workers=concurrency,
-                            backends=SettingsBackends(cassette, "replay-only" if replay_only else "replay"),
-                            retry_errors=retry_errors,
-                            judge=judge,
-                            tick=tick,
-                        )
-                    else:
-                        run_sweep_config(
-                            config,
-                            loaded.samples,
-                            settings,
+                            loaded.samples[:verify_anytime],
+                            spec.depths,
+                            chosen.settings,
                             llm,
                             search,
                             store,
-                            concurrency=concurrency,
-                            retry_errors=retry_errors,
-                            judge=judge_llm,
-                            workers=branches,
-                            tick=tick,
                         )
-                if verify_anytime and config.controller == "fixed":
-                    report = verify(
-                        config, loaded.samples[:verify_anytime], spec.depths, settings, llm, search, store
-                    )
-                    console.print(
-                        f"anytime check {label}: {report['agreed']}/{report['checked']} independent runs agree "
-                        "with the anytime answers"
-                    )
-    finally:
-        for served in opened:
-            close = getattr(served, "close", None)
-            if close is not None:
-                close()
+                        console.print(
+                            f"anytime check {label}: {report['agreed']}/{report['checked']} independent runs agree "
+                            "with the anytime answers"
+                        )
+            finally:
+                close_model(llm)  # the model's server, if the sweep started one, however the sweep ends
+    except EngineGoneError as exc:
+        fail(
+            f"{exc}; the questions it was running stay pending: rerun the same command to resume",
+            EXIT_UNAVAILABLE,
+        )
     console.print(
         f"sweep done in {time.perf_counter() - start:.0f} s; {store.count()} rows in {out / 'results.sqlite'}"
     )
@@ -530,32 +455,6 @@ def merge(
         f"{report.rows_added} rows added, {report.rows_already_there} already there, "
         f"{report.errors_added} errors added"
     )
-
-
-def corpus_identity(settings: Any, corpus_spec: str | None) -> str:
-    """The corpus by name (kind and file name), never by absolute path."""
-    if corpus_spec is None or settings.search.backend == "web":
-        return "web"
-    from sounding.tools.corpus import parse_corpus_spec
-
-    return parse_corpus_spec(corpus_spec).name
-
-
-def corpus_fingerprint(settings: Any, corpus_spec: str | None) -> str:
-    """The content fingerprint of the passages searched (from the index manifest `make_search` built)."""
-    if corpus_spec is None or settings.search.backend == "web":
-        return "web"
-    from sounding.tools.corpus import parse_corpus_spec
-    from sounding.tools.search.store import IndexStore, read_manifest
-
-    spec = parse_corpus_spec(corpus_spec)
-    manifest = read_manifest(IndexStore(settings).folder(spec, "passages"))
-    if manifest is None:
-        from sounding.tools.search.store import source_fingerprint
-
-        return source_fingerprint(spec)
-    params = json.dumps(settings.search.model_dump(include={"passage_words", "passage_overlap", "rrf_k"}))
-    return f"{manifest.passages_fingerprint}:{hashlib.sha256(params.encode()).hexdigest()[:8]}"
 
 
 def fit(

@@ -109,6 +109,11 @@ class LLMUnavailableError(LLMError):
     """The backend cannot run here (missing extra, missing model file, nothing listening)."""
 
 
+class EngineGoneError(LLMError):
+    """The engine the run started for itself (a model server) has exited: no later call can succeed, so
+    a sweep stops here instead of recording every remaining question as failed."""
+
+
 class UnknownModelError(LLMError):
     """The model named is neither an embedded one nor a file: the user's input, not the machine."""
 

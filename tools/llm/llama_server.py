@@ -8,8 +8,9 @@ prompt cached (``cache_prompt``), so a question's next call re-evaluates only wh
 `LlamaServer` starts llama.cpp's own server (``scripts/build_llama_server.sh`` builds it from the
 sources of the installed llama-cpp-python: the same engine as the embedded backend, compiled with the
 same flags), waits for its health check and stops it. It never outlives the process that started it:
-the kernel kills it when its parent dies (``PR_SET_PDEATHSIG``), and ``stop`` (or leaving the ``with``
-block) terminates it. It binds 127.0.0.1 on a free port.
+the kernel kills it when the thread that started it ends (``PR_SET_PDEATHSIG`` follows the thread: the
+sweep starts it from its main thread, so in effect when the sweep's process dies), and ``stop`` (or
+leaving the ``with`` block) terminates it. It binds 127.0.0.1 on a free port.
 
 `ServedLlamaLLM` is the `LLM` over it: the HTTP backend, plus the server's lifetime, and each thread's
 calls pinned to one slot (``id_slot``) so a question's prompts meet their own cached prefix.
@@ -31,11 +32,16 @@ from typing import Any
 
 import httpx
 
-from sounding.tools.llm.base import Completion, LLMUnavailableError, Message
+from sounding.tools.llm.base import Completion, EngineGoneError, LLMError, LLMUnavailableError, Message
 from sounding.tools.llm.openai_http import OpenAIHTTPLLM
 
 PR_SET_PDEATHSIG = 1
 BUILD_HINT = "scripts/build_llama_server.sh builds it (a few minutes; make test runs it)"
+
+
+class ServerStartError(LLMUnavailableError):
+    """llama.cpp's server is not built, or did not start and become healthy here: the embedded model can
+    still run in process."""
 
 
 def server_binary() -> Path:
@@ -91,7 +97,7 @@ class LlamaServer:
         return [
             str(self.binary), "-m", str(self.model_path), "--host", "127.0.0.1", "--port", str(self.port),
             "--parallel", str(self.slots), "-c", str(self.n_ctx * self.slots), "-t", str(self.threads),
-            "-tb", str(self.threads), "--alias", self.alias, "--no-webui", "--flash-attn", "off",
+            "-tb", str(self.threads), "--alias", self.alias, "--no-webui", "--flash-attn", "off", "--log-verbosity", "2",
         ]  # fmt: skip
 
     def start(self) -> str:
@@ -113,14 +119,14 @@ class LlamaServer:
                 preexec_fn=_die_with_parent,
             )
         except OSError as exc:
-            raise LLMUnavailableError(f"cannot start {self.binary}: {exc}") from exc
+            raise ServerStartError(f"cannot start {self.binary}: {exc}") from exc
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             status = self._proc.poll()
             if status is not None:
                 tail = self._log_tail()
                 self.stop()
-                raise LLMUnavailableError(f"llama.cpp's server exited at start (status {status}): {tail}")
+                raise ServerStartError(f"llama.cpp's server exited at start (status {status}): {tail}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
                     return self.base_url
@@ -140,6 +146,11 @@ class LlamaServer:
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def exit_report(self) -> str:
+        """Why a server that was running is not: its exit status and last log lines."""
+        status = self._proc.poll() if self._proc is not None else None
+        return f"llama.cpp's server exited (status {status}): {self._log_tail()}"
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -185,16 +196,20 @@ class ServedLlamaLLM:
         self._server = server
         self._pinned = min(pinned or server.slots, server.slots)
         base_url = server.start()
-        self._http = OpenAIHTTPLLM(
-            base_url,
-            server.alias,
-            structured_output="gbnf",  # constrained exactly as in process
-            timeout_s=timeout_s,
-            max_retries=1,
-            temperature=temperature,
-            seed=seed,
-            n_params=n_params,
-        )
+        try:
+            self._http = OpenAIHTTPLLM(
+                base_url,
+                server.alias,
+                structured_output="gbnf",  # constrained exactly as in process
+                timeout_s=timeout_s,
+                max_retries=1,
+                temperature=temperature,
+                seed=seed,
+                n_params=n_params,
+            )
+        except BaseException:
+            server.stop()
+            raise
         self._name = name
         self._slot_of: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -233,7 +248,12 @@ class ServedLlamaLLM:
             return self._slot_of[ident]
 
     def complete(self, messages: list[Message], **kwargs: Any) -> Completion:
-        completion = self._http.complete(messages, id_slot=self._slot(), **kwargs)
+        try:
+            completion = self._http.complete(messages, id_slot=self._slot(), **kwargs)
+        except LLMError as exc:
+            if not self._server.running:  # not this question's failure: every later call would fail too
+                raise EngineGoneError(self._server.exit_report()) from exc
+            raise
         # The server counts the end-of-turn token it sampled as generated; llama-cpp-python does not.
         # Counted as in process, so a budget stops a served run where it stops an embedded one.
         choices = [

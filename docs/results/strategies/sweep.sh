@@ -5,12 +5,14 @@
 # finished questions are skipped. Run from the repository's root.
 #   LIMITS="30 50"  the stages (questions per strategy)
 #   STRATEGIES      the order in which strategies are run within a stage
+#   ENGINE          process (default: the engine the committed store was made with, so every strategy
+#                   is compared on one engine) or server (llama.cpp's server, several questions at once)
 set -euo pipefail
 H=hotpotqa:../shared/data/hotpotqa/hotpot_dev_distractor_subset.json.gz
 R=docs/results/strategies
 for limit in ${LIMITS:-30 50 75 100}; do
   for s in ${STRATEGIES:-decompose tree best_of_n decompose:mode=sequential decompose:mode=parallel}; do
     .venv/bin/sounding bench $H --limit "$limit" --depths 0,1,2 --model qwen2.5-coder-0.5b \
-      --strategy "$s" --out $R/hotpotqa-0.5b
+      --strategy "$s" --engine "${ENGINE:-process}" --out $R/hotpotqa-0.5b
   done
 done
