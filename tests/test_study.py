@@ -28,7 +28,9 @@ def test_plan_errors_name_the_file_and_the_problem(tmp_path):
     with pytest.raises(StudyError, match="sweep: List should have at least 1 item"):
         load_plan(_plan(tmp_path, "sweep = []\n"))
     with pytest.raises(StudyError, match="same run directory"):
-        load_plan(_plan(tmp_path, '[[sweep]]\nsuite = "a:x"\nout = "r"\n[[sweep]]\nsuite = "b:y"\nout = "./r"\n'))
+        load_plan(
+            _plan(tmp_path, '[[sweep]]\nsuite = "a:x"\nout = "r"\n[[sweep]]\nsuite = "b:y"\nout = "./r"\n')
+        )
     with pytest.raises(StudyError, match="depths: Value error, must list at least one value"):
         load_plan(_plan(tmp_path, '[[sweep]]\nsuite = "a:x"\nout = "r"\ndepths = []\n'))
     plan = load_plan(_plan(tmp_path, '[[sweep]]\nsuite = "hotpotqa:x"\nout = "r"\nmodels = ["m1", "m2"]\n'))
