@@ -67,6 +67,15 @@ def main() -> None:
             seconds = run_arm(arm, args, out)
             results.append((arm, seconds, answers(out)))
             print(f"{arm}: {args.questions} question-grids in {seconds:.1f} s", flush=True)
+            table = render(results, args)  # after every arm: a run stopped early keeps what it measured
+            print("\n" + table, flush=True)
+            if args.out:
+                args.out.write_text(table + "\n")
+
+
+def render(
+    results: list[tuple[str, float, dict[tuple[str, int, int, int], str]]], args: argparse.Namespace
+) -> str:
     base_arm, base_s, base_answers = results[0]
     lines = [
         f"{args.model}, first {args.questions} HotpotQA questions, grid `{args.grid}` "
@@ -81,10 +90,7 @@ def main() -> None:
             f"| {arm} | {seconds:.1f} | {3600 * args.questions / seconds:.1f} | {base_s / seconds:.2f}x | "
             f"{same}/{len(base_answers)} |"
         )
-    table = "\n".join(lines)
-    print("\n" + table)
-    if args.out:
-        args.out.write_text(table + "\n")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -22,22 +22,18 @@ import numpy as np
 from pydantic import BaseModel
 
 from sounding.evals.fit import collapse_seeds
+from sounding.evals.frontier import MeasuredSetting
 from sounding.evals.metrics import score_answer
 from sounding.evals.stats import percentile_ci, resample_indices
 
 Matrix = dict[str, dict[str, dict[str, Any]]]  # question -> setting label -> its (seed-averaged) row
 
 
-class StrategySetting(BaseModel):
+class StrategySetting(MeasuredSetting):
+    """A setting of any strategy (its label names the strategy, dials and depth)."""
+
     label: str
     strategy: str
-    depth: int
-    n: int
-    acc: float
-    ci: tuple[float, float]
-    tokens: float
-    flops: float | None
-    searches: float
 
 
 class PairedDifference(BaseModel):

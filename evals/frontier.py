@@ -28,16 +28,23 @@ from sounding.evals.stats import percentile_ci
 AXES = ("search", "think", "samples")
 
 
-class Setting(BaseModel):
+class MeasuredSetting(BaseModel):
+    """One setting of a sweep as measured: accuracy with its CI over n questions, and its mean spend."""
+
     depth: int
-    think: int
-    samples: int
     n: int
     acc: float
     ci: tuple[float, float]
     tokens: float
     flops: float | None
     searches: float
+
+
+class Setting(MeasuredSetting):
+    """A setting of the iterative strategy's grid (depth x thinking cap x samples)."""
+
+    think: int
+    samples: int
 
     @property
     def label(self) -> str:

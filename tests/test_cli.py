@@ -108,6 +108,11 @@ def test_doctor_reports_backends(env):
     components = {r["component"]: r for r in json.loads(as_json.output)}
     assert components["search: bm25"]["usable"] == "yes"
     assert components["llm: vllm (in-process)"]["usable"] == "no"
+    from sounding.tools.llm.llama_server import server_binary
+
+    served = components["llm: llama-server (sweeps batch questions)"]
+    assert served["usable"] == ("yes" if server_binary().is_file() else "no")
+    assert ("build_llama_server.sh" in served["why"]) == (not server_binary().is_file())
 
 
 def test_index_build_search_and_list(env):

@@ -59,6 +59,14 @@ def doctor(ctx: typer.Context, as_json: Annotated[bool, JsonOpt] = False) -> Non
         row("smoke generation", False, smoke.detail)
     else:
         row("smoke generation", False, way_out(smoke))
+    from sounding.tools.llm.llama_server import BUILD_HINT, server_binary
+
+    served = server_binary().is_file()
+    row(
+        "llm: llama-server (sweeps batch questions)",
+        served,
+        f"built: {server_binary()}" if served else f"not built, sweeps run in process: {BUILD_HINT}",
+    )
     for model in EMBEDDED_MODELS.values():
         installed, reason = parts_installed(model)
         if is_assembled(model, settings.models_dir):
