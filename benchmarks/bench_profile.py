@@ -118,12 +118,9 @@ class ProfiledLLM:
     """The embedded model with llama.cpp's perf counters read around every call (in process), or the
     server's own timings of each response (served)."""
 
-    def __init__(
-        self, llm: Any, profile: Profile, tokenizer: Any = None, server: ServerTimings | None = None
-    ) -> None:
+    def __init__(self, llm: Any, profile: Profile, server: ServerTimings | None = None) -> None:
         self._llm = llm
         self._profile = profile
-        self._tokenizer = tokenizer or llm  # a LlamaCppLLM: its chat template and tokenizer
         self._server = server
         self._prompts: list[list[int]] = []  # this question's prompts so far, as tokens
 
@@ -134,9 +131,9 @@ class ProfiledLLM:
         return getattr(self._llm, name)
 
     def _tokens(self, messages: list[Message]) -> list[int]:
-        llama = self._tokenizer._llama
-        prompt = self._tokenizer._formatter(messages=list(messages)).prompt
-        return list(llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+        counter = self._llm._counter  # both engines count prompts with the model's own template
+        prompt = counter._formatter(messages=list(messages)).prompt
+        return list(counter._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
 
     def complete(self, messages: list[Message], **kwargs: Any) -> Completion:
         import llama_cpp
@@ -234,10 +231,7 @@ def main() -> None:
         served = settings.model_copy(
             update={"llm": settings.llm.model_copy(update={"backend": "llama-server", "slots": 1})}
         )
-        tokenizer = make_llm(
-            settings.model_copy(update={"llm": settings.llm.model_copy(update={"n_ctx": 512})})
-        )
-        llm = ProfiledLLM(make_llm(served), profile, tokenizer=tokenizer, server=ServerTimings())
+        llm = ProfiledLLM(make_llm(served), profile, server=ServerTimings())
         settings = served
     else:
         llm = ProfiledLLM(make_llm(settings), profile)

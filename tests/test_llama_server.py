@@ -235,3 +235,23 @@ def test_a_server_that_dies_mid_sweep_stops_it_and_leaves_its_questions_pending(
             llm.complete([{"role": "user", "content": "Hi"}], max_tokens=4)
     finally:
         llm.close()
+
+
+def test_served_prompt_bound_is_the_embedded_one(smollm2_path, smollm2):
+    """A budget reserves a served call's prompt exactly as it reserves an embedded one's, so budgeted
+    runs stop at the same point on both engines."""
+    llama_server_binary()
+    llm = ServedLlamaLLM(LlamaServer(smollm2_path, slots=1, n_ctx=1024), name="smollm2-135m", n_params=1)
+    try:
+        for messages in (
+            [{"role": "user", "content": "Hi"}],
+            [
+                {"role": "system", "content": "You answer briefly."},
+                {"role": "user", "content": "Où est Paris ?"},
+            ],
+        ):
+            bound = llm.prompt_token_bound(messages)
+            assert bound == smollm2.prompt_token_bound(messages)
+            assert 0 < llm.complete(messages, max_tokens=2).prompt_tokens <= bound
+    finally:
+        llm.close()

@@ -24,6 +24,36 @@ from sounding.tools.llm.base import (
 )
 
 
+class PromptCounter:
+    """A chat's prompt tokens as llama.cpp will see them: the model's own chat template rendered and
+    tokenized (a small slack covers BOS handling), so the ledger reserves what the call will cost.
+    Works on a full model or on its vocabulary alone (``Llama(..., vocab_only=True)``)."""
+
+    def __init__(self, llama: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama = llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        self._formatter: Any = (
+            Jinja2ChatFormatter(
+                template,
+                eos_token=llama.detokenize([llama.token_eos()]).decode("utf-8", "replace"),
+                bos_token=llama.detokenize([llama.token_bos()]).decode("utf-8", "replace"),
+            )
+            if template
+            else None
+        )
+
+    def bound(self, messages: list[Message]) -> int:
+        if self._formatter is not None:
+            prompt = self._formatter(messages=list(messages)).prompt
+            return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)) + 4
+        content = sum(
+            len(self._llama.tokenize(m["content"].encode("utf-8"), add_bos=False)) for m in messages
+        )
+        return content + 16 * len(messages) + 64
+
+
 class LlamaCppLLM:
     def __init__(
         self,
@@ -62,7 +92,7 @@ class LlamaCppLLM:
             )
         except (ValueError, RuntimeError) as exc:
             raise LLMUnavailableError(f"llama.cpp cannot load {model_path}: {exc}") from exc
-        self._formatter = self._chat_formatter()
+        self._counter = PromptCounter(self._llama)
         self._evaluated = 0
         evaluate = self._llama.eval
 
@@ -82,20 +112,6 @@ class LlamaCppLLM:
         with self._lock:
             self._llama.reset()
 
-    def _chat_formatter(self) -> Any:
-        """The model's own chat template, to count prompt tokens exactly as llama.cpp will see them."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self._llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            return None
-        vocab = self._llama
-        return Jinja2ChatFormatter(
-            template,
-            eos_token=vocab.detokenize([vocab.token_eos()]).decode("utf-8", "replace"),
-            bos_token=vocab.detokenize([vocab.token_bos()]).decode("utf-8", "replace"),
-        )
-
     @property
     def name(self) -> str:
         return self._name
@@ -109,15 +125,8 @@ class LlamaCppLLM:
         return self._n_ctx
 
     def prompt_token_bound(self, messages: list[Message]) -> int:
-        # Render the model's chat template and tokenize it; the small slack covers BOS handling.
-        with self._lock:
-            if self._formatter is not None:
-                prompt = self._formatter(messages=list(messages)).prompt
-                return len(self._llama.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)) + 4
-            content = sum(
-                len(self._llama.tokenize(m["content"].encode("utf-8"), add_bos=False)) for m in messages
-            )
-        return content + 16 * len(messages) + 64
+        with self._lock:  # the tokenizer shares the model's context
+            return self._counter.bound(messages)
 
     def complete(
         self,

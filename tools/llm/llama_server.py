@@ -213,6 +213,18 @@ class ServedLlamaLLM:
         self._name = name
         self._slot_of: dict[int, int] = {}
         self._lock = threading.Lock()
+        # prompt tokens counted exactly as in process (the model's vocabulary alone, a few MB), so a
+        # budget reserves, and stops, a served run as it does an embedded one
+        from llama_cpp import Llama
+
+        from sounding.tools.llm.llama_cpp import PromptCounter
+
+        try:
+            self._counter = PromptCounter(Llama(str(server.model_path), vocab_only=True, verbose=False))
+        except (ValueError, RuntimeError) as exc:
+            server.stop()
+            raise LLMUnavailableError(f"cannot read the vocabulary of {server.model_path}: {exc}") from exc
+        self._count_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -231,7 +243,8 @@ class ServedLlamaLLM:
         return self._server.n_ctx
 
     def prompt_token_bound(self, messages: list[Message]) -> int:
-        return self._http.prompt_token_bound(messages)
+        with self._count_lock:
+            return self._counter.bound(messages)
 
     def _slot(self) -> int:
         """This thread's slot: the sweep runs one question per thread, so a question stays on one slot."""
