@@ -60,6 +60,15 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return load_settings(home=tmp_path / "home")
 
 
+def interruptible() -> None:
+    """``preexec_fn`` for a child the test will interrupt: SIGINT back to its default. A test runner
+    started in the background (``nohup make test &``) hands its children SIGINT *ignored*, and Python
+    then installs no KeyboardInterrupt handler, so Ctrl-C tests would test the runner, not sounding."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

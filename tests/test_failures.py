@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sounding.cli import _exit_for
+from tests.conftest import interruptible
 
 DOCUMENTED = {0, 1, 2, 3, 4, 130}
 SUITE = "hotpotqa:{data}/hotpotqa/hotpot_dev_distractor_subset.json.gz"
@@ -332,6 +333,7 @@ def test_ctrl_c_on_a_concurrent_sweep_stops_now_and_keeps_whole_questions(env, t
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline and proc.poll() is None and _count(db, "results") < 2:
@@ -359,7 +361,9 @@ def test_ctrl_c_on_ask_prints_the_draft_it_had(env, tmp_path, small_corpus):
     cmd = [sys.executable, "-m", "sounding", "ask", "Which river flows through the capital of Hungary?",
            "--model", "smollm2-135m", "--corpus", f"jsonl:{small_corpus}", "--backend", "bm25",
            "--depth", "8", "--budget", "1000000"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     assert proc.stderr is not None
     seen = ""
     deadline = time.monotonic() + 300

@@ -16,6 +16,7 @@ import pytest
 
 from sounding.supervise import exit_status
 from sounding.tools.llm.native import cpu_features, fault_frames, parse_system_info, run_smoke
+from tests.conftest import interruptible
 
 #: AMX instructions: tile configuration, loads, stores, zeroing and the dot products (tdpbssd, tdpbf16ps...).
 AMX_INSTRUCTION = re.compile(
@@ -173,7 +174,10 @@ def test_a_signal_to_the_command_reaches_the_child_and_a_killed_command_takes_th
     for sent, wanted in ((signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)):
         pid_file.unlink(missing_ok=True)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sounding", "--version"], env=env, stderr=subprocess.PIPE
+            [sys.executable, "-m", "sounding", "--version"],
+            env=env,
+            stderr=subprocess.PIPE,
+            preexec_fn=interruptible,
         )
         _wait_for(pid_file)
         start = time.monotonic()
