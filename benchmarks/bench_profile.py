@@ -251,16 +251,29 @@ def main() -> None:
     solve(config, warm, settings, llm, search)  # type: ignore[arg-type]
     profile.__init__()  # type: ignore[misc]
     walls = []
-    for sample in suite.samples:
+    try:
+        walls = profile_questions(suite.samples, config, settings, llm, search)
+    finally:
+        close = getattr(llm._llm, "close", None)  # the server, when profiling one
+        if close is not None:
+            close()
+    report = summarise(profile, walls, args)
+    print(report["markdown"])
+    if args.json:
+        args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2))
+
+
+def profile_questions(
+    samples: list[Any], config: Any, settings: Any, llm: ProfiledLLM, search: Any
+) -> list[float]:
+    walls = []
+    for sample in samples:
         llm.new_question()
         start = time.perf_counter()
         outcome = solve(config, sample, settings, llm, search)  # type: ignore[arg-type]
         walls.append(time.perf_counter() - start)
         print(f"{sample.id}: {walls[-1]:.1f} s, {len(outcome.rows)} rows, error={outcome.error}", flush=True)
-    report = summarise(profile, walls, args)
-    print(report["markdown"])
-    if args.json:
-        args.json.write_text(json.dumps({k: v for k, v in report.items() if k != "markdown"}, indent=2))
+    return walls
 
 
 def summarise(profile: Profile, walls: list[float], args: argparse.Namespace) -> dict[str, Any]:
