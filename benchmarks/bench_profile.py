@@ -250,7 +250,6 @@ def main() -> None:
     warm = load_suite(SUITE, limit=args.questions + 1).samples[-1]
     solve(config, warm, settings, llm, search)  # type: ignore[arg-type]
     profile.__init__()  # type: ignore[misc]
-    walls = []
     try:
         walls = profile_questions(suite.samples, config, settings, llm, search)
     finally:

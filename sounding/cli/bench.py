@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
 from sounding.budgets.controllers import CONTROLLERS
 from sounding.cli.common import (
@@ -23,7 +22,7 @@ from sounding.cli.common import (
     fail,
     settings_from,
 )
-from sounding.cli.progress import rich_progress
+from sounding.cli.progress import progress_bars, rich_progress
 from sounding.cli.sweeps import (
     DEFAULT_CONCURRENCY,
     ENGINES,
@@ -32,6 +31,7 @@ from sounding.cli.sweeps import (
     corpus_fingerprint,
     corpus_identity,
     open_model,
+    open_run_dir,
     sweep_configs,
 )
 
@@ -186,7 +186,6 @@ def bench(
     """Sweep search budgets over a QA suite; resumable (kill it and rerun the same command)."""
     from sounding.budgets.controllers import MAX_SAMPLES, MAX_THINK, PolicyError
     from sounding.evals.datasets import DatasetError, load_suite
-    from sounding.evals.store import ResultStore, StoreError
     from sounding.evals.sweep import (
         MAX_DEPTH,
         RunIdentity,
@@ -271,13 +270,7 @@ def bench(
         llm__temperature=temperature,
         llm__sample_temperature=sample_temperature,
     )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        store = ResultStore(out / "results.sqlite")
-    except StoreError as exc:
-        fail(f"{exc}; the sweep will not append to it")
-    except OSError as exc:
-        fail(f"cannot write the run directory {out}: {exc.strerror or exc}")
+    store = open_run_dir(out, what="sweep")
     try:
         with rich_progress() as progress:
             search = make_search(
@@ -337,15 +330,7 @@ def bench(
                         label += f" T{config.think} N{config.samples}"
                     if config.budget is not None:
                         label += f" {config.budget:g}{config.unit}"
-                    with Progress(
-                        "[progress.description]{task.description}",
-                        BarColumn(),
-                        MofNCompleteColumn(),
-                        TimeElapsedColumn(),
-                        TimeRemainingColumn(),
-                        "{task.fields[acc]}",
-                        console=err_console,
-                    ) as bar:
+                    with progress_bars("{task.fields[acc]}") as bar:
                         task = bar.add_task(label, total=len(loaded.samples), acc="")
 
                         def tick(

@@ -10,17 +10,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from sounding.cli.common import err_console
 
 
-@contextmanager
-def rich_progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    with Progress(
+def progress_bars(*extra: str) -> Progress:
+    """The CLI's progress bars on stderr: description, bar, done/total, elapsed, remaining, then
+    ``extra`` columns (e.g. ``"{task.fields[acc]}"``)."""
+    return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        *extra,
         console=err_console,
         transient=False,
-    ) as bar:
+    )
+
+
+@contextmanager
+def rich_progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    with progress_bars() as bar:
 
         def factory(description: str, total: int) -> Callable[[int], None]:
             task = bar.add_task(description, total=total)

@@ -143,8 +143,13 @@ def _prepare(checked: CheckedSweep, engine: str, concurrency: int, argv: list[st
     """The sweep's run directory, store, corpus index, identity, engines and manifest."""
     from sounding.budgets.controllers import PolicyError
     from sounding.cli.progress import rich_progress
-    from sounding.cli.sweeps import choose_engines, corpus_fingerprint, corpus_identity, sweep_configs
-    from sounding.evals.store import ResultStore, StoreError
+    from sounding.cli.sweeps import (
+        choose_engines,
+        corpus_fingerprint,
+        corpus_identity,
+        open_run_dir,
+        sweep_configs,
+    )
     from sounding.evals.sweep import RunIdentity, sweep_manifest
     from sounding.tools.corpus import CorpusError
     from sounding.tools.search.base import SearchError
@@ -153,13 +158,7 @@ def _prepare(checked: CheckedSweep, engine: str, concurrency: int, argv: list[st
     out, where, settings = checked.entry.out, checked.where, checked.settings
     if out.exists() and not out.is_dir():
         fail(f"{where}out is a file, not a run directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        store = ResultStore(out / "results.sqlite")
-    except StoreError as exc:
-        fail(f"{where}{exc}; the study will not append to it")
-    except OSError as exc:
-        fail(f"{where}cannot write the run directory: {exc.strerror or exc}")
+    store = open_run_dir(out, what="study", where=where)
     try:
         with rich_progress() as progress:
             search = make_search(settings, progress=progress)
@@ -221,14 +220,12 @@ def _run_model(model: str, group: list[PreparedSweep], engine: str, retry_errors
 
 
 def _run(model: str, group: list[PreparedSweep], llm: Any, concurrency: int, retry_errors: bool) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
+    from sounding.cli.progress import progress_bars
     from sounding.cli.sweeps import sweep_configs
     from sounding.evals.study import interleave
     from sounding.evals.sweep import SweepWork, Tick, pending_work, run_questions
 
-    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress("[progress.description]{task.description}", *columns, console=err_console) as bar:
+    with progress_bars() as bar:
         per_sweep, ticks = [], {}
         for p in group:
             one = p.checked.spec.model_copy(update={"models": [model]})

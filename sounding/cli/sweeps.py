@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sounding.cli.common import EXIT_UNAVAILABLE, err_console, fail
@@ -190,6 +191,20 @@ def close_model(llm: Any) -> None:
     close = getattr(llm, "close", None)
     if close is not None:
         close()
+
+
+def open_run_dir(out: Path, *, what: str, where: str = "") -> ResultStore:
+    """The run directory's result store, the directory created if needed; a one-line error when it
+    cannot be written or holds a store this version cannot append to (``what``: sweep or study)."""
+    from sounding.evals.store import ResultStore, StoreError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return ResultStore(out / "results.sqlite")
+    except StoreError as exc:
+        fail(f"{where}{exc}; the {what} will not append to it")
+    except OSError as exc:
+        fail(f"{where}cannot write the run directory {out}: {exc.strerror or exc}")
 
 
 def corpus_identity(settings: Any, corpus_spec: str | None) -> str:
