@@ -1,8 +1,9 @@
 """First-to-ahead-by-k voting with red flags, after MAKER (Meyerson et al., 2025, "Solving a
 million-step LLM task with zero errors"): small models become reliable on one minimal step when samples
 are drawn one at a time until one answer leads every other by ``k`` votes, and a sample that shows a
-red flag (malformed output, an empty or over-long answer) is discarded rather than repaired: a
-malformed sample is evidence that the model was confused, and counting it would correlate the errors.
+red flag (malformed output, an empty or over-long answer, an answer that only repeats its question) is
+discarded rather than repaired: a malformed sample is evidence that the model was confused, and
+counting it would correlate the errors.
 
 The voter does not call a model itself: ``draw(i)`` returns the i-th ballot (or None when the budget
 cannot pay for another), so the same vote runs on scripted ballots in tests and on charged LLM calls in
@@ -17,9 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from sounding.tools.text import normalize_answer
+from sounding.tools.text import normalize_answer, question_options
 
-RedFlag = Literal["malformed", "empty", "too_long"]
+RedFlag = Literal["malformed", "empty", "too_long", "echo"]
 
 
 class Ballot(BaseModel):
@@ -48,15 +49,22 @@ class VoteResult(BaseModel):
         return len(self.ballots)
 
 
-def red_flag(answer: str | None, *, max_words: int) -> RedFlag | None:
-    """Why a sample's answer must be discarded, if it must: no parsable answer, an empty one, or one
-    longer than a short answer can be (a model that rambles has lost the format)."""
+def red_flag(answer: str | None, *, max_words: int, echo_of: str | None = None) -> RedFlag | None:
+    """Why a sample's answer must be discarded, if it must: no parsable answer, an empty one, one
+    longer than a short answer can be (a model that rambles has lost the format), or, given the
+    question it answers (``echo_of``), an echo: the answer is words of that question ("Who was Ed
+    Wood?" -> "Ed Wood"), which answers nothing. Yes/no, and one of the options a question offers
+    ("Who is older, A or B?" -> "B"), are never echoes."""
     if answer is None:
         return "malformed"
-    if not normalize_answer(answer):
+    key = normalize_answer(answer)
+    if not key:
         return "empty"
     if len(answer.split()) > max_words:
         return "too_long"
+    echo = echo_of is not None and f" {key} " in f" {normalize_answer(echo_of)} "
+    if echo and key not in ("yes", "no") and not question_options(echo_of or ""):
+        return "echo"
     return None
 
 

@@ -25,6 +25,7 @@ from sounding.evals.fit import collapse_seeds
 from sounding.evals.frontier import MeasuredSetting
 from sounding.evals.metrics import score_answer
 from sounding.evals.stats import percentile_ci, resample_indices
+from sounding.tools.text import name_words
 
 Matrix = dict[str, dict[str, dict[str, Any]]]  # question -> setting label -> its (seed-averaged) row
 
@@ -498,7 +499,7 @@ def _step_scores(
 def _anchored(subquestion: str, question: str) -> bool:
     """Whether a sub-question names an earlier answer (#n) or one of the question's capitalised words
     after its first (a lexical reading: names, titles, places)."""
-    names = {w.lower() for w in re.findall(r"\b[A-Z][\w'-]*", " ".join(question.split()[1:]))}
+    names = name_words(question)
     return "#" in subquestion or bool(names & {w.lower() for w in re.findall(r"[\w'-]+", subquestion)})
 
 

@@ -43,6 +43,11 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "strategy_prompts": None,
 }
 
+#: Strategy dials added after their strategy's first runs, with the value those runs had: left out of
+#: the key while they hold it, as ``LEGACY_DEFAULTS`` are (``decompose:anchor=false`` is the decompose
+#: every run before the anchor flags made, so it resumes their stores).
+LEGACY_DIALS: dict[str, Any] = {"anchor": False}
+
 
 class RunSpec(BaseModel):
     """One run: model, backends, prompts, corpus, retrieval, strategy and its dials, controller and its
@@ -122,6 +127,11 @@ class RunSpec(BaseModel):
 
 
 def spec_key(spec: RunSpec) -> str:
-    at_legacy = {name for name, legacy in LEGACY_DEFAULTS.items() if getattr(spec, name) == legacy}
+    exclude: dict[str, Any] = {
+        name: True for name, legacy in LEGACY_DEFAULTS.items() if getattr(spec, name) == legacy
+    }
+    legacy_dials = {name for name, legacy in LEGACY_DIALS.items() if spec.dials.get(name, legacy) == legacy}
+    if "dials" not in exclude and legacy_dials:
+        exclude["dials"] = legacy_dials
     # pydantic's own bytes for the remaining fields: exactly what key version 2 hashed, so old keys hold
-    return hashlib.sha256(spec.model_dump_json(exclude=at_legacy).encode()).hexdigest()[:16]
+    return hashlib.sha256(spec.model_dump_json(exclude=exclude).encode()).hexdigest()[:16]

@@ -14,10 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sounding.agent.runner import run_research
-from sounding.agent.strategies.decompose import depends_on, substitute
+from sounding.agent.strategies import dials_for
+from sounding.agent.strategies.decompose import depends_on, split_flag, substitute
 from sounding.agent.voting import Ballot, first_to_ahead_by_k, leader, red_flag
 from sounding.budgets.controllers import FixedController
 from sounding.budgets.ledger import Budget
+from sounding.tools.text import name_words, question_options
 from tests.scripted import MemorySearch, ScriptedLLM
 from tests.test_agent_nodes import DOCS, deps
 
@@ -152,6 +154,74 @@ def test_a_malformed_split_researches_the_question_itself():
     assert step["question"] == Q and result.answer == "Danube"
 
 
+def test_a_ballot_that_only_repeats_its_question_is_an_echo():
+    assert red_flag("Ed Wood", max_words=12, echo_of="Who was Ed Wood?") == "echo"
+    assert red_flag("the Ed Wood.", max_words=12, echo_of="Who was Ed Wood?") == "echo"
+    assert red_flag("Edward Wood", max_words=12, echo_of="Who was Ed Wood?") is None
+    assert red_flag("Wood", max_words=12, echo_of="Who was Ed Woodward?") is None  # whole words only
+    # a question offering options is answered by one of them; yes/no is never an echo
+    assert red_flag("Terry Richardson", max_words=12,
+                    echo_of="Who is older, Annie Morton or Terry Richardson?") is None  # fmt: skip
+    assert red_flag("yes", max_words=12, echo_of="Is yes a word?") is None
+    assert red_flag("Ed Wood", max_words=12) is None  # no question given: no echo check
+
+
+def test_the_names_and_options_a_question_gives():
+    assert name_words("Who wrote These Boots Are Made for Walkin' and died in 2007?") == {
+        "these", "boots", "are", "made", "walkin'"}  # fmt: skip
+    assert question_options("Which band, Letters to Cleo or Screaming Trees, had more members?") == [
+        "Letters to Cleo", "Screaming Trees"]  # fmt: skip
+    assert question_options("Which dog: the Manchester Terrier or the Scotch Collie?") == [
+        "Manchester Terrier", "Scotch Collie"]  # fmt: skip
+    assert question_options("Is Lyon a city or a town?") == []  # not after a comma, and not names
+    assert question_options("Which is it, a city or a town?") == []
+
+
+def test_anchored_splits_keep_the_questions_names_and_options():
+    boots = "Who was the writer of These Boots Are Made for Walkin' and who died in 2007?"
+    new_question = ["Who wrote These Boots Are Made for Walkin'?", "Who died in 2007?"]
+    assert split_flag(new_question, boots, anchor=True) == "unanchored"
+    assert split_flag(new_question, boots) is None  # the format flags alone let it through
+    assert (
+        split_flag(["Who wrote These Boots Are Made for Walkin'?", "When did #1 die?"], boots, anchor=True)
+        is None
+    )
+    band = "Which band, Letters to Cleo or Screaming Trees, had more members?"
+    assert split_flag(["How many members did Letters to Cleo have?"], band, anchor=True) == "dropped_option"
+    assert split_flag(["How many members did Letters to Cleo have?",
+                       "How many members did Screaming Trees have?"], band, anchor=True) is None  # fmt: skip
+    # a question without names is held to its content words only
+    assert (
+        split_flag(["What is the largest ocean?"], "what is the largest ocean on earth?", anchor=True) is None
+    )
+
+
+def test_echoed_ballots_are_discarded_in_a_step_and_the_dial_turns_the_anchor_flags_off():
+    def step(n, messages):  # the first ballot repeats the sub-question's own name
+        asked = messages[-1]["content"].split("\n")[0]
+        if "capital of Hungary" in asked:
+            return {"answer": "Hungary"} if n == 1 else {"answer": "Budapest"}
+        return {"answer": "Danube"}
+
+    llm = ScriptedLLM(chain_script(step=step))
+    result = run_research(
+        Q, deps(llm, MemorySearch(DOCS), controller=FixedController(3, 1)), strategy="decompose"
+    )
+    first = next(e for e in result.events if e["kind"] == "step")
+    assert first["red_flags"] == {"echo": 1} and first["answer"] == "Budapest" and result.answer == "Danube"
+
+    unanchored = {"subquestions": ["Which river is the longest?", "Which river flows through #1?"]}
+    for anchor, flags in ((True, ["unanchored", "unanchored"]), (False, [])):
+        d = deps(
+            ScriptedLLM(chain_script(split=unanchored)), MemorySearch(DOCS), controller=FixedController(3, 1)
+        )
+        d.dials = dials_for("decompose", {"anchor": anchor})
+        result = run_research(Q, d, strategy="decompose")
+        (split,) = [e for e in result.events if e["kind"] == "split"]
+        assert split["red_flags"] == flags
+        assert split["subquestions"] == ([Q] if anchor else unanchored["subquestions"])
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(50, 4000), st.integers(1, 4), st.integers(1, 6))
 def test_spent_never_exceeds_the_budget(limit, k, max_samples):
@@ -226,7 +296,10 @@ def test_bench_sweeps_the_decompose_strategy_into_its_own_run(tmp_path, test_hom
     store = ResultStore.open_read_only(out / "results.sqlite")
     specs = {s["strategy"]: (key, s) for key, s in store.runs().items()}
     assert set(specs) == {"decompose", "tree"}  # one run per strategy, each with its dials and prompts
-    assert specs["decompose"][1]["vote_k"] == 2 and specs["decompose"][1]["dials"] == {"mode": "auto"}
+    assert specs["decompose"][1]["vote_k"] == 2 and specs["decompose"][1]["dials"] == {
+        "anchor": True,
+        "mode": "auto",
+    }
     assert specs["tree"][1]["dials"] == {"beam": 1, "value": "logprob", "width": 2}
     assert specs["tree"][1]["strategy_prompts"] and specs["tree"][1]["think_caps"] == [0]
     rows = store.results()

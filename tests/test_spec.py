@@ -15,7 +15,7 @@ from sounding.budgets.controllers import AllocationPolicy, BinAllocation
 from sounding.budgets.cost import Usage
 from sounding.factory import build_deps, spec_from_settings
 from sounding.settings import deep_overrides, load_settings
-from sounding.spec import LEGACY_DEFAULTS, RunSpec
+from sounding.spec import LEGACY_DEFAULTS, LEGACY_DIALS, RunSpec
 from tests.scripted import MemorySearch, ScriptedLLM
 from tests.test_agent_nodes import DOCS, script
 
@@ -88,6 +88,16 @@ def test_fields_added_after_key_version_2_leave_old_keys_alone():
     assert spec.key == hashlib.sha256(old_bytes.encode()).hexdigest()[:16]
     assert set(LEGACY_DEFAULTS) <= set(RunSpec.model_fields)
     assert all(RunSpec.model_fields[name].default == value for name, value in LEGACY_DEFAULTS.items())
+
+
+def test_a_dial_added_later_keeps_the_old_key_at_its_legacy_value():
+    """``decompose:anchor=false`` is the decompose every earlier run was: same key as a spec without the
+    dial; ``anchor=true`` (the default now) is a different run."""
+    old = base_spec().model_copy(update={"strategy": "decompose", "dials": {"mode": "auto"}})
+    off = old.model_copy(update={"dials": {"anchor": False, "mode": "auto"}})
+    on = old.model_copy(update={"dials": {"anchor": True, "mode": "auto"}})
+    assert off.key == old.key and on.key != old.key
+    assert set(LEGACY_DIALS) == {"anchor"}
 
 
 def test_every_committed_store_keeps_its_run_keys():

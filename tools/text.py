@@ -71,6 +71,32 @@ def lexical_support(sentence: str, sources: list[str]) -> float:
     return len(claim & found) / len(claim)
 
 
+# --- the names a question gives ------------------------------------------------------------------
+
+
+def name_words(text: str) -> set[str]:
+    """The lower-cased capitalised words of a text after its first word: a lexical reading of the
+    names it gives (people, titles, places). "Who directed Jaws in 1975?" -> {"jaws"}."""
+    return {w.lower() for w in re.findall(r"\b[A-Z][\w'-]*", " ".join(text.split()[1:]))}
+
+
+_LEADING_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
+
+
+def question_options(question: str) -> list[str]:
+    """The two named options a question offers after a comma or colon ("Which band, Letters to Cleo
+    or Screaming Trees, had more members?" -> ["Letters to Cleo", "Screaming Trees"]), or none. Both
+    must read as names (a capital or a digit first): "a city or a town" offers no named options."""
+    for part in re.split(r"[,:;?]", question)[1:]:
+        first, sep, second = part.strip().partition(" or ")
+        if not sep or " or " in second:
+            continue
+        options = [_LEADING_ARTICLE.sub("", side.strip()) for side in (first, second)]
+        if all(o[:1].isupper() or o[:1].isdigit() for o in options):
+            return options
+    return []
+
+
 # --- whole sentences -----------------------------------------------------------------------------
 
 #: Abbreviations whose full stop does not end a sentence (lower case, without the stop).

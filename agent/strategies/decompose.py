@@ -10,15 +10,16 @@
 * step: one wave of sub-questions whose earlier answers are known, run side by side (``deps.workers``
   threads; each charges the same ledger): the earlier answers substituted in, one charged search for
   the sub-question, its top passages quoted, and a first-to-ahead-by-k vote over sampled short
-  answers (agent/voting.py): red-flagged samples (malformed, empty, over-long) are discarded and
-  counted, never repaired.
+  answers (agent/voting.py): red-flagged samples (malformed, empty, over-long, or with the ``anchor``
+  dial an echo of the sub-question) are discarded and counted, never repaired.
 * compose: one sub-question's winner is the answer; several are composed by one more voted step.
 
 Every call is charged to the same ledger; a step the budget cannot pay ends the run with the best
 answer so far (the closed-book draft, or no answer). The trace holds each step, its votes, its red
 flags and its evidence. Dials: ``deps.vote_k`` (the lead that decides a vote),
 ``deps.vote_max_samples`` (the most ballots per vote) and ``mode`` (`DecomposeDials`): how the
-sub-questions are scheduled.
+sub-questions are scheduled, and ``anchor``: whether a split that loses the question's names, and a
+ballot that only repeats its question, are red flags too.
 
 * ``auto``: by the split's own structure: a sub-question naming no unanswered #n runs in the current
   wave (a comparison's two entities side by side), one naming #n waits for it (a chain step by step);
@@ -52,7 +53,8 @@ from sounding.budgets.controllers import Plan
 from sounding.budgets.ledger import BudgetExceeded
 from sounding.tools.llm.base import LLMError, Message, derive_seed
 from sounding.tools.search.base import SearchError
-from sounding.tools.text import normalize_answer
+from sounding.tools.text import content_words as option_words
+from sounding.tools.text import name_words, normalize_answer, question_options
 
 DECOMPOSE_PROMPTS: dict[str, dict[str, Any]] = tomllib.loads(
     resources.files("sounding.agent.strategies").joinpath("decompose.toml").read_text(encoding="utf-8")
@@ -74,6 +76,11 @@ class DecomposeDials(BaseModel):
 
     #: How sub-questions are scheduled: by their dependencies, forced one by one, or forced side by side.
     mode: Literal["auto", "sequential", "parallel"] = "auto"
+    #: The red flags that hold a split and its votes to the question's names: a sub-question naming
+    #: none of them, a split dropping an option the question offers, a ballot that only repeats its
+    #: question. Off: only the format flags (a first measurement's splits were well-formed and lost the
+    #: question's entities in 26% of their sub-questions; docs/results/strategies).
+    anchor: bool = True
 
 
 def prompt(step: str, **fields: Any) -> list[Message]:
@@ -99,16 +106,33 @@ def content_words(text: str) -> set[str]:
     return {w for w in re.findall(r"\w+", normalize_answer(text)) if len(w) > 2 and w not in COMMON_WORDS}
 
 
-def split_flag(subquestions: list[str], question: str, *, independent: bool = False) -> str | None:
+def split_flag(
+    subquestions: list[str], question: str, *, independent: bool = False, anchor: bool = False
+) -> str | None:
     """Why a split must be discarded (a red flag), or None: a sub-question that names no earlier
     answer must share a content word with the question (else it is about something else: a copied
-    example, an invented subject); an ``independent`` split (parallel mode) may name none."""
+    example, an invented subject); an ``independent`` split (parallel mode) may name none.
+
+    With ``anchor``, two more: a sub-question naming no earlier answer must name one of the question's
+    names when it has any ("Who died in 2007?" for "Who wrote These Boots Are Made for Walkin' and died
+    in 2007?" is a new question, not a step: ``unanchored``), and every option the question offers must
+    be asked about ("Which band had more members?" drops "Letters to Cleo or Screaming Trees":
+    ``dropped_option``)."""
     words = content_words(question)
     if independent and any(depends_on(sub) for sub in subquestions):
         return "dependent"
     for sub in subquestions:
         if not depends_on(sub) and not (content_words(sub) & words):
             return "off_topic"
+    if not anchor:
+        return None
+    names = name_words(question)
+    for sub in subquestions:
+        if names and not depends_on(sub) and not (names & set(re.findall(r"[\w'-]+", sub.lower()))):
+            return "unanchored"
+    asked = set().union(*(option_words(sub) for sub in subquestions))
+    if any(not (option_words(option) & asked) for option in question_options(question)):
+        return "dropped_option"
     return None
 
 
@@ -168,7 +192,9 @@ class DecomposeNodes:
             raw = (result.value or {}).get("subquestions") or []
             subquestions = [str(q).strip() for q in raw if str(q).strip()][:n]
             flag = (
-                split_flag(subquestions, question, independent=step == "split_parallel")
+                split_flag(
+                    subquestions, question, independent=step == "split_parallel", anchor=self.dials.anchor
+                )
                 if subquestions
                 else None
             )
@@ -313,7 +339,7 @@ class DecomposeNodes:
             charges.append(charge.model_dump())
             value, _ = parse_json_object(completion.text, ["answer"])
             answer = None if value is None else str(value.get("answer", ""))
-            flag = red_flag(answer, max_words=MAX_ANSWER_WORDS)
+            flag = red_flag(answer, max_words=MAX_ANSWER_WORDS, echo_of=asked if self.dials.anchor else None)
             return Ballot(answer=answer or "", flag=flag)
 
         vote = first_to_ahead_by_k(draw, k=self.deps.vote_k, max_samples=self.deps.vote_max_samples)
