@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 from pathlib import Path
 from typing import Any
@@ -536,46 +535,28 @@ def to_markdown(blocks: list[Block]) -> str:
         elif kind == "img":
             out.append(f"![{Path(content).stem}]({content})\n")
         elif kind == "table":
-            header, *rows = content
-            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
             # a cell may hold free text (an error message): its pipes and newlines must not split rows
-            cells = [[c.replace("|", "\\|").replace("\n", " ") for c in r] for r in rows]
-            lines += ["| " + " | ".join(r) + " |" for r in cells]
+            header, *rows = [[c.replace("|", "\\|").replace("\n", " ") for c in r] for r in content]
+            lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
             out.append("\n".join(lines) + "\n")
     return "\n".join(out)
 
 
-def _inline(text: str) -> str:
-    escaped = html.escape(text)
-    parts = escaped.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
 def to_html(blocks: list[Block]) -> str:
-    body = []
-    for kind, content in blocks:
-        if kind in ("h1", "h2"):
-            body.append(f"<{kind}>{html.escape(content)}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{_inline(content)}</p>")
-        elif kind == "code":
-            body.append(f"<pre>{html.escape(content)}</pre>")
-        elif kind == "img":
-            body.append(
-                f'<p><img src="{html.escape(content)}" alt="{html.escape(Path(content).stem)}" width="640"></p>'
-            )
-        elif kind == "table":
-            header, *rows = content
-            cells = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-            trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-            body.append(f"<table><thead><tr>{cells}</tr></thead><tbody>{trs}</tbody></table>")
+    """The blocks as one standalone HTML page: their Markdown (``to_markdown``) rendered by markdown-it,
+    so the page and the .md file can never say different things."""
+    from markdown_it import MarkdownIt
+
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(to_markdown(blocks))
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:collapse;"
         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}pre{background:#f4f4f4;padding:8px}"
+        "img{max-width:640px}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>sounding report</title><style>{style}</style>"
-        f"</head><body>{''.join(body)}</body></html>"
+        f"</head><body>{body}</body></html>"
     )
 
 

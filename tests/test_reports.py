@@ -149,6 +149,22 @@ def test_html_links_every_citation_to_its_source(tmp_path):
     assert render_html(result).count('id="source-') == len(result.sources)
 
 
+def test_html_pages_are_their_markdown_rendered_and_a_models_html_stays_text():
+    from sounding.evals.report import to_html, to_markdown
+
+    blocks = [("h1", "Fit"), ("p", "A **bold** claim <script>x</script>"),
+              ("table", [["setting", "error"], ["d1", "failed: a|b\nc"]])]  # fmt: skip
+    page = to_html(blocks)
+    assert "<strong>bold</strong>" in page and "&lt;script&gt;" in page and "<script>" not in page
+    assert "<td>failed: a|b c</td>" in page  # the cell's pipe and newline did not split the row
+    assert "| failed: a\\|b c |" in to_markdown(blocks)
+    result = run_research(
+        OPEN_Q, deps(ScriptedLLM(report_script()), controller=FixedController(1, 1), answer_format="report")
+    )
+    result = result.model_copy(update={"answer": result.answer + "\n\n<img src=x onerror=alert(1)>"})
+    assert "<img src=x" not in render_html(result) and "&lt;img src=x" in render_html(result)
+
+
 # --- the report eval -----------------------------------------------------------------------------
 
 

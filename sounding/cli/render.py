@@ -85,7 +85,7 @@ def render_html(result: Any) -> str:
     body_md = result.answer if result.format == "report" else f"## Answer\n\n{result.answer}"
     if result.format != "report":
         body_md += "".join(f" [{i}]" for i in range(1, len(result.sources) + 1))
-    body = MarkdownIt("commonmark").render(body_md)
+    body = MarkdownIt("commonmark", {"html": False}).render(body_md)  # a model's raw HTML stays text
     n_sources = len(result.sources)
 
     def link(match: re.Match[str]) -> str:
