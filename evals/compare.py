@@ -65,13 +65,16 @@ class ValueQuality(BaseModel):
     not all right or all wrong of the AUROC inside that question (what the beam relies on: 0.5 is
     chance); ``pooled`` pools every candidate of every question (it also rewards a value that only
     tells easy questions from hard ones); ``picked`` is how often the candidate the value ranks first
-    is right on those mixed questions."""
+    is right on those mixed questions; ``ceiling`` the share of questions with some right candidate
+    (what a perfect value function would score: the most any choosing can add)."""
 
     strategy: str
     value: str
     candidates: int
     positives: int
     mixed_questions: int
+    questions: int = 0
+    ceiling: float | None = None
     within: float | None
     within_ci: tuple[float, float] | None
     picked: float | None
@@ -398,6 +401,8 @@ def _judge_value(
         candidates=len(points),
         positives=int(sum(y)),
         mixed_questions=len(mixed),
+        questions=len(questions),
+        ceiling=float(np.mean([any(r for _, r in ps) for ps in questions.values()])) if questions else None,
         within=float(within.mean()) if len(within) else None,
         within_ci=_ci(within[_boots(len(within), n_boot, seed)].mean(axis=1)) if len(within) > 1 else None,
         picked=float(np.mean(picked)) if picked else None,
@@ -656,13 +661,16 @@ def _values_md(c: StrategyComparison) -> list[str]:
         return []
     out = ["", "Value functions on the final round's candidates: AUROC within a question (mean over the "
            "questions whose candidates are neither all right nor all wrong; 0.5 is chance), how often the "
-           "top-valued candidate is right there, and AUROC pooled over questions:", "",
-           "| strategy | value | candidates | right | mixed questions | AUROC within | 95% CI | top right | pooled |",
-           "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+           "top-valued candidate is right there, AUROC pooled over questions, and the ceiling: the share of "
+           "questions with some right candidate (what a perfect value function would score):", "",
+           "| strategy | value | candidates | right | mixed questions | AUROC within | 95% CI | top right | pooled "
+           "| questions | ceiling |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for v in c.values:
         ci = f"[{v.within_ci[0]:.3f}, {v.within_ci[1]:.3f}]" if v.within_ci else ""
         out.append(f"| {v.strategy} | {v.value} | {v.candidates} | {v.positives} | {v.mixed_questions} | "
-                   f"{_or_na(v.within)} | {ci} | {_or_na(v.picked)} | {_or_na(v.pooled)} |")  # fmt: skip
+                   f"{_or_na(v.within)} | {ci} | {_or_na(v.picked)} | {_or_na(v.pooled)} | {v.questions} | "
+                   f"{_or_na(v.ceiling)} |")  # fmt: skip
     return out
 
 

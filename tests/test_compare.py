@@ -78,6 +78,7 @@ def test_value_auroc_comes_from_the_stored_candidates():
     assert values["logprob"].picked == 1.0 and values["logprob"].pooled == pytest.approx(1.0)
     assert values["logprob"].candidates == 12 and values["logprob"].positives == 6
     assert values["logprob"].mixed_questions == 6
+    assert values["logprob"].questions == 6 and values["logprob"].ceiling == 1.0  # some candidate is right
 
 
 def test_runs_that_differ_beyond_the_label_are_never_averaged_as_seeds():
