@@ -414,11 +414,11 @@ class ResearchNodes:
             return {
                 **update,
                 **failed,
-                "plan": plan.model_dump(),
+                "plan": plan,
                 "features": features.model_dump(),
                 "events": update["events"] + failed["events"],
             }
-        update["plan"] = plan.model_dump()
+        update["plan"] = plan
         update["features"] = features.model_dump()
         update["events"] += [
             self._event(
@@ -461,7 +461,7 @@ class ResearchNodes:
         )
         return {
             **update,
-            "plan": plan.model_dump(),
+            "plan": plan,
             "features": Features(question=question).model_dump(),
             "subquestions": sections,
             "title": title,
@@ -473,7 +473,7 @@ class ResearchNodes:
         return ReportWriter(self.deps.llm, self.deps.ledger, REPORT_PROMPTS, plan.caps, seed=self.deps.seed)
 
     def route_after_plan(self, state: ResearchState) -> str:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         if plan.depth == 0 or state.get("errors"):
             return "write" if plan.format == "report" else "answer"
         return "queries"
@@ -481,7 +481,7 @@ class ResearchNodes:
     # queries: this round's keyword queries ---------------------------------------------------------
 
     def queries(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         round_ = state.get("round", 0) + 1
         if plan.format == "report" and round_ > plan.depth:  # a report's round for its thin sections
             return self._thin_queries(state, plan, round_)
@@ -567,7 +567,7 @@ class ResearchNodes:
     def route_after_queries(self, state: ResearchState) -> list[Send] | str:
         if state.get("errors"):
             return "answer"
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         if not state.get("queries"):
             return "read"
         return [Send("search", {"query": q, "round": state["round"], "k": plan.k}) for q in state["queries"]]
@@ -590,7 +590,7 @@ class ResearchNodes:
     def read(self, state: ResearchState) -> dict[str, Any]:
         if state.get("errors"):
             return {}
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         round_ = state["round"]
         chosen = unread_passages(state, round_, self.deps.rrf_k)[: plan.read]
         if not chosen:
@@ -658,7 +658,7 @@ class ResearchNodes:
     def reflect(self, state: ResearchState) -> dict[str, Any]:
         if state.get("errors"):
             return {"decision": Decision.STOP.value}
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         round_ = state["round"]
         notes = state.get("notes", [])
         if plan.format == "report":
@@ -738,7 +738,7 @@ class ResearchNodes:
             "drafts": [draft],
             "decision": decision.value,
             "stop_reason": stop_reason,
-            "plan": new_plan.model_dump(),
+            "plan": new_plan,
             "next_query": str(value.get("next_query", "")).strip() or None,
             "charges": charges,
             "events": [*events, event],
@@ -781,12 +781,12 @@ class ResearchNodes:
     def route_after_reflect(self, state: ResearchState) -> str:
         if state.get("decision") != Decision.STOP.value:
             return "queries"
-        return "write" if Plan.model_validate(state["plan"]).format == "report" else "answer"
+        return "write" if state["plan"].format == "report" else "answer"
 
     # write and check: a report's paragraphs, then every sentence against the notes it cites -------
 
     def write(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         notes = state.get("notes", [])
         writer = self._writer(plan)
         subquestions = state.get("subquestions") or [state["question"]]
@@ -817,7 +817,7 @@ class ResearchNodes:
         }
 
     def check(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         notes = state.get("notes", [])
         report = Report.model_validate(state["report"])
         passages = {h["doc_id"]: h["text"] for h in state.get("hits", [])}
@@ -883,7 +883,7 @@ class ResearchNodes:
     # answer: the final answer with citations and sources -------------------------------------------
 
     def answer(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         notes = state.get("notes", [])
         drafts = [d for d in state.get("drafts", []) if d["round"] > 0] or state.get("drafts", [])
         last = drafts[-1] if drafts else None

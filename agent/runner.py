@@ -73,6 +73,9 @@ class CheckpointError(ValueError):
 
 #: The tables LangGraph's SqliteSaver creates: a checkpoint file holding anything else is someone else's.
 CHECKPOINT_TABLES = frozenset({"checkpoints", "writes"})
+#: The typed values of the graph state a checkpoint holds (by module and name): LangGraph revives only
+#: the types a saver allows (others warn today and are blocked under LANGGRAPH_STRICT_MSGPACK).
+CHECKPOINT_TYPES: tuple[type, ...] = (Plan,)
 
 
 def sqlite_checkpointer(path: Path) -> Any:
@@ -81,6 +84,7 @@ def sqlite_checkpointer(path: Path) -> Any:
     SQLite database of something else (its tables would be added to) is refused, never written."""
     import sqlite3
 
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     if path.exists() and not path.is_file():
@@ -98,7 +102,7 @@ def sqlite_checkpointer(path: Path) -> Any:
             f"checkpoint file {path} is an SQLite database of something else (tables: "
             f"{', '.join(sorted(foreign)[:5])}); give a new file or one written by sounding ask --checkpoint"
         )
-    return SqliteSaver(connection)
+    return SqliteSaver(connection, serde=JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES))
 
 
 class InterruptedRun(KeyboardInterrupt):
@@ -193,15 +197,16 @@ def result_from_state(
     drafts = state.get("drafts", [])
     errors = state.get("errors", [])
     answer = final.get("answer") or (drafts[-1]["answer"] if drafts else NO_ANSWER)
+    plan: Plan | None = state.get("plan")
     return ResearchResult(
         question=question,
         answer=answer,
         citations=final.get("citations", []),
         sources=[Source(**s) for s in final.get("sources", [])],
         drafts=drafts,
-        plan=state.get("plan"),
+        plan=plan.model_dump() if plan else None,
         features=state.get("features"),
-        format=(state.get("plan") or {}).get("format", "short"),
+        format=plan.format if plan else "short",
         report=final.get("report"),
         spend=spend_snapshot(deps.ledger),
         ledger=deps.ledger.summary(),

@@ -1,4 +1,5 @@
-"""The graph's state. Plain dicts and lists only, so any LangGraph checkpointer can store it.
+"""The graph's state: plain dicts and lists, and the plan as its typed model. A checkpointer stores the
+plan by name, so a saver must allow it (``agent/runner.py: CHECKPOINT_TYPES``).
 
 Channels written by parallel branches (search fan-out) carry an ``operator.add`` reducer.
 """
@@ -8,10 +9,12 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
+from sounding.budgets.controllers import Plan
+
 
 class ResearchState(TypedDict, total=False):
     question: str
-    plan: dict[str, Any]  # budgets.controllers.Plan, dumped
+    plan: Plan  # the controller's plan (a report's: widened to its outline; reflect may revise it)
     features: dict[str, Any]
     subquestions: list[str]  # from the optional decomposition in `plan` (a report: its outline)
     route: dict[str, Any]  # a policy across strategies: the strategy, dials and plan it chose

@@ -285,6 +285,22 @@ def test_checkpointed_run_resumes_by_thread_id(tmp_path):
     assert again.answer == first.answer and again.spend["tokens"] == first.spend["tokens"]
 
 
+def test_the_typed_plan_revives_from_a_checkpoint_with_no_unregistered_type(tmp_path, monkeypatch, caplog):
+    """The plan lives in the graph state as its model; the saver allows it by name, so it comes back as a
+    Plan with no 'unregistered type' warning (and so survives LANGGRAPH_STRICT_MSGPACK)."""
+    from sounding.budgets.controllers import Plan
+
+    run_research(
+        Q, deps(ScriptedLLM(script())), thread_id="t1", checkpointer=sqlite_checkpointer(tmp_path / "c")
+    )
+    saver = sqlite_checkpointer(tmp_path / "c")
+    with caplog.at_level("WARNING"):
+        checkpoint = saver.get_tuple({"configurable": {"thread_id": "t1"}})
+    plan = checkpoint.checkpoint["channel_values"]["plan"]
+    assert isinstance(plan, Plan) and plan.depth >= 1
+    assert not [r for r in caplog.records if "unregistered" in r.getMessage()]
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     limit=st.integers(200, 12_000),

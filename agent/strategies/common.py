@@ -53,7 +53,7 @@ def plan_node(deps: AgentDeps, question: str, strategy: str, **state: Any) -> di
     plan = deps.controller.plan(Features(question=question), deps.ledger.budget, deps.ledger.cost_model)
     update: dict[str, Any] = {
         "round": 0, "hits": [], "issued": [], "charges": [], "drafts": [], "notes": [],
-        "plan": plan.model_dump(), **state,
+        "plan": plan, **state,
     }  # fmt: skip
     events = [emit_event(deps, "plan", plan=plan.model_dump(), strategy=strategy)]
     if not deps.closed_book_draft:

@@ -167,7 +167,7 @@ class DecomposeNodes:
     # split -----------------------------------------------------------------------------------------
 
     def split(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         question = state["question"]
         if state.get("errors") or plan.depth == 0:
             return {"subquestions": []}
@@ -227,7 +227,7 @@ class DecomposeNodes:
         return ready or todo[:1]
 
     def step(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         steps = list(state.get("steps", []))
         answers = {s["index"]: s["answer"] for s in steps}
         wave = self.wave(state)
@@ -393,7 +393,7 @@ class DecomposeNodes:
             return steps[0]["answer"], [], []
         if errors:
             return None, [], []
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         facts = "\n".join(f"{s['index']}. {s['question']} -> {s['answer']}" for s in steps)
         try:
             msgs = prompt("compose", question=state["question"], facts=facts)

@@ -151,7 +151,7 @@ class TreeNodes:
     # expand: one round ---------------------------------------------------------------------------------
 
     def expand(self, state: ResearchState) -> dict[str, Any]:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         question = state["question"]
         round_ = state.get("round", 0) + 1
         parents = [Branch.model_validate(b) for b in state.get("branches", [])] or [
@@ -334,7 +334,7 @@ class TreeNodes:
         return {"charges": [c.model_dump() for c in result.charges]}
 
     def route(self, state: ResearchState) -> str:
-        plan = Plan.model_validate(state["plan"])
+        plan = state["plan"]
         if (
             state.get("errors")
             or state.get("stop_reason")
