@@ -121,6 +121,17 @@ def test_report_within_a_small_budget_never_overspends():
     assert result.format == "report"
 
 
+def test_a_report_whose_query_step_fails_ends_in_its_own_write_and_check():
+    """A failure in a report's loop ends in the report's write and check (an empty, degraded report
+    saying why), never in the short answer's node."""
+    llm = ScriptedLLM(report_script(queries={"queries": ["Danube history"]}), fail_on="queries")
+    result = run_research(OPEN_Q, deps(llm, controller=FixedController(2, 1), answer_format="report"))
+    kinds = [e["kind"] for e in result.events]
+    assert result.degraded and result.format == "report" and result.report is not None
+    assert "check" in kinds and "answer" not in kinds
+    assert "scripted failure" in (result.error or "")
+
+
 def test_split_sentences_and_cited_text_parsing():
     assert split_sentences("Budapest lies on the Danube [2]") == ["Budapest lies on the Danube."]
     assert split_sentences("One two three. Four five six [1].") == ["One two three.", "Four five six."]
