@@ -457,15 +457,19 @@ class OpenAIHTTPLLM:
                     problem,
                 )
 
-    def _past_deadline(self, what: str) -> LLMTimeoutError:
-        return LLMTimeoutError(f"{self._url} {what} within the {self._deadline_s:g} s deadline of one call")
+    def _past_deadline(self, what: str, earlier: str = "") -> LLMTimeoutError:
+        # A retry cut by the deadline still names why it was retried: the earlier failure is the cause.
+        before = f" (after an earlier try: {earlier})" if earlier else ""
+        return LLMTimeoutError(
+            f"{self._url} {what} within the {self._deadline_s:g} s deadline of one call{before}"
+        )
 
-    def _bounded_timeout(self, deadline: float) -> httpx.Timeout:
+    def _bounded_timeout(self, deadline: float, earlier: str = "") -> httpx.Timeout:
         """This request's timeouts, none longer than what is left of the call (the pool wait included;
         `_DeadlineStream` then keeps cutting each socket operation to what is left)."""
         left = deadline - time.monotonic()
         if left <= 0:
-            raise self._past_deadline("did not answer")
+            raise self._past_deadline("did not answer", earlier)
         longest = left if self._timeout_s is None else min(self._timeout_s, left)
         return httpx.Timeout(None if math.isinf(longest) else longest, connect=min(self._connect_s, left))
 
@@ -475,16 +479,18 @@ class OpenAIHTTPLLM:
             response: httpx.Response | None = None
             token = _DEADLINE.set(deadline)
             try:
-                response = self._client.post(self._url, json=payload, timeout=self._bounded_timeout(deadline))
+                response = self._client.post(
+                    self._url, json=payload, timeout=self._bounded_timeout(deadline, last_problem)
+                )
             except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                 raise LLMUnavailableError(f"cannot use the endpoint {self._url}: {exc}") from exc
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if _expired(deadline):
-                    raise self._past_deadline(f"could not be reached ({exc})") from exc
+                    raise self._past_deadline(f"could not be reached ({exc})", last_problem) from exc
                 last_problem = f"cannot connect to {self._url}: {exc}"
             except httpx.TimeoutException as exc:
                 if _expired(deadline):
-                    raise self._past_deadline("did not finish answering") from exc
+                    raise self._past_deadline("did not finish answering", last_problem) from exc
                 raise LLMTimeoutError(f"{self._url} did not answer within the timeout ({exc})") from exc
             except (httpx.TransportError, httpx.DecodingError) as exc:  # reset, protocol, proxy errors
                 last_problem = f"the connection to {self._url} failed: {type(exc).__name__}: {exc}"
