@@ -182,12 +182,12 @@ def test_the_tuned_controller_probes_chooses_and_runs_on_a_real_model(smollm2, t
     features = Features.model_validate(result.features)
     assert features.groups == ["form", "closed_book"] and len(features.probe_answers) == 3
     assert features.probe_logprob is not None and features.probe_logprob < 0
-    probe = [c for c in result.charges if c["node"] == "probe"]
-    assert probe and all(c["usage"]["completion_tokens"] > 0 for c in probe)
+    probe = [c for c in result.charges if c.node == "probe"]
+    assert probe and all(c.usage.completion_tokens > 0 and not c.reasoning for c in probe)
     assert plan["controller"] == "tuned" and "difficulty bin" in plan["why"]
     chosen, _ = policy.choose(features)
     assert plan["depth"] == chosen.depth and plan["why"].endswith(chosen.label)
-    assert np.isfinite(sum(c["cost"]["tokens"] for c in probe))
+    assert np.isfinite(sum(c.cost["tokens"] for c in probe))
 
 
 def test_transfer_fits_on_the_shared_settings_and_scores_on_the_other_grid():
@@ -332,7 +332,7 @@ def test_a_policy_across_strategies_routes_each_question_when_it_runs(probe, str
     result = run_research(question, d, thread_id="t1", checkpointer=saver)
     (routed,) = [e for e in result.events if e["kind"] == "route"]
     assert routed["strategy"] == strategy and not result.degraded
-    assert result.charges[0]["node"] == "probe"  # the probe is charged to the run, once
+    assert result.charges[0].node == "probe"  # the probe is charged to the run, once
     assert any(e["kind"] == "candidates" for e in result.events) == (strategy == "tree")
     probes = [s for s, *_ in llm.calls].count("probe")
     # the finished thread, asked again, keeps its route and spends nothing
