@@ -135,10 +135,32 @@ class ModelGap(BaseModel):
     flops_ratio: float | None
 
 
+def strategy_name(config: dict[str, Any]) -> str:
+    """A run's strategy with its dials, as the settings' labels show it: ``tree:beam=1:value=logprob:width=3``."""
+    dials = config.get("dials") or {}
+    return ":".join([config.get("strategy", "iterative"), *(f"{k}={v}" for k, v in sorted(dials.items()))])
+
+
+def select_runs(runs: dict[str, dict[str, Any]], only: list[str]) -> dict[str, dict[str, Any]]:
+    """The iterative runs (always: they are the baseline) and the strategy runs named in ``only``, each
+    either a bare strategy (``tree``: all its runs) or a name with its dials as the labels show it.
+    Raises ValueError naming what is there when a name matches no run."""
+    names = {k: strategy_name(c) for k, c in runs.items()}
+    for wanted in only:
+        if not any(n == wanted or n.split(":")[0] == wanted for n in names.values()):
+            there = ", ".join(sorted({n for n in names.values() if not n.startswith("iterative")})) or "none"
+            raise ValueError(f"no run of the strategy {wanted!r}; the runs' strategies are: {there}")
+    return {
+        k: c
+        for k, c in runs.items()
+        if c.get("strategy", "iterative") == "iterative"
+        or any(names[k] == w or names[k].split(":")[0] == w for w in only)
+    }
+
+
 def setting_label(config: dict[str, Any], row: dict[str, Any]) -> str:
     strategy = config.get("strategy", "iterative")
-    dials = config.get("dials") or {}
-    name = ":".join([strategy, *(f"{k}={v}" for k, v in sorted(dials.items()))])
+    name = strategy_name(config)
     if strategy == "iterative":
         return f"iterative d{row['round']} T{row.get('think', 0)} N{row.get('samples', 1)}"
     if strategy == "decompose" and (config.get("vote_k", 2), config.get("vote_max_samples", 8)) != (2, 8):

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sounding.evals.compare import compare, markdown, matrices, model_gap
+from sounding.evals.compare import compare, markdown, matrices, model_gap, select_runs
 from sounding.evals.store import ResultStore
 
 IT = {"strategy": "iterative", "controller": "fixed", "budget": None, "suite": "s", "model": "small"}
@@ -120,6 +120,40 @@ def test_the_command_reads_run_directories(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "sounding", "compare", str(tmp_path / "none")],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert missing.returncode == 2 and "results.sqlite" in missing.stderr
+
+
+def test_only_the_named_strategies_are_compared_on_the_questions_they_all_answered(tmp_path):
+    """A partial store: the tree has 10 questions, a decompose run only 4. Comparing everything
+    restricts to the 4; naming the tree (or its full label) compares it on its 10."""
+    decompose = {**IT, "strategy": "decompose", "dials": {"anchor": True, "mode": "auto"}}
+    run = tmp_path / "run"
+    run.mkdir()
+    store = ResultStore(run / "results.sqlite")
+    for key, cfg in (("it", IT), ("tree", TREE), ("dec", decompose)):
+        store.register_run(key, cfg)
+    rows = store_rows(10) + [row("dec", f"q{i}", 2, True, 2000) for i in range(4)]
+    for q in sorted({r["question_id"] for r in rows}):
+        for key in ("it", "tree", "dec"):
+            mine = [r for r in rows if r["question_id"] == q and r["run_key"] == key]
+            if mine:
+                store.add_question(mine, None, None)
+    store.close()
+
+    def run_compare(*args):
+        return subprocess.run([sys.executable, "-m", "sounding", "compare", str(run), "--bootstrap", "200", *args],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    everything = run_compare()
+    assert everything.returncode == 0 and "n = 4" in everything.stdout
+    for only in ("tree", "tree:beam=1:value=logprob:width=3"):
+        done = run_compare("--only", only)
+        assert done.returncode == 0, done.stderr
+        assert "n = 10" in done.stdout and "decompose" not in done.stdout and "iterative d1" in done.stdout
+    wrong = run_compare("--only", "tree:width=5")
+    assert wrong.returncode == 2
+    assert "'tree:width=5'" in wrong.stderr and "decompose:anchor=True:mode=auto" in wrong.stderr
+    kept = select_runs({"it": IT, "tree": TREE, "dec": decompose}, ["decompose"])
+    assert set(kept) == {"it", "dec"}
 
 
 def test_decompose_traces_are_summarised():

@@ -16,6 +16,15 @@ def compare(
         str, typer.Option("--metric", help="Any scorer (sounding frontier --help).")
     ] = "cover_em",
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100, max=10000)] = 1000,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="Compare only these strategies (comma-separated: a bare name such as tree, or a name with "
+            "its dials as the tables label it, such as decompose:anchor=True:mode=auto) against the "
+            "iterative grid, on the questions they all answered.",
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write every number as JSON to FILE.")
     ] = None,
@@ -29,7 +38,7 @@ def compare(
 
     from sounding.cli.bench import _check_metric, _scored
     from sounding.evals.compare import compare as compare_strategies
-    from sounding.evals.compare import markdown, matrices, model_gap
+    from sounding.evals.compare import markdown, matrices, model_gap, select_runs
     from sounding.evals.store import ResultStore, StoreError
     from sounding.tools.llm.registry import EMBEDDED_MODELS
 
@@ -47,6 +56,11 @@ def compare(
             fail(str(exc))
     if not rows:
         fail("no results yet in " + ", ".join(map(str, runs)))
+    if only is not None:
+        try:
+            configs = select_runs(configs, [w.strip() for w in only.split(",") if w.strip()])
+        except ValueError as exc:
+            fail(str(exc))
     by_model = matrices(rows, configs)
     comparisons = [
         c
