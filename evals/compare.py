@@ -117,6 +117,8 @@ class StrategyComparison(BaseModel):
     by_type: list[TypeAccuracy]
     values: list[ValueQuality]
     decompose: list[DecomposeStats] = []
+    #: the differences asked for by name (``--pair A,B``: A minus B, paired on the same questions)
+    pairs: list[PairedDifference] = []
 
 
 class ModelGap(BaseModel):
@@ -227,8 +229,15 @@ def compare(
     runs: dict[str, dict[str, Any]] | None = None,
     n_boot: int = 1000,
     seed: int = 7,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> StrategyComparison | None:
+    """Every setting of ``matrix`` on the questions all of them answered; ``pairs`` names settings
+    (A, B) whose difference A - B is wanted as well (ValueError if a label is not a setting here)."""
     labels = sorted({s for by in matrix.values() for s in by})
+    for label in {x for pair in pairs or [] for x in pair} - set(labels):
+        raise ValueError(
+            f"no setting {label!r} for {model} on {suite}; the settings are: {', '.join(labels)}"
+        )
     ids = sorted(q for q, by in matrix.items() if all(s in by for s in labels))
     if len(ids) < 2:
         return None
@@ -247,6 +256,7 @@ def compare(
         by_type=_by_type(matrix, ids, settings, metric),
         values=_value_quality(traces, runs, model, suite, golds, metric, n_boot, seed),
         decompose=_decompose_stats(traces, runs, model, suite, golds, texts, metric),
+        pairs=[_pair(settings, acc, boots, a, b) for a, b in pairs or []],
     )  # fmt: skip
 
 
@@ -301,6 +311,22 @@ def _differences(
             )
         )
     return out
+
+
+def _pair(
+    settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray, a: str, b: str
+) -> PairedDifference:
+    """Setting ``a`` minus setting ``b`` on the same questions, with a paired percentile-bootstrap CI."""
+    index = {s.label: j for j, s in enumerate(settings)}
+    delta = acc[:, index[a]] - acc[:, index[b]]
+    base = settings[index[b]]
+    return PairedDifference(
+        setting=a,
+        baseline=b,
+        diff=float(delta.mean()),
+        ci=_ci(np.array([delta[idx].mean() for idx in boots])),
+        tokens_ratio=settings[index[a]].tokens / base.tokens if base.tokens else None,
+    )
 
 
 def _composition(
@@ -608,7 +634,7 @@ def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str
     out: list[str] = []
     for c in comparisons:
         out += _settings_md(c) + _differences_md(c) + _composition_md(c)
-        out += _types_md(c) + _values_md(c) + _decompose_md(c) + [""]
+        out += _types_md(c) + _values_md(c) + _decompose_md(c) + _pairs_md(c) + [""]
     for g in gaps:
         out += _gap_md(g)
     return "\n".join(out)
@@ -647,6 +673,17 @@ def _differences_md(c: StrategyComparison) -> list[str]:
             out.append(
                 f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {d.tokens_ratio:.2f}x |"
             )
+    return out
+
+
+def _pairs_md(c: StrategyComparison) -> list[str]:
+    if not c.pairs:
+        return []
+    out = ["", f"Paired differences asked for (A minus B on the same {c.questions} questions, 95% percentile "
+           "bootstrap CI):", "", "| A | B | difference | 95% CI | spend A / B |", "|---|---|---|---|---|"]  # fmt: skip
+    for d in c.pairs:
+        ratio = f"{d.tokens_ratio:.2f}x" if d.tokens_ratio is not None else ""
+        out.append(f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {ratio} |")
     return out
 
 

@@ -63,6 +63,24 @@ def test_settings_differences_and_composition():
     assert "| tree:beam=1:value=logprob:width=3 d2 | 0.750 |" in markdown([c], [])
 
 
+def test_a_pair_asked_for_is_a_paired_difference_on_the_same_questions():
+    m = matrices(store_rows(), {"it": IT, "tree": TREE})[("small", "s")]
+    c = compare(
+        m,
+        model="small",
+        suite="s",
+        n_boot=300,
+        pairs=[("tree:beam=1:value=logprob:width=3 d2", "iterative d1 T0 N1")],
+    )
+    assert c is not None
+    (d,) = c.pairs
+    # the tree is right on q0-q29, one search on q0-q19: ten of forty questions apart, all one way
+    assert d.diff == pytest.approx(0.25) and d.ci is not None and d.ci[0] > 0.1 and d.ci[1] <= 0.4
+    assert d.tokens_ratio == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="no setting 'tree d7'"):
+        compare(m, model="small", suite="s", n_boot=300, pairs=[("tree d7", "iterative d1 T0 N1")])
+
+
 def test_value_auroc_comes_from_the_stored_candidates():
     rows = store_rows(6)
     traces = {}
@@ -152,6 +170,14 @@ def test_only_the_named_strategies_are_compared_on_the_questions_they_all_answer
     wrong = run_compare("--only", "tree:width=5")
     assert wrong.returncode == 2
     assert "'tree:width=5'" in wrong.stderr and "decompose:anchor=True:mode=auto" in wrong.stderr
+    paired = run_compare("--pair", "tree:beam=1:value=logprob:width=3 d2,iterative d1 T0 N1")
+    assert paired.returncode == 0, paired.stderr
+    # the tree is right on q0-q3 like one search, so on the 4 common questions the difference is 0
+    assert "| tree:beam=1:value=logprob:width=3 d2 | iterative d1 T0 N1 | +0.000 |" in paired.stdout
+    unknown = run_compare("--pair", "tree d9,iterative d1 T0 N1")
+    assert unknown.returncode == 2 and "'tree d9'" in unknown.stderr
+    malformed = run_compare("--pair", "tree d2")
+    assert malformed.returncode == 2 and "two setting labels" in malformed.stderr
     kept = select_runs({"it": IT, "tree": TREE, "dec": decompose}, ["decompose"])
     assert set(kept) == {"it", "dec"}
 

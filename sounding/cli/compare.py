@@ -28,6 +28,14 @@ def compare(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write every number as JSON to FILE.")
     ] = None,
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pair",
+            help="Also the paired difference A - B of two settings, as 'A,B' with the labels of the "
+            "settings table (repeatable), e.g. 'decompose:anchor=True:mode=auto d2,decompose:mode=auto d2'.",
+        ),
+    ] = None,
 ) -> None:
     """Strategies on one compute axis, per model and suite: every setting with its CI, the frontier of
     all of them, each strategy against the best iterative setting at equal or lower compute (paired),
@@ -61,17 +69,28 @@ def compare(
             configs = select_runs(configs, [w.strip() for w in only.split(",") if w.strip()])
         except ValueError as exc:
             fail(str(exc))
+    pairs = []
+    for text in pair or []:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2 or not all(parts):
+            fail(f"--pair takes two setting labels separated by a comma, not {text!r}")
+        pairs.append((parts[0], parts[1]))
     by_model = matrices(rows, configs)
-    comparisons = [
-        c
-        for (model, suite), matrix in sorted(by_model.items())
-        if (
-            c := compare_strategies(
-                matrix, model=model, suite=suite, metric=metric, traces=traces, runs=configs, n_boot=bootstrap
-            )
-        )
-        is not None
-    ]
+    labels_of = {key: {s for by in matrix.values() for s in by} for key, matrix in by_model.items()}
+    for p in pairs:
+        if not any(set(p) <= labels for labels in labels_of.values()):
+            every = sorted(set().union(*labels_of.values()))
+            missing = [x for x in p if x not in every] or list(p)
+            fail(f"--pair: no model and suite has the setting(s) {', '.join(map(repr, missing))} "
+                 f"(with its partner); the labels are those of the settings table, e.g. {every[-1]!r}")  # fmt: skip
+    comparisons = []
+    for (model, suite), matrix in sorted(by_model.items()):
+        # a pair is asked of the model and suite whose settings include both of its labels
+        own = [p for p in pairs if set(p) <= labels_of[(model, suite)]]
+        c = compare_strategies(matrix, model=model, suite=suite, metric=metric, traces=traces, runs=configs,
+                               n_boot=bootstrap, pairs=own)  # fmt: skip
+        if c is not None:
+            comparisons.append(c)
     gaps = []
     size = {name: m.n_params for name, m in EMBEDDED_MODELS.items()}
     suites = sorted({s for _, s in by_model})
