@@ -5,6 +5,8 @@ controller runs on a real small model."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -305,6 +307,26 @@ def test_a_policy_across_strategies_sends_each_question_to_its_strategy():
     assert again.choose(hard)[0].dials == {"beam": 1, "value": "logprob", "width": 3}
     assert "strategy" not in Setting(depth=1).model_dump_json()
     assert TunedController(again).chooses_strategy and not TunedController(policy_of_one()).chooses_strategy
+
+
+def test_a_strategy_run_on_fewer_questions_is_left_out_by_name(tmp_path):
+    from sounding.evals.compare import select_runs
+    from sounding.evals.tune import strategy_grid
+
+    rows, runs, features = synthetic_across()
+    runs["d"] = {**runs["k"], "strategy": "decompose", "dials": {"anchor": True, "mode": "auto"}}
+    rows += [
+        {**r, "run_key": "d"} for r in rows if r["run_key"] == "t" and r["question_id"] in ("q0", "q1", "q2")
+    ]
+    assert (
+        len(strategy_grid(rows, runs, features).question_ids) == 3
+    )  # every strategy: their common questions
+    grid = strategy_grid(rows, select_runs(runs, ["tree"]), features)
+    assert len(grid.question_ids) == 40 and not any(s.strategy == "decompose" for s in grid.settings)
+    done = subprocess.run([sys.executable, "-m", "sounding", "tune", str(tmp_path), "--budget", "100",
+                           "--out", str(tmp_path / "p.json"), "--only", "tree"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "--across-strategies" in done.stderr
 
 
 def policy_of_one() -> TunedPolicy:
