@@ -138,9 +138,14 @@ class ModelGap(BaseModel):
 
 
 def strategy_name(config: dict[str, Any]) -> str:
-    """A run's strategy with its dials, as the settings' labels show it: ``tree:beam=1:value=logprob:width=3``."""
+    """A run's strategy with its dials, as the settings' labels show it: ``tree:beam=1:value=logprob:width=3``
+    (a decompose run's vote settings too, when they are not the defaults: ``...:k=3:max=8``)."""
+    strategy = config.get("strategy", "iterative")
     dials = config.get("dials") or {}
-    return ":".join([config.get("strategy", "iterative"), *(f"{k}={v}" for k, v in sorted(dials.items()))])
+    name = ":".join([strategy, *(f"{k}={v}" for k, v in sorted(dials.items()))])
+    if strategy == "decompose" and (config.get("vote_k", 2), config.get("vote_max_samples", 8)) != (2, 8):
+        name += f":k={config.get('vote_k', 2)}:max={config.get('vote_max_samples', 8)}"
+    return name
 
 
 def select_runs(runs: dict[str, dict[str, Any]], only: list[str]) -> dict[str, dict[str, Any]]:
@@ -161,13 +166,9 @@ def select_runs(runs: dict[str, dict[str, Any]], only: list[str]) -> dict[str, d
 
 
 def setting_label(config: dict[str, Any], row: dict[str, Any]) -> str:
-    strategy = config.get("strategy", "iterative")
-    name = strategy_name(config)
-    if strategy == "iterative":
+    if config.get("strategy", "iterative") == "iterative":
         return f"iterative d{row['round']} T{row.get('think', 0)} N{row.get('samples', 1)}"
-    if strategy == "decompose" and (config.get("vote_k", 2), config.get("vote_max_samples", 8)) != (2, 8):
-        name += f":k={config['vote_k']}:max={config['vote_max_samples']}"
-    return f"{name} d{row['round']}"
+    return f"{strategy_name(config)} d{row['round']}"
 
 
 def matrices(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Matrix]:
@@ -403,11 +404,6 @@ def _value_quality(
     ]
 
 
-def _run_name(cfg: dict[str, Any]) -> str:
-    """A run's strategy with its dials, as ``tree:beam=1:value=logprob:width=3``."""
-    return ":".join([cfg["strategy"], *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
-
-
 def _candidate_values(
     traces: dict[tuple[str, str], dict[str, Any]],
     runs: dict[str, dict[str, Any]],
@@ -429,7 +425,7 @@ def _candidate_values(
             right = _correct(c["answer"], golds[q], metric)
             for value in ("logprob", "agreement", "support"):
                 if c.get(value) is not None:
-                    by[(_run_name(cfg), value)][q].append((float(c[value]), right))
+                    by[(strategy_name(cfg), value)][q].append((float(c[value]), right))
     return by
 
 
@@ -471,7 +467,7 @@ def _decompose_stats(
     for (key, q), trace in traces.items():
         cfg = runs.get(key, {})
         if (cfg.get("model"), cfg.get("suite"), cfg.get("strategy")) == (model, suite, "decompose"):
-            by_run[_run_name(cfg)].append((q, trace.get("strategy_events", [])))
+            by_run[strategy_name(cfg)].append((q, trace.get("strategy_events", [])))
     return [
         _decompose_run(name, questions, golds, texts, metric) for name, questions in sorted(by_run.items())
     ]

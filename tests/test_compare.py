@@ -176,10 +176,17 @@ def test_only_the_named_strategies_are_compared_on_the_questions_they_all_answer
     assert "| tree:beam=1:value=logprob:width=3 d2 | iterative d1 T0 N1 | +0.000 |" in paired.stdout
     unknown = run_compare("--pair", "tree d9,iterative d1 T0 N1")
     assert unknown.returncode == 2 and "'tree d9'" in unknown.stderr
+    empty = run_compare("--only", " , ")
+    assert empty.returncode == 2 and "names no strategy" in empty.stderr
     malformed = run_compare("--pair", "tree d2")
     assert malformed.returncode == 2 and "two setting labels" in malformed.stderr
     kept = select_runs({"it": IT, "tree": TREE, "dec": decompose}, ["decompose"])
     assert set(kept) == {"it", "dec"}
+    # a decompose run's non-default vote settings are part of its name, as its labels show it
+    voted = {**decompose, "vote_k": 3, "vote_max_samples": 8}
+    assert set(
+        select_runs({"it": IT, "dec": decompose, "k3": voted}, ["decompose:anchor=True:mode=auto:k=3:max=8"])
+    ) == {"it", "k3"}
 
 
 def test_decompose_traces_are_summarised():

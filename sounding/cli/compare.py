@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sounding.cli.common import console, existing_store, fail
+from sounding.cli.common import console, err_console, existing_store, fail
 
 
 def compare(
@@ -65,8 +65,11 @@ def compare(
     if not rows:
         fail("no results yet in " + ", ".join(map(str, runs)))
     if only is not None:
+        wanted = [w.strip() for w in only.split(",") if w.strip()]
+        if not wanted:
+            fail("--only names no strategy: give one or more, comma-separated (e.g. --only tree,best_of_n)")
         try:
-            configs = select_runs(configs, [w.strip() for w in only.split(",") if w.strip()])
+            configs = select_runs(configs, wanted)
         except ValueError as exc:
             fail(str(exc))
     pairs = []
@@ -79,10 +82,11 @@ def compare(
     labels_of = {key: {s for by in matrix.values() for s in by} for key, matrix in by_model.items()}
     for p in pairs:
         if not any(set(p) <= labels for labels in labels_of.values()):
-            every = sorted(set().union(*labels_of.values()))
+            every = sorted(set().union(set(), *labels_of.values()))
             missing = [x for x in p if x not in every] or list(p)
+            example = f", e.g. {every[-1]!r}" if every else " (no fixed-controller run without a budget here)"
             fail(f"--pair: no model and suite has the setting(s) {', '.join(map(repr, missing))} "
-                 f"(with its partner); the labels are those of the settings table, e.g. {every[-1]!r}")  # fmt: skip
+                 f"(with its partner); the labels are those of the settings table{example}")  # fmt: skip
     comparisons = []
     for (model, suite), matrix in sorted(by_model.items()):
         # a pair is asked of the model and suite whose settings include both of its labels
@@ -91,6 +95,9 @@ def compare(
                                n_boot=bootstrap, pairs=own)  # fmt: skip
         if c is not None:
             comparisons.append(c)
+        elif own:
+            err_console.print(f"note: {model} on {suite} has fewer than two questions answered at every setting; "
+                          f"the pair(s) asked of it are not compared", markup=False, highlight=False)  # fmt: skip
     gaps = []
     size = {name: m.n_params for name, m in EMBEDDED_MODELS.items()}
     suites = sorted({s for _, s in by_model})

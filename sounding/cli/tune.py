@@ -120,7 +120,9 @@ def tune(
         fail("--budgets must be positive numbers")
     if only is not None and not across_strategies:
         fail("--only chooses among strategies: use it with --across-strategies")
-    chosen = [w.strip() for w in only.split(",") if w.strip()] if only else None
+    chosen = [w.strip() for w in only.split(",") if w.strip()] if only is not None else None
+    if chosen == []:
+        fail("--only names no strategy: give one or more, comma-separated (e.g. --only tree,best_of_n)")
     grid = _grid(run_dir, unit, metric, model, also=also, across=across_strategies, only=chosen)
     try:
         other = (
