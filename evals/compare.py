@@ -654,6 +654,8 @@ def _settings_md(c: StrategyComparison) -> list[str]:
 
 
 def _differences_md(c: StrategyComparison) -> list[str]:
+    if not c.differences:  # only the iterative grid (a reference model): nothing to set against it
+        return []
     out = [
         "",
         "Paired difference against the most accurate iterative setting at equal or lower compute (the "
@@ -684,6 +686,8 @@ def _pairs_md(c: StrategyComparison) -> list[str]:
 
 
 def _composition_md(c: StrategyComparison) -> list[str]:
+    if not c.rescues:
+        return []
     out = ["", f"Composition: {c.search_failed} of {c.questions} questions were wrong at every search depth "
            "(iterative, think 0, one sample); each other setting's share of them (picked for being wrong, so "
            "any other reading answers some by chance: the iterative reasoning settings are the reference):",
