@@ -249,7 +249,9 @@ def compare(
     ]
     traces, runs = traces or {}, runs or {}
     golds = {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}
-    texts = {q: str(next(iter(matrix[q].values())).get("question") or "") for q in ids}
+    # every question's text, not only the compared ones': a decompose run's split statistics cover all of
+    # its questions, and a sub-question is "unanchored" only against the text of its own question
+    texts = {q: str(next(iter(by.values())).get("question") or "") for q, by in matrix.items()}
     return StrategyComparison(
         model=model, suite=suite, metric=metric, questions=len(ids), settings=settings,
         envelope=_envelope(settings), differences=_differences(settings, acc, boots),
@@ -511,7 +513,7 @@ def _split_stats(questions: list[tuple[str, list[dict[str, Any]]]], texts: dict[
         "single": _share([len(e["subquestions"]) == 1 for _, e in splits]),
         "split_red_flagged": _share([bool(e.get("red_flags")) for _, e in splits]),
         "chained": _share([any("#" in sub for sub in e["subquestions"]) for _, e in splits]),
-        "unanchored": _share([not _anchored(sub, texts.get(q, "")) for q, sub in subs]),
+        "unanchored": _share([not _anchored(sub, texts[q]) for q, sub in subs if texts.get(q)]),
     }
 
 

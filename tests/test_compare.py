@@ -214,6 +214,23 @@ def test_decompose_traces_are_summarised():
     assert d.scored == 4 and d.step_right == 0.0 and d.final_right == 0.0  # the gold is "Danube"
 
 
+def test_split_statistics_read_every_question_of_the_run_against_its_own_text():
+    """A decompose run on 10 questions compared beside a run on 4: its splits are summarised over its 10,
+    and an anchored sub-question stays anchored on the 6 questions outside the comparison."""
+    dec = {**IT, "strategy": "decompose", "dials": {"mode": "auto"}}
+    rows = store_rows(10) + [row("dec", f"q{i}", 2, 0, 4000) for i in range(10)]
+    rows = [r for r in rows if r["run_key"] != "tree" or int(r["question_id"][1:]) < 4]
+    for r in rows:
+        r["question"] = f"Where was Ed Wood born, question {r['question_id']}?"
+    traces = {("dec", f"q{i}"): {"strategy_events": [{"kind": "split", "subquestions": ["Who was Ed Wood?"]}]}
+              for i in range(10)}  # fmt: skip
+    runs = {"it": IT, "tree": TREE, "dec": dec}
+    ((_, matrix),) = matrices(rows, runs).items()
+    c = compare(matrix, model="small", suite="s", traces=traces, runs=runs, n_boot=100)
+    (d,) = c.decompose
+    assert c.questions == 4 and d.questions == 10 and d.unanchored == 0.0
+
+
 def test_a_step_that_found_the_answer_is_told_from_the_final_answer():
     from sounding.evals.compare import _step_scores
 
