@@ -61,6 +61,7 @@ def charged_completion(
     n: int = 1,
     seed: int | None = None,
     logprobs: bool = False,
+    reasoning: bool = False,
 ) -> tuple[Completion | None, Charge | None]:
     """One LLM call of ``n`` samples within the budget, reserved as one (the prompt once, every
     sample's completion cap): the cap shrinks to what is affordable (never below ``min_tokens``), then
@@ -79,6 +80,7 @@ def charged_completion(
             event="llm",
             node=node,
             round=round,
+            reasoning=reasoning,
         )
     except BudgetExceeded:
         return None, None

@@ -55,13 +55,12 @@ class Reading(BaseModel):
     completion_tokens: int = 0
 
 
-#: The ledger node names of a round's reasoning steps. The harness reads smaller settings off a run by
-#: taking these charges out of its spend (evals/sweep.py), so they are named once, here.
+#: The ledger node names of a round's reasoning steps (their charges are marked `reasoning`, which is
+#: what the harness reads; the names are for the ledger's report and the trace).
 THINK_NODE = "think"
 THINK_ANSWER_NODE = "think_answer"
 VOTE_NODE = "vote"
 VERIFY_NODE = "verify"
-REASONING_NODES = frozenset({THINK_NODE, THINK_ANSWER_NODE, VOTE_NODE, VERIFY_NODE})
 
 
 class ReasoningSample(BaseModel):
@@ -193,7 +192,8 @@ class Reasoner:
         ]
 
     def _call(self, msgs: list[Message], **kwargs: Any) -> Any:
-        completion, charge = charged_completion(self.llm, self.ledger, msgs, **kwargs)
+        # every call of the reasoner is a reasoning step: its charge says so (see Charge.reasoning)
+        completion, charge = charged_completion(self.llm, self.ledger, msgs, reasoning=True, **kwargs)
         if charge is not None:
             self.charges.append(charge)
         return completion

@@ -62,7 +62,8 @@ class ResearchResult(BaseModel):
     notes: list[dict[str, Any]] = []
     retrieved_titles: list[str]
     events: list[dict[str, Any]]
-    charges: list[dict[str, Any]]
+    #: Every spend of the run, as the ledger charged it.
+    charges: list[Charge]
     wall_seconds: float
     thread_id: str
 
@@ -221,7 +222,7 @@ def result_from_state(
         notes=state.get("notes", []),
         retrieved_titles=sorted({h["title"] for h in state.get("hits", [])}),
         events=state.get("events", []),
-        charges=[c.model_dump() for c in deps.ledger.charges],
+        charges=list(deps.ledger.charges),
         wall_seconds=seconds,
         thread_id=thread_id,
     )

@@ -14,8 +14,9 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from sounding.budgets.cost import CostModel, Usage
 
@@ -62,7 +63,13 @@ class Reservation(BaseModel):
     event: str
     node: str
     round: int
+    reasoning: bool = False
     started: float
+
+
+#: The node names that marked a reasoning step's charge before charges carried `reasoning` themselves:
+#: traces and checkpoints written then are read with the flag set from them (and only they are).
+LEGACY_REASONING_NODES = frozenset({"think", "think_answer", "vote", "verify"})
 
 
 class Charge(BaseModel):
@@ -73,9 +80,20 @@ class Charge(BaseModel):
     round: int
     usage: Usage
     cost: dict[str, float]
+    #: A reasoning step's charge (thinking, a voted answer, a verification): the harness reads a run's
+    #: smaller settings by taking these out of its spend, so the step says so where it is charged
+    #: rather than the harness recognising it by node name.
+    reasoning: bool = False
     overrun: Usage | None = None
     started: float
     seconds: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_reasoning(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reasoning" not in data and data.get("node") in LEGACY_REASONING_NODES:
+            return {**data, "reasoning": True}
+        return data
 
 
 class Ledger:
@@ -162,8 +180,11 @@ class Ledger:
 
     # -- spending ---------------------------------------------------------------------------------
 
-    def reserve(self, usage: Usage, *, event: str, node: str, round: int = 0) -> Reservation:
-        """Hold ``usage`` against the budget, or raise `BudgetExceeded` (nothing held) if it does not fit."""
+    def reserve(
+        self, usage: Usage, *, event: str, node: str, round: int = 0, reasoning: bool = False
+    ) -> Reservation:
+        """Hold ``usage`` against the budget, or raise `BudgetExceeded` (nothing held) if it does not fit;
+        ``reasoning`` marks a reasoning step's spend (see `Charge.reasoning`)."""
         cost = self.cost_model.price(usage)
         with self._lock:
             if not self._fits(usage, cost):
@@ -180,6 +201,7 @@ class Ledger:
                 event=event,
                 node=node,
                 round=round,
+                reasoning=reasoning,
                 started=self._clock(),
             )
             self._open[reservation.id] = reservation
@@ -204,6 +226,7 @@ class Ledger:
                 round=held.round,
                 usage=charged,
                 cost=prices,
+                reasoning=held.reasoning,
                 overrun=overrun,
                 started=held.started,
                 seconds=self._clock() - held.started,

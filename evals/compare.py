@@ -117,6 +117,8 @@ class StrategyComparison(BaseModel):
     by_type: list[TypeAccuracy]
     values: list[ValueQuality]
     decompose: list[DecomposeStats] = []
+    #: the differences asked for by name (``--pair A,B``: A minus B, paired on the same questions)
+    pairs: list[PairedDifference] = []
 
 
 class ModelGap(BaseModel):
@@ -135,15 +137,38 @@ class ModelGap(BaseModel):
     flops_ratio: float | None
 
 
-def setting_label(config: dict[str, Any], row: dict[str, Any]) -> str:
+def strategy_name(config: dict[str, Any]) -> str:
+    """A run's strategy with its dials, as the settings' labels show it: ``tree:beam=1:value=logprob:width=3``
+    (a decompose run's vote settings too, when they are not the defaults: ``...:k=3:max=8``)."""
     strategy = config.get("strategy", "iterative")
     dials = config.get("dials") or {}
     name = ":".join([strategy, *(f"{k}={v}" for k, v in sorted(dials.items()))])
-    if strategy == "iterative":
-        return f"iterative d{row['round']} T{row.get('think', 0)} N{row.get('samples', 1)}"
     if strategy == "decompose" and (config.get("vote_k", 2), config.get("vote_max_samples", 8)) != (2, 8):
-        name += f":k={config['vote_k']}:max={config['vote_max_samples']}"
-    return f"{name} d{row['round']}"
+        name += f":k={config.get('vote_k', 2)}:max={config.get('vote_max_samples', 8)}"
+    return name
+
+
+def select_runs(runs: dict[str, dict[str, Any]], only: list[str]) -> dict[str, dict[str, Any]]:
+    """The iterative runs (always: they are the baseline) and the strategy runs named in ``only``, each
+    either a bare strategy (``tree``: all its runs) or a name with its dials as the labels show it.
+    Raises ValueError naming what is there when a name matches no run."""
+    names = {k: strategy_name(c) for k, c in runs.items()}
+    for wanted in only:
+        if not any(n == wanted or n.split(":")[0] == wanted for n in names.values()):
+            there = ", ".join(sorted({n for n in names.values() if not n.startswith("iterative")})) or "none"
+            raise ValueError(f"no run of the strategy {wanted!r}; the runs' strategies are: {there}")
+    return {
+        k: c
+        for k, c in runs.items()
+        if c.get("strategy", "iterative") == "iterative"
+        or any(names[k] == w or names[k].split(":")[0] == w for w in only)
+    }
+
+
+def setting_label(config: dict[str, Any], row: dict[str, Any]) -> str:
+    if config.get("strategy", "iterative") == "iterative":
+        return f"iterative d{row['round']} T{row.get('think', 0)} N{row.get('samples', 1)}"
+    return f"{strategy_name(config)} d{row['round']}"
 
 
 def matrices(rows: list[dict[str, Any]], runs: dict[str, dict[str, Any]]) -> dict[tuple[str, str], Matrix]:
@@ -205,8 +230,15 @@ def compare(
     runs: dict[str, dict[str, Any]] | None = None,
     n_boot: int = 1000,
     seed: int = 7,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> StrategyComparison | None:
+    """Every setting of ``matrix`` on the questions all of them answered; ``pairs`` names settings
+    (A, B) whose difference A - B is wanted as well (ValueError if a label is not a setting here)."""
     labels = sorted({s for by in matrix.values() for s in by})
+    for label in {x for pair in pairs or [] for x in pair} - set(labels):
+        raise ValueError(
+            f"no setting {label!r} for {model} on {suite}; the settings are: {', '.join(labels)}"
+        )
     ids = sorted(q for q, by in matrix.items() if all(s in by for s in labels))
     if len(ids) < 2:
         return None
@@ -217,7 +249,9 @@ def compare(
     ]
     traces, runs = traces or {}, runs or {}
     golds = {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}
-    texts = {q: str(next(iter(matrix[q].values())).get("question") or "") for q in ids}
+    # every question's text, not only the compared ones': a decompose run's split statistics cover all of
+    # its questions, and a sub-question is "unanchored" only against the text of its own question
+    texts = {q: str(next(iter(by.values())).get("question") or "") for q, by in matrix.items()}
     return StrategyComparison(
         model=model, suite=suite, metric=metric, questions=len(ids), settings=settings,
         envelope=_envelope(settings), differences=_differences(settings, acc, boots),
@@ -225,6 +259,7 @@ def compare(
         by_type=_by_type(matrix, ids, settings, metric),
         values=_value_quality(traces, runs, model, suite, golds, metric, n_boot, seed),
         decompose=_decompose_stats(traces, runs, model, suite, golds, texts, metric),
+        pairs=[_pair(settings, acc, boots, a, b) for a, b in pairs or []],
     )  # fmt: skip
 
 
@@ -279,6 +314,22 @@ def _differences(
             )
         )
     return out
+
+
+def _pair(
+    settings: list[StrategySetting], acc: np.ndarray, boots: np.ndarray, a: str, b: str
+) -> PairedDifference:
+    """Setting ``a`` minus setting ``b`` on the same questions, with a paired percentile-bootstrap CI."""
+    index = {s.label: j for j, s in enumerate(settings)}
+    delta = acc[:, index[a]] - acc[:, index[b]]
+    base = settings[index[b]]
+    return PairedDifference(
+        setting=a,
+        baseline=b,
+        diff=float(delta.mean()),
+        ci=_ci(np.array([delta[idx].mean() for idx in boots])),
+        tokens_ratio=settings[index[a]].tokens / base.tokens if base.tokens else None,
+    )
 
 
 def _composition(
@@ -355,11 +406,6 @@ def _value_quality(
     ]
 
 
-def _run_name(cfg: dict[str, Any]) -> str:
-    """A run's strategy with its dials, as ``tree:beam=1:value=logprob:width=3``."""
-    return ":".join([cfg["strategy"], *(f"{k}={v}" for k, v in sorted(cfg.get("dials", {}).items()))])
-
-
 def _candidate_values(
     traces: dict[tuple[str, str], dict[str, Any]],
     runs: dict[str, dict[str, Any]],
@@ -381,7 +427,7 @@ def _candidate_values(
             right = _correct(c["answer"], golds[q], metric)
             for value in ("logprob", "agreement", "support"):
                 if c.get(value) is not None:
-                    by[(_run_name(cfg), value)][q].append((float(c[value]), right))
+                    by[(strategy_name(cfg), value)][q].append((float(c[value]), right))
     return by
 
 
@@ -423,7 +469,7 @@ def _decompose_stats(
     for (key, q), trace in traces.items():
         cfg = runs.get(key, {})
         if (cfg.get("model"), cfg.get("suite"), cfg.get("strategy")) == (model, suite, "decompose"):
-            by_run[_run_name(cfg)].append((q, trace.get("strategy_events", [])))
+            by_run[strategy_name(cfg)].append((q, trace.get("strategy_events", [])))
     return [
         _decompose_run(name, questions, golds, texts, metric) for name, questions in sorted(by_run.items())
     ]
@@ -467,7 +513,7 @@ def _split_stats(questions: list[tuple[str, list[dict[str, Any]]]], texts: dict[
         "single": _share([len(e["subquestions"]) == 1 for _, e in splits]),
         "split_red_flagged": _share([bool(e.get("red_flags")) for _, e in splits]),
         "chained": _share([any("#" in sub for sub in e["subquestions"]) for _, e in splits]),
-        "unanchored": _share([not _anchored(sub, texts.get(q, "")) for q, sub in subs]),
+        "unanchored": _share([not _anchored(sub, texts[q]) for q, sub in subs if texts.get(q)]),
     }
 
 
@@ -586,7 +632,7 @@ def markdown(comparisons: list[StrategyComparison], gaps: list[ModelGap]) -> str
     out: list[str] = []
     for c in comparisons:
         out += _settings_md(c) + _differences_md(c) + _composition_md(c)
-        out += _types_md(c) + _values_md(c) + _decompose_md(c) + [""]
+        out += _types_md(c) + _values_md(c) + _decompose_md(c) + _pairs_md(c) + [""]
     for g in gaps:
         out += _gap_md(g)
     return "\n".join(out)
@@ -610,6 +656,8 @@ def _settings_md(c: StrategyComparison) -> list[str]:
 
 
 def _differences_md(c: StrategyComparison) -> list[str]:
+    if not c.differences:  # only the iterative grid (a reference model): nothing to set against it
+        return []
     out = [
         "",
         "Paired difference against the most accurate iterative setting at equal or lower compute (the "
@@ -628,7 +676,20 @@ def _differences_md(c: StrategyComparison) -> list[str]:
     return out
 
 
+def _pairs_md(c: StrategyComparison) -> list[str]:
+    if not c.pairs:
+        return []
+    out = ["", f"Paired differences asked for (A minus B on the same {c.questions} questions, 95% percentile "
+           "bootstrap CI):", "", "| A | B | difference | 95% CI | spend A / B |", "|---|---|---|---|---|"]  # fmt: skip
+    for d in c.pairs:
+        ratio = f"{d.tokens_ratio:.2f}x" if d.tokens_ratio is not None else ""
+        out.append(f"| {d.setting} | {d.baseline} | {d.diff:+.3f} | {_pm(d.ci)} | {ratio} |")
+    return out
+
+
 def _composition_md(c: StrategyComparison) -> list[str]:
+    if not c.rescues:
+        return []
     out = ["", f"Composition: {c.search_failed} of {c.questions} questions were wrong at every search depth "
            "(iterative, think 0, one sample); each other setting's share of them (picked for being wrong, so "
            "any other reading answers some by chance: the iterative reasoning settings are the reference):",

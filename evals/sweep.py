@@ -30,11 +30,11 @@ from pydantic import BaseModel, Field
 
 from sounding.agent.nodes import PROMPTS
 from sounding.agent.probe import run_probe
-from sounding.agent.reasoning import REASONING_NODES
 from sounding.agent.runner import ResearchResult, run_research
 from sounding.budgets.controllers import PolicyError
 from sounding.budgets.cost import CostModel, Usage
 from sounding.budgets.features import FEATURE_GROUPS
+from sounding.budgets.ledger import Charge
 from sounding.evals.datasets import Sample, Suite
 from sounding.evals.metrics import llm_judge, normalize_answer, supporting_recall
 from sounding.evals.scorers import SCORERS, reading, reasoning_of
@@ -233,7 +233,7 @@ def _reading(draft: dict[str, Any], think: int, n: int, golds: list[str]) -> tup
 def _reading_spend(
     drafts: list[dict[str, Any]],
     upto: dict[str, Any],
-    charges: list[dict[str, Any]],
+    charges: list[Charge],
     think: int,
     n: int,
     models: dict[str, CostModel],
@@ -244,7 +244,7 @@ def _reading_spend(
     rounds = [d for d in drafts if d["round"] <= upto["round"] and d.get("reasoning")]
     if not rounds:
         return spend
-    done = [c for c in charges if c["node"] in REASONING_NODES and c["round"] <= upto["round"]]
+    done = [c for c in charges if c.reasoning and c.round <= upto["round"]]
     own = Usage()
     for d in rounds:
         reasoning = _reasonings(d)
@@ -252,12 +252,12 @@ def _reading_spend(
         own = own + reasoning.usage(think, n)
     ran = Usage()
     for c in done:
-        ran = ran + Usage.model_validate(c["usage"])
+        ran = ran + c.usage
     spend["prompt_tokens"] += own.prompt_tokens - ran.prompt_tokens
     spend["completion_tokens"] += own.completion_tokens - ran.completion_tokens
     spend["tokens"] = spend["prompt_tokens"] + spend["completion_tokens"]
     for unit in spend["cost"]:
-        paid = sum(c["cost"].get(unit, 0.0) for c in done)
+        paid = sum(c.cost.get(unit, 0.0) for c in done)
         spend["cost"][unit] = round(spend["cost"][unit] - paid + models[unit].price(own), 12)
     return spend
 
@@ -292,7 +292,7 @@ def rows_for(
             continue
         draft = at[-1]
         read_titles = [t for r, titles in read_by_round.items() if r <= depth for t in titles]
-        charges = [c for c in result.charges if c["round"] <= max(draft["round"], 0)]
+        charges = [c for c in result.charges if c.round <= max(draft["round"], 0)]
         for think, n in settings:
             reading = Reading(depth=depth, think=think, samples=n, draft=draft, charges=charges)
             answer, scores = _reading(draft, think, n, sample.answers)
@@ -352,27 +352,22 @@ class Reading(BaseModel):
     think: int
     samples: int
     draft: dict[str, Any]
-    charges: list[dict[str, Any]]
+    charges: list[Charge]
 
     def spend_by_event(self, full: bool) -> dict[str, float]:
         """Token-equivalents per event. The run's own reasoning charges count only at the run's own
         setting: a smaller reading's reasoning is in its spend, not in the run's events."""
         by_event: dict[str, float] = {}
         for c in self.charges:
-            if c["node"] in REASONING_NODES and not full:
+            if c.reasoning and not full:
                 continue
-            by_event[c["event"]] = by_event.get(c["event"], 0.0) + c["cost"].get("tokens", 0.0)
+            by_event[c.event] = by_event.get(c.event, 0.0) + c.cost.get("tokens", 0.0)
         return by_event
 
     def llm_calls(self, full: bool, drafts: list[dict[str, Any]]) -> int:
         """The calls a run at this setting would have made: the run's paid calls (its reasoning only at
         its own setting), plus the reading's own reasoning calls otherwise."""
-        paid = sum(
-            1
-            for c in self.charges
-            if c["usage"]["prompt_tokens"] + c["usage"]["completion_tokens"] > 0
-            and (full or c["node"] not in REASONING_NODES)
-        )
+        paid = sum(1 for c in self.charges if c.usage.tokens > 0 and (full or not c.reasoning))
         return paid + (0 if full else _reading_calls(drafts, self.draft, self.think, self.samples))
 
 
@@ -387,7 +382,7 @@ def trace_of(result: ResearchResult) -> dict[str, Any]:
         "plan": result.plan,
         "queries": result.queries,
         "read_doc_ids": result.read_doc_ids,
-        "charges": result.charges,
+        "charges": [c.model_dump() for c in result.charges],
         "stop_reason": result.stop_reason,
         # the strategies' own record: decompose's split, steps and votes; tree's valued candidates
         "strategy_events": [e for e in result.events if e["kind"] in STRATEGY_EVENTS],

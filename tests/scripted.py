@@ -22,6 +22,7 @@ STEP_BY_SYSTEM = {
     "check whether notes support claims": "check",
     "answer a research question in a few paragraphs": "one_shot",
     "check a written answer against its sources": "support",
+    "states given key points": "rubric",
     "reason carefully": "think",
     "answer a question with a short answer": "vote",
     "check whether the numbered notes support": "verify",

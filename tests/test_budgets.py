@@ -25,7 +25,7 @@ from sounding.budgets.controllers import (
     round_usage,
 )
 from sounding.budgets.cost import LatencyTable, Usage, make_cost_model, make_cost_models
-from sounding.budgets.ledger import Budget, BudgetExceeded, Ledger
+from sounding.budgets.ledger import Budget, BudgetExceeded, Charge, Ledger
 from sounding.settings import BudgetSettings
 
 CFG = BudgetSettings()
@@ -118,6 +118,21 @@ def test_restore_reapplies_charges():
     b = tokens_ledger(1000)
     b.restore(a.charges)
     assert b.spent_cost == a.spent_cost and b.spent == a.spent
+
+
+def test_a_charge_says_whether_it_is_reasoning_and_old_traces_read_the_same():
+    ledger = tokens_ledger(1000)
+    thought = ledger.settle(
+        ledger.reserve(Usage(completion_tokens=5), event="llm", node="any_name", reasoning=True),
+        Usage(completion_tokens=5),
+    )
+    assert thought.reasoning  # marked where it is charged, whatever the node is called
+    assert Charge.model_validate(thought.model_dump()) == thought  # through a trace and back
+    # traces written before the flag existed marked reasoning by node name: read with the flag set
+    old = {k: v for k, v in thought.model_dump().items() if k != "reasoning"}
+    assert Charge.model_validate({**old, "node": "vote"}).reasoning
+    assert not Charge.model_validate({**old, "node": "step_vote"}).reasoning
+    assert not Charge.model_validate({**old, "node": "vote", "reasoning": False}).reasoning
 
 
 usage_st = st.builds(

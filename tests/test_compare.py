@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sounding.evals.compare import compare, markdown, matrices, model_gap
+from sounding.evals.compare import compare, markdown, matrices, model_gap, select_runs
 from sounding.evals.store import ResultStore
 
 IT = {"strategy": "iterative", "controller": "fixed", "budget": None, "suite": "s", "model": "small"}
@@ -61,6 +61,24 @@ def test_settings_differences_and_composition():
     assert rescue.share == pytest.approx(0.5)
     assert {t.qtype: t.n for t in c.by_type} == {"bridge": 20, "comparison": 20}
     assert "| tree:beam=1:value=logprob:width=3 d2 | 0.750 |" in markdown([c], [])
+
+
+def test_a_pair_asked_for_is_a_paired_difference_on_the_same_questions():
+    m = matrices(store_rows(), {"it": IT, "tree": TREE})[("small", "s")]
+    c = compare(
+        m,
+        model="small",
+        suite="s",
+        n_boot=300,
+        pairs=[("tree:beam=1:value=logprob:width=3 d2", "iterative d1 T0 N1")],
+    )
+    assert c is not None
+    (d,) = c.pairs
+    # the tree is right on q0-q29, one search on q0-q19: ten of forty questions apart, all one way
+    assert d.diff == pytest.approx(0.25) and d.ci is not None and d.ci[0] > 0.1 and d.ci[1] <= 0.4
+    assert d.tokens_ratio == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="no setting 'tree d7'"):
+        compare(m, model="small", suite="s", n_boot=300, pairs=[("tree d7", "iterative d1 T0 N1")])
 
 
 def test_value_auroc_comes_from_the_stored_candidates():
@@ -122,6 +140,55 @@ def test_the_command_reads_run_directories(tmp_path):
     assert missing.returncode == 2 and "results.sqlite" in missing.stderr
 
 
+def test_only_the_named_strategies_are_compared_on_the_questions_they_all_answered(tmp_path):
+    """A partial store: the tree has 10 questions, a decompose run only 4. Comparing everything
+    restricts to the 4; naming the tree (or its full label) compares it on its 10."""
+    decompose = {**IT, "strategy": "decompose", "dials": {"anchor": True, "mode": "auto"}}
+    run = tmp_path / "run"
+    run.mkdir()
+    store = ResultStore(run / "results.sqlite")
+    for key, cfg in (("it", IT), ("tree", TREE), ("dec", decompose)):
+        store.register_run(key, cfg)
+    rows = store_rows(10) + [row("dec", f"q{i}", 2, True, 2000) for i in range(4)]
+    for q in sorted({r["question_id"] for r in rows}):
+        for key in ("it", "tree", "dec"):
+            mine = [r for r in rows if r["question_id"] == q and r["run_key"] == key]
+            if mine:
+                store.add_question(mine, None, None)
+    store.close()
+
+    def run_compare(*args):
+        return subprocess.run([sys.executable, "-m", "sounding", "compare", str(run), "--bootstrap", "200", *args],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    everything = run_compare()
+    assert everything.returncode == 0 and "n = 4" in everything.stdout
+    for only in ("tree", "tree:beam=1:value=logprob:width=3"):
+        done = run_compare("--only", only)
+        assert done.returncode == 0, done.stderr
+        assert "n = 10" in done.stdout and "decompose" not in done.stdout and "iterative d1" in done.stdout
+    wrong = run_compare("--only", "tree:width=5")
+    assert wrong.returncode == 2
+    assert "'tree:width=5'" in wrong.stderr and "decompose:anchor=True:mode=auto" in wrong.stderr
+    paired = run_compare("--pair", "tree:beam=1:value=logprob:width=3 d2,iterative d1 T0 N1")
+    assert paired.returncode == 0, paired.stderr
+    # the tree is right on q0-q3 like one search, so on the 4 common questions the difference is 0
+    assert "| tree:beam=1:value=logprob:width=3 d2 | iterative d1 T0 N1 | +0.000 |" in paired.stdout
+    unknown = run_compare("--pair", "tree d9,iterative d1 T0 N1")
+    assert unknown.returncode == 2 and "'tree d9'" in unknown.stderr
+    empty = run_compare("--only", " , ")
+    assert empty.returncode == 2 and "names no strategy" in empty.stderr
+    malformed = run_compare("--pair", "tree d2")
+    assert malformed.returncode == 2 and "two setting labels" in malformed.stderr
+    kept = select_runs({"it": IT, "tree": TREE, "dec": decompose}, ["decompose"])
+    assert set(kept) == {"it", "dec"}
+    # a decompose run's non-default vote settings are part of its name, as its labels show it
+    voted = {**decompose, "vote_k": 3, "vote_max_samples": 8}
+    assert set(
+        select_runs({"it": IT, "dec": decompose, "k3": voted}, ["decompose:anchor=True:mode=auto:k=3:max=8"])
+    ) == {"it", "k3"}
+
+
 def test_decompose_traces_are_summarised():
     dec = {**IT, "strategy": "decompose", "dials": {"mode": "auto"}}
     rows = store_rows(4) + [row("dec", f"q{i}", 2, 0, 4000) for i in range(4)]
@@ -145,6 +212,23 @@ def test_decompose_traces_are_summarised():
     assert d.ballots == pytest.approx(3.5) and d.decided == 0.5 and d.red_flags == {"too_long": 4}
     assert d.echo == 1.0  # "Ed Wood" only repeats "Who was Ed Wood?"
     assert d.scored == 4 and d.step_right == 0.0 and d.final_right == 0.0  # the gold is "Danube"
+
+
+def test_split_statistics_read_every_question_of_the_run_against_its_own_text():
+    """A decompose run on 10 questions compared beside a run on 4: its splits are summarised over its 10,
+    and an anchored sub-question stays anchored on the 6 questions outside the comparison."""
+    dec = {**IT, "strategy": "decompose", "dials": {"mode": "auto"}}
+    rows = store_rows(10) + [row("dec", f"q{i}", 2, 0, 4000) for i in range(10)]
+    rows = [r for r in rows if r["run_key"] != "tree" or int(r["question_id"][1:]) < 4]
+    for r in rows:
+        r["question"] = f"Where was Ed Wood born, question {r['question_id']}?"
+    traces = {("dec", f"q{i}"): {"strategy_events": [{"kind": "split", "subquestions": ["Who was Ed Wood?"]}]}
+              for i in range(10)}  # fmt: skip
+    runs = {"it": IT, "tree": TREE, "dec": dec}
+    ((_, matrix),) = matrices(rows, runs).items()
+    c = compare(matrix, model="small", suite="s", traces=traces, runs=runs, n_boot=100)
+    (d,) = c.decompose
+    assert c.questions == 4 and d.questions == 10 and d.unanchored == 0.0
 
 
 def test_a_step_that_found_the_answer_is_told_from_the_final_answer():

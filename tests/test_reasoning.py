@@ -98,8 +98,13 @@ def test_thinking_is_cut_at_the_cap_and_charged():
     result = run_research(Q, d)
     sample = result.drafts[-1]["reasoning"]["drawn"][0]
     assert sample["thinking_tokens"] == 10 and len(sample["thinking"].split()) == 10
-    think_charges = [c for c in result.charges if c["node"] == "think"]
-    assert len(think_charges) == 1 and think_charges[0]["usage"]["completion_tokens"] == 10
+    think_charges = [c for c in result.charges if c.node == "think"]
+    assert len(think_charges) == 1 and think_charges[0].usage.completion_tokens == 10
+    # the reasoner's steps, and only they, are marked as reasoning where they are charged
+    marked = {c.node for c in result.charges if c.reasoning}
+    assert marked == {"think", "think_answer"} and all(
+        not c.reasoning for c in result.charges if c.node not in marked
+    )
     # the forced answer was asked for after the reasoning, as the assistant's own turn
     forced = next(m for s, m, _ in llm.calls if s == "think_answer")
     assert forced[-2] == {"role": "assistant", "content": sample["thinking"].strip()}
@@ -120,7 +125,7 @@ def test_verified_vote_prefers_a_supported_candidate_over_a_larger_unsupported_o
     result = run_research(Q, deps(llm, controller=plan_controller))
     vote = result.drafts[-1]["reasoning"]["vote"]
     assert vote["answer"] == "Danube" and vote["verified"] == {"Vienna": False, "Danube": True}
-    assert sum(1 for c in result.charges if c["node"] == "verify") == 2  # one per distinct candidate
+    assert sum(1 for c in result.charges if c.node == "verify") == 2  # one per distinct candidate
 
 
 def test_a_small_budget_shrinks_samples_then_thinking_before_depth():

@@ -99,7 +99,7 @@ def test_the_support_value_is_a_charged_check_per_child():
                             ScriptedLLM(tree_script(tree_support=lambda n, m: {"supported": "Seine" in m[-1]["content"]})))  # fmt: skip
     assert [s for s, *_ in llm.calls].count("tree_support") == 3
     assert result.answer == "Seine"  # the only supported child wins over higher log-probabilities
-    assert any(c["node"] == "tree_support" for c in result.charges)
+    assert any(c.node == "tree_support" for c in result.charges)
 
 
 def test_best_of_n_keeps_its_trajectories_apart_and_samples_all_but_the_first():

@@ -5,6 +5,8 @@ controller runs on a real small model."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -182,12 +184,12 @@ def test_the_tuned_controller_probes_chooses_and_runs_on_a_real_model(smollm2, t
     features = Features.model_validate(result.features)
     assert features.groups == ["form", "closed_book"] and len(features.probe_answers) == 3
     assert features.probe_logprob is not None and features.probe_logprob < 0
-    probe = [c for c in result.charges if c["node"] == "probe"]
-    assert probe and all(c["usage"]["completion_tokens"] > 0 for c in probe)
+    probe = [c for c in result.charges if c.node == "probe"]
+    assert probe and all(c.usage.completion_tokens > 0 and not c.reasoning for c in probe)
     assert plan["controller"] == "tuned" and "difficulty bin" in plan["why"]
     chosen, _ = policy.choose(features)
     assert plan["depth"] == chosen.depth and plan["why"].endswith(chosen.label)
-    assert np.isfinite(sum(c["cost"]["tokens"] for c in probe))
+    assert np.isfinite(sum(c.cost["tokens"] for c in probe))
 
 
 def test_transfer_fits_on_the_shared_settings_and_scores_on_the_other_grid():
@@ -307,6 +309,26 @@ def test_a_policy_across_strategies_sends_each_question_to_its_strategy():
     assert TunedController(again).chooses_strategy and not TunedController(policy_of_one()).chooses_strategy
 
 
+def test_a_strategy_run_on_fewer_questions_is_left_out_by_name(tmp_path):
+    from sounding.evals.compare import select_runs
+    from sounding.evals.tune import strategy_grid
+
+    rows, runs, features = synthetic_across()
+    runs["d"] = {**runs["k"], "strategy": "decompose", "dials": {"anchor": True, "mode": "auto"}}
+    rows += [
+        {**r, "run_key": "d"} for r in rows if r["run_key"] == "t" and r["question_id"] in ("q0", "q1", "q2")
+    ]
+    assert (
+        len(strategy_grid(rows, runs, features).question_ids) == 3
+    )  # every strategy: their common questions
+    grid = strategy_grid(rows, select_runs(runs, ["tree"]), features)
+    assert len(grid.question_ids) == 40 and not any(s.strategy == "decompose" for s in grid.settings)
+    done = subprocess.run([sys.executable, "-m", "sounding", "tune", str(tmp_path), "--budget", "100",
+                           "--out", str(tmp_path / "p.json"), "--only", "tree"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "--across-strategies" in done.stderr
+
+
 def policy_of_one() -> TunedPolicy:
     rows, runs, features = synthetic()
     return tune(load_grid(rows, runs, features), 1200.0, budgets=[1200.0], k=5)[0]
@@ -332,7 +354,7 @@ def test_a_policy_across_strategies_routes_each_question_when_it_runs(probe, str
     result = run_research(question, d, thread_id="t1", checkpointer=saver)
     (routed,) = [e for e in result.events if e["kind"] == "route"]
     assert routed["strategy"] == strategy and not result.degraded
-    assert result.charges[0]["node"] == "probe"  # the probe is charged to the run, once
+    assert result.charges[0].node == "probe"  # the probe is charged to the run, once
     assert any(e["kind"] == "candidates" for e in result.events) == (strategy == "tree")
     probes = [s for s, *_ in llm.calls].count("probe")
     # the finished thread, asked again, keeps its route and spends nothing

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sounding.cli.common import console, existing_store, fail
+from sounding.cli.common import console, err_console, existing_store, fail
 
 
 def compare(
@@ -16,8 +16,25 @@ def compare(
         str, typer.Option("--metric", help="Any scorer (sounding frontier --help).")
     ] = "cover_em",
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=100, max=10000)] = 1000,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="Compare only these strategies (comma-separated: a bare name such as tree, or a name with "
+            "its dials as the tables label it, such as decompose:anchor=True:mode=auto) against the "
+            "iterative grid, on the questions they all answered.",
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write every number as JSON to FILE.")
+    ] = None,
+    pair: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pair",
+            help="Also the paired difference A - B of two settings, as 'A,B' with the labels of the "
+            "settings table (repeatable), e.g. 'decompose:anchor=True:mode=auto d2,decompose:mode=auto d2'.",
+        ),
     ] = None,
 ) -> None:
     """Strategies on one compute axis, per model and suite: every setting with its CI, the frontier of
@@ -29,7 +46,7 @@ def compare(
 
     from sounding.cli.bench import _check_metric, _scored
     from sounding.evals.compare import compare as compare_strategies
-    from sounding.evals.compare import markdown, matrices, model_gap
+    from sounding.evals.compare import markdown, matrices, model_gap, select_runs
     from sounding.evals.store import ResultStore, StoreError
     from sounding.tools.llm.registry import EMBEDDED_MODELS
 
@@ -47,17 +64,40 @@ def compare(
             fail(str(exc))
     if not rows:
         fail("no results yet in " + ", ".join(map(str, runs)))
+    if only is not None:
+        wanted = [w.strip() for w in only.split(",") if w.strip()]
+        if not wanted:
+            fail("--only names no strategy: give one or more, comma-separated (e.g. --only tree,best_of_n)")
+        try:
+            configs = select_runs(configs, wanted)
+        except ValueError as exc:
+            fail(str(exc))
+    pairs = []
+    for text in pair or []:
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 2 or not all(parts):
+            fail(f"--pair takes two setting labels separated by a comma, not {text!r}")
+        pairs.append((parts[0], parts[1]))
     by_model = matrices(rows, configs)
-    comparisons = [
-        c
-        for (model, suite), matrix in sorted(by_model.items())
-        if (
-            c := compare_strategies(
-                matrix, model=model, suite=suite, metric=metric, traces=traces, runs=configs, n_boot=bootstrap
-            )
-        )
-        is not None
-    ]
+    labels_of = {key: {s for by in matrix.values() for s in by} for key, matrix in by_model.items()}
+    for p in pairs:
+        if not any(set(p) <= labels for labels in labels_of.values()):
+            every = sorted(set().union(set(), *labels_of.values()))
+            missing = [x for x in p if x not in every] or list(p)
+            example = f", e.g. {every[-1]!r}" if every else " (no fixed-controller run without a budget here)"
+            fail(f"--pair: no model and suite has the setting(s) {', '.join(map(repr, missing))} "
+                 f"(with its partner); the labels are those of the settings table{example}")  # fmt: skip
+    comparisons = []
+    for (model, suite), matrix in sorted(by_model.items()):
+        # a pair is asked of the model and suite whose settings include both of its labels
+        own = [p for p in pairs if set(p) <= labels_of[(model, suite)]]
+        c = compare_strategies(matrix, model=model, suite=suite, metric=metric, traces=traces, runs=configs,
+                               n_boot=bootstrap, pairs=own)  # fmt: skip
+        if c is not None:
+            comparisons.append(c)
+        elif own:
+            err_console.print(f"note: {model} on {suite} has fewer than two questions answered at every setting; "
+                          f"the pair(s) asked of it are not compared", markup=False, highlight=False)  # fmt: skip
     gaps = []
     size = {name: m.n_params for name, m in EMBEDDED_MODELS.items()}
     suites = sorted({s for _, s in by_model})

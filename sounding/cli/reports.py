@@ -136,5 +136,92 @@ def eval_reports(
     console.print(text)
 
 
+def score_reports(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="An `eval-reports` results folder (records.jsonl).")],
+    judge_model: Annotated[
+        str, typer.Option("--judge-model", help="The judge: another model than the writer.")
+    ] = "qwen2.5-coder-1.5b",
+    rubric: Annotated[
+        Path | None,
+        typer.Option("--rubric", help="JSONL of {id, points: [{point, source, evidence}]}; default: the one "
+                     "beside the folder's questions file."),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="Hand labels to check the judge against; default: the folder's "
+                     "rubric-labels.jsonl, if there is one."),
+    ] = None,
+) -> None:  # fmt: skip
+    """Rubric coverage of stored reports: for each question, which of its rubric's key points the report
+    states, and which the one-shot answer from the same notes states, judged point by point; paired,
+    with CIs, and the judge checked against hand labels. Reads records.jsonl, never re-runs a report;
+    verdicts go to rubric-<judge>.jsonl beside it (a rerun resumes).
+
+    Exit codes: 0 done; 2 bad input; 3 the judge model is unavailable.
+    """
+    from sounding.evals.reports import DEFAULT_QUESTIONS, RecordStore, ReportEvalError
+    from sounding.evals.rubric import (
+        CoverageStore,
+        agreement,
+        coverage_summary,
+        dump_summary,
+        judge_coverage,
+        load_labels,
+        load_rubric,
+        rubric_path,
+        score_records,
+    )
+
+    config_path = folder / "config.json"
+    if not (folder / "records.jsonl").is_file() or not config_path.is_file():
+        fail(f"{folder} is not an eval-reports results folder (no records.jsonl and config.json)")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        records = RecordStore(folder, config).records()
+        questions = DEFAULT_QUESTIONS.with_name(str(config.get("questions") or DEFAULT_QUESTIONS.name))
+        rubrics = load_rubric(rubric or rubric_path(questions))
+        label_path = labels or folder / "rubric-labels.jsonl"
+        hand = load_labels(label_path, rubrics) if (labels is not None or label_path.exists()) else None
+    except (ReportEvalError, OSError, json.JSONDecodeError) as exc:
+        fail(str(exc))
+    if not records:
+        fail(f"{folder} holds no records yet")
+
+    from sounding.research import make_ledger
+    from sounding.tools.llm import make_llm
+    from sounding.tools.llm.base import LLMError, UnknownModelError
+
+    settings = settings_from(ctx, llm__model=judge_model)
+    if judge_model == config.get("model"):
+        err_console.print(
+            "[yellow]warning:[/] the judge is the writer's own model; its verdicts are not independent"
+        )
+    try:
+        judge = make_llm(settings)
+    except UnknownModelError as exc:
+        fail(str(exc))
+    except LLMError as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    store = CoverageStore(folder, judge_model)
+
+    def said(c) -> None:  # type: ignore[no-untyped-def]
+        err_console.print(f"{c.id} {c.arm}: {sum(1 for s in c.stated if s)} of {len(c.stated)} points stated")
+
+    try:
+        coverages = score_records(
+            records, rubrics, store, lambda r, arm, rb: judge_coverage(judge, make_ledger(settings, judge), r, arm, rb),
+            on_coverage=said,
+        )  # fmt: skip
+    except ReportEvalError as exc:
+        fail(str(exc))
+    except LLMError as exc:
+        fail(f"the judge failed: {exc}", EXIT_UNAVAILABLE)
+    summary = coverage_summary(coverages)
+    agreed = agreement(coverages, hand) if hand is not None else None
+    console.print(dump_summary(folder, judge_model, summary, agreed), markup=False, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval-reports")(eval_reports)
+    app.command("score-reports")(score_reports)

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 
 def _grid(
     run_dir: Path, unit: str, metric: str, model: str | None, *, also: list[Path] | None = None,
-    across: bool = False,
+    across: bool = False, only: list[str] | None = None,
 ) -> Grid:  # fmt: skip
     from typing import Any
 
+    from sounding.evals.compare import select_runs
     from sounding.evals.store import ResultStore, StoreError
     from sounding.evals.tune import TuneError, load_grid, strategy_grid
 
@@ -34,6 +35,11 @@ def _grid(
             features |= store.features()
         except StoreError as exc:
             fail(str(exc))
+    try:
+        if only:
+            runs = select_runs(runs, only)
+    except ValueError as exc:
+        fail(f"--only: {exc}")
     try:
         if across:
             return strategy_grid(rows, runs, features, unit=unit, metric=metric, model=model)
@@ -80,6 +86,15 @@ def tune(
         list[Path] | None,
         typer.Option("--also", help="Another run directory read as part of this one (repeatable)."),
     ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="With --across-strategies: choose among only these strategies (comma-separated, as "
+            "`sounding compare --only` takes them) and the iterative readings, so a strategy run on fewer "
+            "questions does not cut the others to its questions.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a policy mapping each question's probe features to a setting of the grid, maximising
     expected accuracy at mean spend <= --budget; offline, no LLM. Writes the policy (for
@@ -103,9 +118,18 @@ def tune(
         fail(f"--budgets {budgets!r}: give comma-separated numbers")
     if wanted and any(not math.isfinite(b) or b <= 0 for b in wanted):
         fail("--budgets must be positive numbers")
-    grid = _grid(run_dir, unit, metric, model, also=also, across=across_strategies)
+    if only is not None and not across_strategies:
+        fail("--only chooses among strategies: use it with --across-strategies")
+    chosen = [w.strip() for w in only.split(",") if w.strip()] if only is not None else None
+    if chosen == []:
+        fail("--only names no strategy: give one or more, comma-separated (e.g. --only tree,best_of_n)")
+    grid = _grid(run_dir, unit, metric, model, also=also, across=across_strategies, only=chosen)
     try:
-        other = _grid(test, unit, metric, grid.model, across=across_strategies) if test is not None else None
+        other = (
+            _grid(test, unit, metric, grid.model, across=across_strategies, only=chosen)
+            if test is not None
+            else None
+        )
         if other is not None:  # fit on the settings both grids have, so the other can score every choice
             grid = common_settings(grid, other)
         policy, report = fit(grid, budget, budgets=wanted, k=folds, seed=seed)
