@@ -7,9 +7,13 @@ states it. Scoring stays apart from solving: this reads ``records.jsonl`` of an 
 and writes its verdicts beside it (``rubric-<judge>.jsonl``, resumable), so a new judge or a new rubric
 re-scores without re-running a report.
 
-A small judge may say yes to anything, so its verdicts are checked against hand labels stored beside
-the records (``rubric-labels.jsonl``): agreement, Cohen's kappa and both yes-rates are reported, and
-a label is only compared with a verdict on the very text it was made on (a digest of the text).
+A small judge says yes to anything: asked only "is the point stated?", Qwen2.5-Coder-1.5B said yes to
+every point of the first 15 answers, an empty report's included. So a verdict must be grounded: for
+each point the judge quotes the answer's words that state it, and a point counts as stated only when
+the judge says so *and* its quote is in the answer (a yes with an empty or invented quote is not).
+The verdicts are checked against hand labels stored beside the records (``rubric-labels.jsonl``):
+agreement, Cohen's kappa and both yes-rates, and a label is only compared with a verdict on the very
+text it was made on (a digest of the text).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from importlib import resources
@@ -37,8 +42,11 @@ RUBRIC_PROMPT = tomllib.loads(
 #: The answers a rubric is applied to: the report as printed, and the one-shot answer from its notes.
 Arm = Literal["report", "one_shot"]
 RUBRIC_ARMS: tuple[Arm, ...] = ("report", "one_shot")
-#: Completion tokens per point of the judge's answer ({"stated": false} and its separators), plus slack.
-TOKENS_PER_POINT = 10
+#: Completion tokens per point of the judge's answer (a quote of at most QUOTE_CHARS and the verdict).
+TOKENS_PER_POINT = 60
+QUOTE_CHARS = 200
+#: A quote shorter than this (in words) grounds nothing ("the", "Budapest").
+MIN_QUOTE_WORDS = 3
 
 
 class RubricPoint(BaseModel):
@@ -62,7 +70,10 @@ class Coverage(BaseModel):
     arm: Arm
     text_sha: str
     judge_model: str
+    #: the grounded verdicts: the judge said stated and quoted the answer's words that state it
     stated: list[bool | None]
+    #: the judge's own yes/no, before its quote is checked (None: no usable verdict)
+    claimed: list[bool | None] = []
     tokens: int = 0
 
     @property
@@ -133,7 +144,11 @@ def load_labels(path: Path, rubrics: dict[str, Rubric]) -> list[Label]:
 
 
 def coverage_schema(n: int) -> dict[str, Any]:
-    verdict = {"type": "object", "properties": {"stated": {"type": "boolean"}}, "required": ["stated"]}
+    verdict = {
+        "type": "object",
+        "properties": {"quote": {"type": "string", "maxLength": QUOTE_CHARS}, "stated": {"type": "boolean"}},
+        "required": ["quote", "stated"],
+    }
     return {
         "type": "object",
         "properties": {"points": {"type": "array", "items": verdict, "minItems": n, "maxItems": n}},
@@ -172,13 +187,26 @@ def judge_coverage(judge: LLM, ledger: Any, record: ReportRecord, arm: Arm, rubr
         seed=0,
         temperature=0.0,
     )
-    verdicts = list((result.value or {}).get("points", []))
-    stated: list[bool | None] = [
-        bool(v["stated"]) if isinstance(v, dict) and isinstance(v.get("stated"), bool) else None
-        for v in verdicts[:n]
+    verdicts = list((result.value or {}).get("points", []))[:n]
+    claimed: list[bool | None] = [
+        v["stated"] if isinstance(v, dict) and isinstance(v.get("stated"), bool) else None for v in verdicts
     ]
-    stated += [None] * (n - len(stated))
-    return base.model_copy(update={"stated": stated, "tokens": sum(c.usage.tokens for c in result.charges)})
+    claimed += [None] * (n - len(claimed))
+    quotes = [str(v.get("quote") or "") if isinstance(v, dict) else "" for v in verdicts] + [""] * n
+    stated = [None if c is None else bool(c and quoted(quotes[i], text)) for i, c in enumerate(claimed)]
+    tokens = sum(c.usage.tokens for c in result.charges)
+    return base.model_copy(update={"stated": stated, "claimed": claimed, "tokens": tokens})
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def quoted(quote: str, text: str) -> bool:
+    """Whether ``quote`` is words of ``text`` (case, punctuation and spacing aside) and long enough
+    to ground a verdict; a quote cut at the schema's length limit counts by what it holds."""
+    words = _normal(quote)
+    return len(words.split()) >= MIN_QUOTE_WORDS and words in _normal(text)
 
 
 class CoverageStore:
@@ -247,6 +275,11 @@ def coverage_summary(coverages: list[Coverage], n_boot: int = 2000, seed: int = 
     unjudged = sum(1 for c in coverages for s in c.stated if s is None)
     out["points_judged"] = sum(len(c.stated) for c in coverages)
     out["points_unjudged"] = unjudged
+    # the judge's yes without words of the answer that state the point: what grounding took away
+    out["claimed_yes"] = sum(1 for c in coverages for x in c.claimed if x)
+    out["ungrounded_yes"] = sum(
+        1 for c in coverages for x, s in zip(c.claimed, c.stated, strict=False) if x and not s
+    )
     return out
 
 
@@ -261,11 +294,12 @@ def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     }
 
 
-def agreement(coverages: list[Coverage], labels: list[Label]) -> dict[str, Any]:
+def agreement(coverages: list[Coverage], labels: list[Label], *, grounded: bool = True) -> dict[str, Any]:
     """The judge against the hand labels on the same texts: agreement, Cohen's kappa, both yes-rates
     (a judge saying yes far more often than the labels is yes-biased), and how many labels had no
-    verdict to compare with (another text, or no usable verdict)."""
-    verdicts = {(c.id, c.arm, c.text_sha): c.stated for c in coverages}
+    verdict to compare with (another text, or no usable verdict). ``grounded=False`` compares the
+    judge's own yes/no, before its quotes are checked."""
+    verdicts = {(c.id, c.arm, c.text_sha): c.stated if grounded else c.claimed for c in coverages}
     pairs: list[tuple[bool, bool]] = []
     for label in labels:
         stated = verdicts.get((label.id, label.arm, label.text_sha))
@@ -317,6 +351,11 @@ def summary_markdown(summary: dict[str, Any], agreed: dict[str, Any] | None, jud
     lines.append(
         f"- points judged: {summary['points_judged']}, without a usable verdict: {summary['points_unjudged']}"
     )
+    if summary.get("claimed_yes"):
+        lines.append(
+            f"- the judge said 'stated' {summary['claimed_yes']} times; {summary['ungrounded_yes']} of those came "
+            "without words of the answer that state the point and do not count"
+        )
     if agreed is not None:
         if agreed["agreement"] is None:
             lines.append(f"- hand labels: {agreed['labels']}, none on the texts judged here")
@@ -327,6 +366,13 @@ def summary_markdown(summary: dict[str, Any], agreed: dict[str, Any] | None, jud
                 f"{agreed['agreement']:.2f}, Cohen's kappa {kappa}; says 'stated' on {agreed['judge_yes']:.2f} "
                 f"of them, the labels on {agreed['label_yes']:.2f}"
             )
+            raw = agreed.get("ungrounded")
+            if raw and raw["agreement"] is not None:
+                raw_kappa = "n/a" if raw["kappa"] is None else f"{raw['kappa']:.2f}"
+                lines.append(
+                    f"- its own yes/no before the quotes are checked: agreement {raw['agreement']:.2f}, kappa "
+                    f"{raw_kappa}, 'stated' on {raw['judge_yes']:.2f}"
+                )
     return "\n".join(lines) + "\n"
 
 

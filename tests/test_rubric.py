@@ -50,7 +50,11 @@ def keyword_judge() -> ScriptedLLM:
         user = messages[-1]["content"]
         answer = user.split("Answer:\n", 1)[1].split("\n\nKey points:", 1)[0]
         points = [line.split(": ", 1)[1] for line in user.splitlines() if line.startswith("Point ")]
-        return {"points": [{"stated": keys[p] in answer} for p in points]}
+        out = []
+        for p in points:  # quote the answer's sentence holding the keyword, as a grounded judge does
+            said = [x for x in answer.split(". ") if keys[p] in x]
+            out.append({"quote": said[0] if said else "", "stated": bool(said)})
+        return {"points": out}
 
     return ScriptedLLM({"rubric": verdicts})
 
@@ -71,15 +75,41 @@ def test_the_judge_says_point_by_point_what_an_answer_states():
 
 
 def test_a_verdict_the_judge_left_out_is_unjudged_and_counts_as_not_stated():
-    judge = ScriptedLLM({"rubric": {"points": [{"stated": True}]}})  # one verdict for three points
-    c = judge_coverage(judge, ledger(), record("Budapest.", ""), "report", RUBRIC)
+    judge = ScriptedLLM(
+        {"rubric": {"points": [{"quote": "the Danube flows through Budapest", "stated": True}]}}
+    )
+    c = judge_coverage(judge, ledger(), record("The Danube flows through Budapest.", ""), "report", RUBRIC)
     assert c.stated == [True, None, None] and c.share == pytest.approx(1 / 3)
+
+
+def test_a_yes_counts_only_with_words_of_the_answer_that_state_the_point():
+    answer = "The Danube flows through Budapest, and the city grew on its trade."
+    verdicts = [
+        {"quote": "", "stated": True},  # a yes-biased judge: yes without a quote
+        {
+            "quote": "Budapest lay on ancient trade routes",
+            "stated": True,
+        },  # the point's words, not the answer's
+        {"quote": "Danube flows through", "stated": False},  # a quote, but the judge said no
+    ]
+    judge = ScriptedLLM({"rubric": {"points": verdicts}})
+    c = judge_coverage(judge, ledger(), record(answer, ""), "report", RUBRIC)
+    assert c.claimed == [True, True, False] and c.stated == [False, False, False]
+    grounded = ScriptedLLM(
+        {"rubric": {"points": [{"quote": "the DANUBE flows  through budapest", "stated": True}] * 3}}
+    )
+    assert judge_coverage(grounded, ledger(), record(answer, ""), "report", RUBRIC).stated == [True] * 3
+    summary = coverage_summary([c])
+    assert summary["claimed_yes"] == 2 and summary["ungrounded_yes"] == 2
 
 
 def test_verdicts_are_stored_resumed_and_redone_only_for_a_changed_text(tmp_path):
     judge = keyword_judge()
     rubrics = {"open-01": RUBRIC, "open-02": RUBRIC.model_copy(update={"id": "open-02"})}
-    records = [record("Budapest and trade routes.", "Budapest."), record("Roman Budapest.", "", id="open-02")]
+    records = [
+        record("Budapest grew on trade routes.", "It is the city of Budapest."),
+        record("Roman rule reached Budapest early.", "", id="open-02"),
+    ]
 
     def judged(r, arm, rb):
         return judge_coverage(judge, ledger(), r, arm, rb)
@@ -91,7 +121,10 @@ def test_verdicts_are_stored_resumed_and_redone_only_for_a_changed_text(tmp_path
         f.write('{"id": "open-03", "ar')  # a crash mid-write
     again = score_records(records, rubrics, CoverageStore(tmp_path, "scripted"), judged)
     assert again == first and len(judge.calls) == 3
-    changed = [record("Budapest, trade routes, Roman frontier.", "Budapest."), records[1]]
+    changed = [
+        record("Budapest grew on trade routes at the Roman frontier.", "It is the city of Budapest."),
+        records[1],
+    ]
     third = score_records(changed, rubrics, CoverageStore(tmp_path, "scripted"), judged)
     assert third[0].stated == [True, True, True] and len(judge.calls) == 4
     with pytest.raises(ReportEvalError, match="no rubric for the question"):
@@ -145,3 +178,8 @@ def test_the_command_refuses_a_folder_that_is_not_a_report_eval(tmp_path):
     empty = subprocess.run([sys.executable, "-m", "sounding", "score-reports", str(tmp_path)],
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert empty.returncode == 2 and "no records yet" in empty.stderr
+    store = tmp_path / "records.jsonl"
+    store.write_text(record("Budapest.", "").model_dump_json() + "\n")
+    unknown = subprocess.run([sys.executable, "-m", "sounding", "score-reports", str(tmp_path), "--ids", "open-07"],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert unknown.returncode == 2 and "open-07 not among the folder's records" in unknown.stderr

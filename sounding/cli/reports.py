@@ -152,6 +152,9 @@ def score_reports(
         typer.Option("--labels", help="Hand labels to check the judge against; default: the folder's "
                      "rubric-labels.jsonl, if there is one."),
     ] = None,
+    ids: Annotated[
+        str | None, typer.Option("--ids", help="Only these questions (comma-separated ids, e.g. open-01,open-02).")
+    ] = None,
 ) -> None:  # fmt: skip
     """Rubric coverage of stored reports: for each question, which of its rubric's key points the report
     states, and which the one-shot answer from the same notes states, judged point by point; paired,
@@ -187,6 +190,12 @@ def score_reports(
         fail(str(exc))
     if not records:
         fail(f"{folder} holds no records yet")
+    if ids is not None:
+        wanted = [i.strip() for i in ids.split(",") if i.strip()]
+        unknown = sorted(set(wanted) - {r.id for r in records})
+        if not wanted or unknown:
+            fail(f"--ids: {', '.join(unknown) or 'no id given'} not among the folder's records")
+        records = [r for r in records if r.id in wanted]
 
     from sounding.research import make_ledger
     from sounding.tools.llm import make_llm
@@ -218,7 +227,9 @@ def score_reports(
     except LLMError as exc:
         fail(f"the judge failed: {exc}", EXIT_UNAVAILABLE)
     summary = coverage_summary(coverages)
-    agreed = agreement(coverages, hand) if hand is not None else None
+    agreed = None
+    if hand is not None:
+        agreed = agreement(coverages, hand) | {"ungrounded": agreement(coverages, hand, grounded=False)}
     console.print(dump_summary(folder, judge_model, summary, agreed), markup=False, highlight=False)
 
 
