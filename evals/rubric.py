@@ -35,6 +35,7 @@ from sounding.agent.llm_step import budgeted_json
 from sounding.evals.reports import ReportEvalError, ReportRecord
 from sounding.evals.stats import percentile_ci, resample_indices
 from sounding.tools.llm.base import LLM, Message
+from sounding.tools.text import lexical_support, sentences
 
 RUBRIC_PROMPT = tomllib.loads(
     resources.files("sounding.evals").joinpath("prompts/judge.toml").read_text(encoding="utf-8")
@@ -47,6 +48,8 @@ TOKENS_PER_POINT = 60
 QUOTE_CHARS = 200
 #: A quote shorter than this (in words) grounds nothing ("the", "Budapest").
 MIN_QUOTE_WORDS = 3
+#: The lexical reading: a point is stated when one sentence of the answer holds this share of its content words.
+LEXICAL_STATED = 0.5
 
 
 class RubricPoint(BaseModel):
@@ -74,6 +77,8 @@ class Coverage(BaseModel):
     stated: list[bool | None]
     #: the judge's own yes/no, before its quote is checked (None: no usable verdict)
     claimed: list[bool | None] = []
+    #: model-free: some sentence of the answer holds at least LEXICAL_STATED of the point's content words
+    lexical: list[bool] = []
     tokens: int = 0
 
     @property
@@ -173,7 +178,7 @@ def judge_coverage(judge: LLM, ledger: Any, record: ReportRecord, arm: Arm, rubr
     text = answer_text(record, arm).strip()
     n = len(rubric.points)
     base = Coverage(id=record.id, arm=arm, text_sha=text_sha(answer_text(record, arm)), judge_model=judge.name,
-                    stated=[False] * n)  # fmt: skip
+                    stated=[False] * n, lexical=[lexically_stated(p.point, text) for p in rubric.points])  # fmt: skip
     if not text:
         return base
     result = budgeted_json(
@@ -196,6 +201,11 @@ def judge_coverage(judge: LLM, ledger: Any, record: ReportRecord, arm: Arm, rubr
     stated = [None if c is None else bool(c and quoted(quotes[i], text)) for i, c in enumerate(claimed)]
     tokens = sum(c.usage.tokens for c in result.charges)
     return base.model_copy(update={"stated": stated, "claimed": claimed, "tokens": tokens})
+
+
+def lexically_stated(point: str, text: str) -> bool:
+    """Whether one sentence of ``text`` holds at least LEXICAL_STATED of the point's content words."""
+    return any(lexical_support(point, [s]) >= LEXICAL_STATED for s in sentences(text))
 
 
 def _normal(text: str) -> str:
@@ -253,6 +263,10 @@ def score_records(
                 done[key] = judge(record, arm, rubrics[record.id])
                 store.append(done[key])
                 on_coverage(done[key])
+            if not done[key].lexical:  # a verdict stored before the lexical reading: it needs no model
+                text = answer_text(record, arm)
+                lexical = [lexically_stated(p.point, text) for p in rubrics[record.id].points]
+                done[key] = done[key].model_copy(update={"lexical": lexical})
             out.append(done[key])
     return out
 
@@ -294,12 +308,19 @@ def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     }
 
 
-def agreement(coverages: list[Coverage], labels: list[Label], *, grounded: bool = True) -> dict[str, Any]:
-    """The judge against the hand labels on the same texts: agreement, Cohen's kappa, both yes-rates
+def agreement(
+    coverages: list[Coverage],
+    labels: list[Label],
+    *,
+    verdict: Literal["stated", "claimed", "lexical"] = "stated",
+) -> dict[str, Any]:
+    """A reading against the hand labels on the same texts: agreement, Cohen's kappa, both yes-rates
     (a judge saying yes far more often than the labels is yes-biased), and how many labels had no
-    verdict to compare with (another text, or no usable verdict). ``grounded=False`` compares the
-    judge's own yes/no, before its quotes are checked."""
-    verdicts = {(c.id, c.arm, c.text_sha): c.stated if grounded else c.claimed for c in coverages}
+    verdict to compare with (another text, or no usable verdict). ``verdict``: the grounded verdict,
+    the judge's own yes/no before its quotes are checked, or the model-free lexical reading."""
+    verdicts: dict[tuple[str, str, str], list[Any]] = {
+        (c.id, c.arm, c.text_sha): list(getattr(c, verdict)) for c in coverages
+    }
     pairs: list[tuple[bool, bool]] = []
     for label in labels:
         stated = verdicts.get((label.id, label.arm, label.text_sha))
@@ -366,13 +387,15 @@ def summary_markdown(summary: dict[str, Any], agreed: dict[str, Any] | None, jud
                 f"{agreed['agreement']:.2f}, Cohen's kappa {kappa}; says 'stated' on {agreed['judge_yes']:.2f} "
                 f"of them, the labels on {agreed['label_yes']:.2f}"
             )
-            raw = agreed.get("ungrounded")
-            if raw and raw["agreement"] is not None:
-                raw_kappa = "n/a" if raw["kappa"] is None else f"{raw['kappa']:.2f}"
-                lines.append(
-                    f"- its own yes/no before the quotes are checked: agreement {raw['agreement']:.2f}, kappa "
-                    f"{raw_kappa}, 'stated' on {raw['judge_yes']:.2f}"
-                )
+            for key, what in (("ungrounded", "the judge's own yes/no before its quotes are checked"),
+                              ("lexical", "the lexical reading (no model)")):  # fmt: skip
+                raw = agreed.get(key)
+                if raw and raw["agreement"] is not None:
+                    raw_kappa = "n/a" if raw["kappa"] is None else f"{raw['kappa']:.2f}"
+                    lines.append(
+                        f"- {what}: agreement {raw['agreement']:.2f}, kappa {raw_kappa}, "
+                        f"'stated' on {raw['judge_yes']:.2f}"
+                    )
     return "\n".join(lines) + "\n"
 
 

@@ -136,6 +136,18 @@ def test_verdicts_are_stored_resumed_and_redone_only_for_a_changed_text(tmp_path
     assert summary["paired"]["mean"] == pytest.approx(0.5) and summary["paired"]["n"] == 2
 
 
+def test_the_lexical_reading_needs_one_sentence_holding_most_of_a_point():
+    from sounding.evals.rubric import lexically_stated
+
+    assert lexically_stated(
+        "The Danube flows through Budapest.", "Budapest is a city. The Danube flows through it."
+    )
+    # the words are there, but spread over sentences that do not say it together
+    assert not lexically_stated(
+        "Budapest lay on ancient trade routes.", "Budapest is old. Routes matter. Trade grew."
+    )
+
+
 def test_the_judge_is_checked_against_hand_labels_on_the_same_text_only():
     judge = keyword_judge()
     r = record("Budapest and trade routes.", "")
@@ -149,6 +161,7 @@ def test_the_judge_is_checked_against_hand_labels_on_the_same_text_only():
     ]
     agreed = agreement([c], labels)
     assert agreed["labels"] == 4 and agreed["compared"] == 3
+    assert c.lexical == [False, True, False] and agreement([c], labels, verdict="lexical")["compared"] == 3
     assert agreed["agreement"] == pytest.approx(2 / 3)
     assert agreed["judge_yes"] == pytest.approx(2 / 3) and agreed["label_yes"] == pytest.approx(1 / 3)
     # kappa: observed 2/3, chance 2/3*1/3 + 1/3*2/3 = 4/9 -> (2/3 - 4/9) / (5/9) = 0.4
