@@ -297,6 +297,55 @@ def coverage_summary(coverages: list[Coverage], n_boot: int = 2000, seed: int = 
     return out
 
 
+def lexical_summary(
+    records: list[ReportRecord], rubrics: dict[str, Rubric], n_boot: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """The model-free reading over every record: per arm, the share of rubric points one sentence of
+    the answer holds (see `lexically_stated`), mean over questions with its CI; report minus one-shot
+    paired."""
+    shares = {
+        (r.id, arm): float(
+            np.mean([lexically_stated(p.point, answer_text(r, arm)) for p in rubrics[r.id].points])
+        )
+        for r in records
+        if r.id in rubrics
+        for arm in RUBRIC_ARMS
+    }
+    ids = sorted({q for q, _ in shares})
+    out: dict[str, Any] = {"questions": len(ids), "arms": {}}
+    for arm in RUBRIC_ARMS:
+        out["arms"][arm] = _mean_ci(np.array([shares[(q, arm)] for q in ids]), n_boot, seed)
+    out["paired"] = _mean_ci(
+        np.array([shares[(q, "report")] - shares[(q, "one_shot")] for q in ids]), n_boot, seed
+    )
+    return out
+
+
+def lexical_markdown(summary: dict[str, Any]) -> str:
+    arms, p = summary["arms"], summary["paired"]
+
+    def row(label: str, a: dict[str, Any]) -> str:
+        if a["mean"] is None:
+            return f"| {label} | 0 | n/a |"
+        return f"| {label} | {a['n']} | {a['mean']:.2f} [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}] |"
+
+    lines = [
+        f"Rubric coverage, lexical reading (no model), {summary['questions']} questions: the share of a "
+        f"question's key points that one sentence of the answer holds half the content words of.",
+        "",
+        "| answer | questions | lexical rubric coverage [95% CI] |",
+        "|---|---|---|",
+        row("sounding report", arms["report"]),
+        row("one-shot answer from the same notes", arms["one_shot"]),
+        "",
+    ]
+    if p["mean"] is not None:
+        lines.append(
+            f"- report minus one-shot: {p['mean']:+.2f} [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}] (paired, {p['n']} questions)"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     if not len(values):
         return {"n": 0, "mean": None, "ci": None}

@@ -196,3 +196,20 @@ def test_the_command_refuses_a_folder_that_is_not_a_report_eval(tmp_path):
     unknown = subprocess.run([sys.executable, "-m", "sounding", "score-reports", str(tmp_path), "--ids", "open-07"],
                              capture_output=True, text=True, timeout=120)  # fmt: skip
     assert unknown.returncode == 2 and "open-07 not among the folder's records" in unknown.stderr
+
+
+def test_the_lexical_reading_runs_without_a_model_over_every_record(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"questions": "wiki_vital_open.jsonl"}))
+    answer = "The Danube flows through Budapest. Budapest lay on ancient trade routes."
+    (tmp_path / "records.jsonl").write_text(record(answer, "Budapest is a city.").model_dump_json() + "\n")
+    rubric = tmp_path / "rubric.jsonl"
+    rubric.write_text(RUBRIC.model_dump_json() + "\n")
+    done = subprocess.run([sys.executable, "-m", "sounding", "score-reports", str(tmp_path), "--no-judge",
+                           "--rubric", str(rubric)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (
+        "| sounding report | 1 | 0.67" in done.stdout
+        and "| one-shot answer from the same notes | 1 | 0.00" in done.stdout
+    )
+    assert (tmp_path / "rubric-lexical-summary.md").read_text() in done.stdout
+    assert not list(tmp_path.glob("rubric-*.jsonl"))  # no judge, no verdicts stored

@@ -155,6 +155,9 @@ def score_reports(
     ids: Annotated[
         str | None, typer.Option("--ids", help="Only these questions (comma-separated ids, e.g. open-01,open-02).")
     ] = None,
+    no_judge: Annotated[
+        bool, typer.Option("--no-judge", help="Only the model-free lexical reading: no judge model is loaded.")
+    ] = False,
 ) -> None:  # fmt: skip
     """Rubric coverage of stored reports: for each question, which of its rubric's key points the report
     states, and which the one-shot answer from the same notes states, judged point by point; paired,
@@ -196,6 +199,16 @@ def score_reports(
         if not wanted or unknown:
             fail(f"--ids: {', '.join(unknown) or 'no id given'} not among the folder's records")
         records = [r for r in records if r.id in wanted]
+    from sounding.evals.rubric import lexical_markdown, lexical_summary
+
+    missing = sorted(r.id for r in records if r.id not in rubrics)
+    if missing:
+        fail(f"no rubric for the question(s) {', '.join(missing)}")
+    lexical = lexical_markdown(lexical_summary(records, rubrics))
+    (folder / "rubric-lexical-summary.md").write_text(lexical, encoding="utf-8")
+    if no_judge:
+        console.print(lexical, markup=False, highlight=False)
+        return
 
     from sounding.research import make_ledger
     from sounding.tools.llm import make_llm
@@ -229,8 +242,13 @@ def score_reports(
     summary = coverage_summary(coverages)
     agreed = None
     if hand is not None:
-        agreed = agreement(coverages, hand) | {"ungrounded": agreement(coverages, hand, grounded=False)}
-    console.print(dump_summary(folder, judge_model, summary, agreed), markup=False, highlight=False)
+        agreed = agreement(coverages, hand) | {
+            "ungrounded": agreement(coverages, hand, verdict="claimed"),
+            "lexical": agreement(coverages, hand, verdict="lexical"),
+        }
+    console.print(
+        dump_summary(folder, judge_model, summary, agreed) + "\n" + lexical, markup=False, highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:
