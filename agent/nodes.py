@@ -148,6 +148,11 @@ def number_notes(notes: list[dict[str, Any]]) -> str:
     return "\n".join(f"[{i}] ({n['title']}) {n['fact']}" for i, n in enumerate(notes, 1)) or "(none)"
 
 
+def fresh_run() -> dict[str, Any]:
+    """The state a run starts from at its plan node (a resumed thread's checkpoint replaces it)."""
+    return {"round": 0, "hits": [], "issued": [], "charges": [], "drafts": [], "events": []}
+
+
 def charges_of(result: StepResult) -> list[dict[str, Any]]:
     return [c.model_dump() for c in result.charges]
 
@@ -337,14 +342,7 @@ class ResearchNodes:
         question = check_question(state["question"])  # Studio's input reaches the graph unchecked
         controller, ledger = self.deps.controller, self.deps.ledger
         features = Features(question=question)
-        update: dict[str, Any] = {
-            "round": 0,
-            "hits": [],
-            "issued": [],
-            "charges": [],
-            "drafts": [],
-            "events": [],
-        }
+        update = fresh_run()
         try:
             if controller.needs_probe:
                 probe = run_probe(

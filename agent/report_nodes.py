@@ -22,6 +22,7 @@ from sounding.agent.nodes import (
     ResearchNodes,
     admit_query,
     charges_of,
+    fresh_run,
     messages,
     normalise_query,
     passage_title,
@@ -61,14 +62,7 @@ class ReportNodes(ResearchNodes):
 
     def plan(self, state: ResearchState) -> dict[str, Any]:
         question = check_question(state["question"])  # Studio's input reaches the graph unchecked
-        update: dict[str, Any] = {
-            "round": 0,
-            "hits": [],
-            "issued": [],
-            "charges": [],
-            "drafts": [],
-            "events": [],
-        }
+        update = fresh_run()
         why = answer_format(question)[1] if self.deps.answer_format == "auto" else "asked for"
         return self._plan_report(question, update, why)
 

@@ -153,15 +153,18 @@ def select_runs(runs: dict[str, dict[str, Any]], only: list[str]) -> dict[str, d
     either a bare strategy (``tree``: all its runs) or a name with its dials as the labels show it.
     Raises ValueError naming what is there when a name matches no run."""
     names = {k: strategy_name(c) for k, c in runs.items()}
+
+    def named(name: str, wanted: str) -> bool:  # the whole name, or its bare strategy
+        return name == wanted or name.split(":")[0] == wanted
+
     for wanted in only:
-        if not any(n == wanted or n.split(":")[0] == wanted for n in names.values()):
+        if not any(named(n, wanted) for n in names.values()):
             there = ", ".join(sorted({n for n in names.values() if not n.startswith("iterative")})) or "none"
             raise ValueError(f"no run of the strategy {wanted!r}; the runs' strategies are: {there}")
     return {
         k: c
         for k, c in runs.items()
-        if c.get("strategy", "iterative") == "iterative"
-        or any(names[k] == w or names[k].split(":")[0] == w for w in only)
+        if c.get("strategy", "iterative") == "iterative" or any(named(names[k], w) for w in only)
     }
 
 

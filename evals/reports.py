@@ -293,15 +293,7 @@ class RecordStore:
                 )
         else:
             config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        self._repair_tail()
-
-    def _repair_tail(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):  # the last record was cut mid-write: drop it, redo it
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        drop_cut_line(self.path)
 
     def records(self) -> list[ReportRecord]:
         if not self.path.exists():
@@ -317,10 +309,25 @@ class RecordStore:
         return out
 
     def append(self, record: ReportRecord) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(record.model_dump_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, record.model_dump_json())
+
+
+def drop_cut_line(path: Path) -> None:
+    """An append-only JSONL file whose last line was cut mid-write (a crash) loses that line, to be redone."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def append_line(path: Path, line: str) -> None:
+    """One JSONL line appended and on disk before returning (a resumed run trusts every whole line)."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def file_digest(path: Path) -> str:

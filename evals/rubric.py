@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -32,8 +31,8 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from sounding.agent.llm_step import budgeted_json
-from sounding.evals.reports import ReportEvalError, ReportRecord
-from sounding.evals.stats import percentile_ci, resample_indices
+from sounding.evals.reports import ReportEvalError, ReportRecord, append_line, drop_cut_line
+from sounding.evals.stats import mean_ci
 from sounding.tools.llm.base import LLM, Message
 from sounding.tools.text import lexical_support, sentences
 
@@ -225,20 +224,20 @@ class CoverageStore:
 
     def __init__(self, folder: Path, judge_model: str) -> None:
         self.path = folder / f"rubric-{judge_model}.jsonl"
-        if self.path.exists():
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with self.path.open("r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
+        drop_cut_line(self.path)
 
     def coverages(self) -> list[Coverage]:
         return list(_jsonl(self.path, Coverage, "rubric verdict")) if self.path.exists() else []
 
     def append(self, coverage: Coverage) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(coverage.model_dump_json() + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        append_line(self.path, coverage.model_dump_json())
+
+
+def check_rubrics(records: list[ReportRecord], rubrics: dict[str, Rubric]) -> None:
+    """ReportEvalError naming the records whose question has no rubric."""
+    missing = [r.id for r in records if r.id not in rubrics]
+    if missing:
+        raise ReportEvalError(f"no rubric for the question(s) {', '.join(missing)}")
 
 
 def score_records(
@@ -251,9 +250,7 @@ def score_records(
 ) -> list[Coverage]:
     """Every (record, arm) judged once against its question's rubric; returns the verdicts on the
     records' current texts (a record whose text changed is judged again)."""
-    missing = [r.id for r in records if r.id not in rubrics]
-    if missing:
-        raise ReportEvalError(f"no rubric for the question(s) {', '.join(missing)}")
+    check_rubrics(records, rubrics)
     done = {(c.id, c.arm, c.text_sha): c for c in store.coverages()}
     out = []
     for record in records:
@@ -302,13 +299,13 @@ def lexical_summary(
 ) -> dict[str, Any]:
     """The model-free reading over every record: per arm, the share of rubric points one sentence of
     the answer holds (see `lexically_stated`), mean over questions with its CI; report minus one-shot
-    paired."""
+    paired. Raises ReportEvalError when a record's question has no rubric."""
+    check_rubrics(records, rubrics)
     shares = {
         (r.id, arm): float(
             np.mean([lexically_stated(p.point, answer_text(r, arm)) for p in rubrics[r.id].points])
         )
         for r in records
-        if r.id in rubrics
         for arm in RUBRIC_ARMS
     }
     ids = sorted({q for q, _ in shares})
@@ -349,12 +346,7 @@ def lexical_markdown(summary: dict[str, Any]) -> str:
 def _mean_ci(values: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
     if not len(values):
         return {"n": 0, "mean": None, "ci": None}
-    boots = resample_indices(len(values), n_boot, seed)
-    return {
-        "n": len(values),
-        "mean": float(values.mean()),
-        "ci": percentile_ci([values[i].mean() for i in boots]),
-    }
+    return {"n": len(values), "mean": float(values.mean()), "ci": mean_ci(values, seed, n_boot)}
 
 
 def agreement(

@@ -201,10 +201,10 @@ def score_reports(
         records = [r for r in records if r.id in wanted]
     from sounding.evals.rubric import lexical_markdown, lexical_summary
 
-    missing = sorted(r.id for r in records if r.id not in rubrics)
-    if missing:
-        fail(f"no rubric for the question(s) {', '.join(missing)}")
-    lexical = lexical_markdown(lexical_summary(records, rubrics))
+    try:
+        lexical = lexical_markdown(lexical_summary(records, rubrics))
+    except ReportEvalError as exc:
+        fail(str(exc))
     (folder / "rubric-lexical-summary.md").write_text(lexical, encoding="utf-8")
     if no_judge:
         console.print(lexical, markup=False, highlight=False)
