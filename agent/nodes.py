@@ -39,6 +39,7 @@ from sounding.budgets.cost import Usage
 from sounding.budgets.features import Features
 from sounding.budgets.ledger import BudgetExceeded, Ledger
 from sounding.tools.llm.base import LLM, LLMError, Message, derive_seed
+from sounding.tools.relevance import Relatedness
 from sounding.tools.search.base import SearchBackend, SearchError
 from sounding.tools.search.fusion import DEFAULT_K, fuse
 
@@ -90,6 +91,9 @@ class AgentDeps:
     answer_format: str = "short"
     #: What a report does with a sentence its cited notes do not support: "mark" it or "drop" it.
     unsupported: Unsupported = "mark"
+    #: How a report judges what bears on a section: embeddings (tools/relevance.py), or shared words
+    #: when None.
+    relatedness: Relatedness | None = None
 
 
 # --- helpers -------------------------------------------------------------------------------------

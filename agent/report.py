@@ -12,8 +12,12 @@ Before anything is checked, the report keeps only what a reader can use (issue 3
   token cap or the schema's length limit (a fragment, "failed to r.") is dropped and counted, never
   completed with a full stop;
 - no repetition: a sentence whose content words repeat an earlier sentence's is dropped and counted;
-- relevant notes: each section's writer is offered only the notes that name the question's subject
-  and share its sub-question's words, most relevant first (a lexical ranking, see `relevant_notes`).
+- relevant notes and sentences: each section's writer is offered only the notes that name the
+  question's subject and bear on its sub-question, most relevant first (`relevant_notes`), and a
+  written sentence that does not bear on it is dropped and counted. What "bears on" means is the
+  cosine of MiniLM embeddings (`tools/relevance.py`) when the run has them, shared words otherwise;
+- the check asks of every sentence whether it helps answer its section's sub-question as well as
+  whether its notes support it: a sentence the check says does not help is not printed.
 
 Unsupported sentences are marked (or dropped, with ``unsupported="drop"``), and the report carries its
 own supported-sentence share and citation precision. The scorer in ``evals/reports.py`` judges the
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
@@ -34,6 +39,7 @@ from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.budgets.controllers import StepCaps
 from sounding.budgets.ledger import Charge, Ledger
 from sounding.tools.llm.base import LLM, Message, derive_seed
+from sounding.tools.relevance import Relatedness
 from sounding.tools.text import content_words, has_terminal, lexical_support, looks_cut, sentences, stems
 
 REPORT_PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
@@ -75,6 +81,12 @@ TOPIC_WEIGHT = 0.5
 #: new, whatever its length (tests/test_report_quality.py pins these cases).
 REPEAT_JACCARD = 0.6
 REPEAT_CONTAINED = 0.8
+#: Cosine floors of the embedding relevance filter (all-MiniLM-L6-v2, the text against the section's
+#: sub-question or the report's question, whichever is closer), calibrated on hand-labelled sentences
+#: of the committed reports (docs/reports.md, "Relevance"): a note under NOTE_FLOOR is not offered to
+#: the section's writer, a written sentence under SENTENCE_FLOOR is dropped.
+NOTE_FLOOR = 0.30
+SENTENCE_FLOOR = 0.35
 _MID_DOCUMENT = re.compile(r"#p[1-9]\d*$")  # a passage window that starts inside its document
 
 Unsupported = Literal["mark", "drop"]
@@ -87,6 +99,9 @@ class Claim(BaseModel):
     notes: list[int] = Field(default_factory=list)
     #: The model check's verdict; None when the check could not be paid for.
     model_supported: bool | None = None
+    #: The model check's word on whether the sentence helps answer its section's sub-question (None
+    #: when unchecked); a sentence it says does not help is never printed.
+    helps: bool | None = None
     #: Cited notes that support the sentence (the model names them and the lexical check agrees).
     supporting: list[int] = Field(default_factory=list)
     lexical: float = 0.0
@@ -100,9 +115,11 @@ class Section(BaseModel):
     #: (none of them is about its sub-question), "budget", "malformed" output, "repeated" (all it
     #: wrote repeats earlier sentences), "cut" (all it wrote was cut off) or "nothing written".
     skipped: str | None = None
-    #: Sentences dropped: fragments cut by a length limit, and repeats of an earlier sentence.
+    #: Sentences dropped: fragments cut by a length limit, repeats of an earlier sentence, and
+    #: sentences that do not bear on the sub-question (the embedding filter).
     fragments: int = 0
     repeats: int = 0
+    irrelevant: int = 0
     #: The run's note numbers offered to its writer (most relevant first), and how many of the run's
     #: notes were left out as unrelated to its sub-question.
     offered: list[int] = Field(default_factory=list)
@@ -119,6 +136,8 @@ class CitationCheck(BaseModel):
     precise: int = 0
     #: Sentences judged by the lexical check alone (the model check was not affordable).
     lexical_only: int = 0
+    #: Sentences the check said do not help answer their section's sub-question (not printed).
+    unhelpful: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -136,6 +155,8 @@ EMPTY_SECTION = {
     "no notes": "Not covered by the sources found",
     "no relevant notes": "Not covered by the sources found",
     "repeated": "Nothing beyond the above was written for",
+    "irrelevant": "Nothing that bears on the question was written for",
+    "unhelpful": "Nothing the check found to answer the question was written for",
     "cut": "Only sentences cut off mid-way (dropped) were written for",
     "nothing written": "Nothing was written for",
     "budget": "Not written, the budget ran out first",
@@ -153,10 +174,13 @@ class Report(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def dropped(self) -> dict[str, int]:
-        """Sentences the writer's output held that the report left out: cut ones and repeats."""
+        """Sentences the writer's output held that the report left out: cut ones, repeats, ones that
+        do not bear on their sub-question, and ones the check said do not help answer it."""
         return {
             "fragments": sum(s.fragments for s in self.sections),
             "repeats": sum(s.repeats for s in self.sections),
+            "irrelevant": sum(s.irrelevant for s in self.sections),
+            "unhelpful": sum(c.helps is False for s in self.sections for c in s.claims),
         }
 
     def cited_notes(self) -> list[int]:
@@ -167,14 +191,21 @@ class Report(BaseModel):
         return seen
 
     def printed_claims(self) -> list[Claim]:
-        return [c for s in self.sections for c in s.claims if c.supported or self.unsupported == "mark"]
+        return [c for s in self.sections for c in self.printed(s)]
+
+    def printed(self, section: Section) -> list[Claim]:
+        """The section's sentences a reader sees: not one the check said does not help, and (with
+        ``unsupported="drop"``) not one its notes do not support."""
+        return [
+            c for c in section.claims if c.helps is not False and (c.supported or self.unsupported == "mark")
+        ]
 
     def markdown(self, source_of: dict[int, int]) -> str:
         """The report body in Markdown; ``source_of`` maps a note number to its source number."""
         lines = [f"# {self.title}"]
         empty: dict[str, list[str]] = {}
         for section in self.sections:
-            claims = [c for c in section.claims if c.supported or self.unsupported == "mark"]
+            claims = self.printed(section)
             if not claims:
                 empty.setdefault(why_empty(section), []).append(section.question)
                 continue
@@ -192,7 +223,12 @@ class Report(BaseModel):
 
 def why_empty(section: Section) -> str:
     """The report's words for a section that prints nothing."""
-    reason = section.skipped or ("unsupported" if section.claims else "nothing written")
+    if section.skipped:
+        reason = section.skipped
+    elif section.claims and all(c.helps is False for c in section.claims):
+        reason = "unhelpful"
+    else:
+        reason = "unsupported" if section.claims else "nothing written"
     why = EMPTY_SECTION.get(reason, EMPTY_SECTION["nothing written"])
     if section.searched_again:
         why += " (after a second search of its own, with more than half the budget left)"
@@ -242,10 +278,11 @@ def check_schema(n_claims: int) -> dict[str, Any]:
     verdict = {
         "type": "object",
         "properties": {
+            "helps": {"type": "boolean"},
             "supported": {"type": "boolean"},
             "notes": {"type": "array", "items": {"type": "integer", "minimum": 1}, "maxItems": 3},
         },
-        "required": ["supported", "notes"],
+        "required": ["helps", "supported", "notes"],
     }
     return {
         "type": "object",
@@ -329,29 +366,52 @@ def subject_phrases(text: str) -> list[set[str]]:
     return phrases
 
 
-def relevant_notes(notes: list[dict[str, Any]], subquestion: str, question: str) -> list[int]:
+def note_text(note: dict[str, Any]) -> str:
+    """What the relevance filter reads of a note: its passage's title and its quoted sentences."""
+    return f"{note['title']}: {note['fact']}"
+
+
+def bearing(related: Relatedness, texts: list[str], subquestion: str, question: str) -> list[float]:
+    """How closely each text bears on a section: its cosine with the sub-question or with the report's
+    question, whichever is closer (a sentence that answers the report but was filed under another of
+    its sections still tells the reader something; the ranking within a section uses the former)."""
+    to_section = related.similarity(subquestion, texts)
+    if subquestion == question:
+        return to_section
+    return [max(a, b) for a, b in zip(to_section, related.similarity(question, texts), strict=True)]
+
+
+def relevant_notes(
+    notes: list[dict[str, Any]], subquestion: str, question: str, related: Relatedness | None = None
+) -> list[int]:
     """The run's note numbers worth offering to the writer of ``subquestion``, most relevant first.
 
-    Lexical, by design: the embedding model the project retrieves with lives in the search index
-    (`tools/search/store.py`) and is not among the nodes' dependencies, and wiring it through the
-    factory for this ranking is left for later; content words decide instead (as stems, so that
-    "dissolve" meets "dissolution" and "economy" "economic"). A note is unrelated
-    when it names none of the subjects (`subject_phrases`) of the question and the sub-question that
-    some note names (all of a subject's words, in the note or its passage's title: "canal" alone
-    also names the Suez Canal), when it shares no word with them, or when its score (sub-question
-    words 1, other question words TOPIC_WEIGHT) is under RELEVANCE_FLOOR of the best note's."""
-    target = stems(subquestion)
-    topic = stems(question) - target
+    A note is unrelated when it names none of the subjects (`subject_phrases`) of the question and
+    the sub-question that some note names (all of a subject's words, in the note or its passage's
+    title: "canal" alone also names the Suez Canal). Of the rest, with embeddings (``related``), a
+    note whose `bearing` is under NOTE_FLOOR is unrelated and the others are ranked by their cosine
+    with the sub-question. Without, content words decide (as stems, so that "dissolve" meets
+    "dissolution" and "economy" "economic"): a note is unrelated when it shares no word with the
+    question and the sub-question or its score (sub-question words 1, other question words
+    TOPIC_WEIGHT) is under RELEVANCE_FLOOR of the best note's."""
     texts = [stems(f"{note['title']} {note['fact']}") for note in notes]
     subjects = [
         phrase
         for phrase in subject_phrases(question) + subject_phrases(subquestion)
         if any(phrase <= words for words in texts)  # a subject no note names is named otherwise
     ]
+    named = [n for n, words in enumerate(texts, 1) if not subjects or any(p <= words for p in subjects)]
+    if related is not None:
+        shown = [note_text(notes[n - 1]) for n in named]
+        closest = bearing(related, shown, subquestion, question)
+        to_section = related.similarity(subquestion, shown)
+        kept = [(n, s) for n, s, c in zip(named, to_section, closest, strict=True) if c >= NOTE_FLOOR]
+        return [n for n, _ in sorted(kept, key=lambda x: (-x[1], x[0]))]
+    target = stems(subquestion)
+    topic = stems(question) - target
     scores: dict[int, float] = {}
-    for number, words in enumerate(texts, 1):
-        if subjects and not any(phrase <= words for phrase in subjects):
-            continue
+    for number in named:
+        words = texts[number - 1]
         score = len(words & target) + TOPIC_WEIGHT * len(words & topic)
         if score > 0:
             scores[number] = score
@@ -361,11 +421,13 @@ def relevant_notes(notes: list[dict[str, Any]], subquestion: str, question: str)
     return sorted((n for n, score in scores.items() if score >= floor), key=lambda n: (-scores[n], n))
 
 
-def thin_section(notes: list[dict[str, Any]], subquestion: str, question: str) -> bool:
+def thin_section(
+    notes: list[dict[str, Any]], subquestion: str, question: str, related: Relatedness | None = None
+) -> bool:
     """Whether the notes leave this sub-question unanswered: none is relevant to it, or none of the
     relevant ones shares a word of its point (its content words other than the subjects' names: for
     "Why did the Ottoman Empire decline?", "decline"), so its writer could only repeat the topic."""
-    offered = relevant_notes(notes, subquestion, question)
+    offered = relevant_notes(notes, subquestion, question, related)
     named = set().union(*subject_phrases(question), *subject_phrases(subquestion))
     point = stems(subquestion) - named
     if not offered or not point:
@@ -388,10 +450,18 @@ def quotable(doc_id: str, text: str) -> list[tuple[int, str]]:
     return whole
 
 
-def passage_quote(doc_id: str, text: str, wanted: set[str]) -> str:
+def passage_quote(
+    doc_id: str, text: str, wanted: set[str], score: Callable[[list[str]], list[float]] | None = None
+) -> str:
     """A report's note from one passage: its QUOTE_SENTENCES whole sentences sharing the most words
-    with ``wanted``, in passage order, together at most QUOTE_CHARS long ("" when none is whole)."""
-    ranked = sorted(quotable(doc_id, text), key=lambda x: (-len(content_words(x[1]) & wanted), x[0]))
+    with ``wanted`` (or, given ``score``, scoring highest: the embedding `bearing` on what the report
+    searched for), in passage order, together at most QUOTE_CHARS long ("" when none is whole)."""
+    whole = quotable(doc_id, text)
+    if score is not None and whole:
+        scores = score([sentence for _, sentence in whole])
+        ranked = [x for _, x in sorted(zip(scores, whole, strict=True), key=lambda y: (-y[0], y[1][0]))]
+    else:
+        ranked = sorted(whole, key=lambda x: (-len(content_words(x[1]) & wanted), x[0]))
     chosen: list[tuple[int, str]] = []
     size = 0
     for i, sentence in ranked:
@@ -451,6 +521,8 @@ class ReportWriter:
     prompts: dict[str, dict[str, str]]
     caps: StepCaps
     seed: int = 0
+    #: Embeddings for the relevance filter (shared words when None).
+    related: Relatedness | None = None
     charges: list[Charge] = field(default_factory=list)
 
     def _messages(self, step: str, **fields: Any) -> list[Message]:
@@ -489,7 +561,7 @@ class ReportWriter:
     def _write_section(
         self, question: str, sub: str, notes: list[dict[str, Any]], written: list[set[str]]
     ) -> Section:
-        relevant = relevant_notes(notes, sub, question)
+        relevant = relevant_notes(notes, sub, question, self.related)
         section = Section(
             question=sub, offered=relevant[:MAX_NOTES_SHOWN], unrelated=len(notes) - len(relevant)
         )
@@ -513,19 +585,27 @@ class ReportWriter:
             if isinstance(item, dict):
                 # only the last sentence of a completion stopped by its token cap can be cut by it
                 cut = result.cut and i == len(items) - 1
-                self._keep(section, item, cut, written)
-        if not section.claims:
-            section.skipped = (
-                "repeated" if section.repeats else "cut" if section.fragments else "nothing written"
-            )
+                self._keep(section, item, cut, written, question)
+        if not section.claims:  # say why, by the first reason that dropped something
+            dropped = [
+                ("repeated", section.repeats),
+                ("irrelevant", section.irrelevant),
+                ("cut", section.fragments),
+            ]
+            section.skipped = next((why for why, count in dropped if count), "nothing written")
         return section
 
-    @staticmethod
-    def _keep(section: Section, item: dict[str, Any], cut: bool, written: list[set[str]]) -> None:
-        """Add one written item's whole, new sentences to the section; count what is dropped."""
+    def _keep(
+        self, section: Section, item: dict[str, Any], cut: bool, written: list[set[str]], question: str
+    ) -> None:
+        """Add one written item's whole, new, relevant sentences to the section; count what is dropped."""
         cited = cited_numbers(item, section.offered)
         kept, fragments = whole_sentences(str(item.get("text", "")), cut=cut)
         section.fragments += fragments
+        if self.related is not None and kept:
+            close = bearing(self.related, kept, section.question, question)
+            section.irrelevant += sum(c < SENTENCE_FLOOR for c in close)
+            kept = [text for text, c in zip(kept, close, strict=True) if c >= SENTENCE_FLOOR]
         for text in kept:
             words = content_words(text)
             if repeats(words, written):  # small models repeat themselves, across sections too
@@ -542,7 +622,7 @@ class ReportWriter:
         for section in sections:
             claims = [c for c in section.claims if c.notes]
             # one charged call per section, and none for a section that cites nothing
-            verdicts = self._check_verdicts(claims, notes) if claims else []
+            verdicts = self._check_verdicts(section.question, claims, notes) if claims else []
             for i, claim in enumerate(claims):
                 verdict = _verdict_at(verdicts, i)
                 if verdict is None:
@@ -551,9 +631,10 @@ class ReportWriter:
             _add_section_totals(totals, section)
         return totals
 
-    def _check_verdicts(self, claims: list[Claim], notes: list[dict[str, Any]]) -> list[Any]:
-        """The model check of one section's cited claims: its verdicts, in claim order (none when the
-        call cannot be paid for or its output does not parse)."""
+    def _check_verdicts(self, sub: str, claims: list[Claim], notes: list[dict[str, Any]]) -> list[Any]:
+        """The model check of one section's cited claims (do they help answer ``sub``, do their notes
+        support them): its verdicts, in claim order (none when the call cannot be paid for or its
+        output does not parse)."""
         numbers = sorted({n for c in claims for n in c.notes})
         lines = "\n".join(
             f"Claim {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
@@ -563,6 +644,7 @@ class ReportWriter:
             "check",
             check_schema(len(claims)),
             self.caps.check,
+            section=sub,
             notes=numbered(notes, numbers),
             claims=lines,
         )
@@ -602,6 +684,8 @@ def _record_model_verdict(claim: Claim, verdict: dict[str, Any] | None) -> list[
     if verdict is None:
         return claim.notes
     claim.model_supported = bool(verdict.get("supported"))
+    helps = verdict.get("helps")
+    claim.helps = helps if isinstance(helps, bool) else None
     named = [n for n in verdict.get("notes") or [] if n in claim.notes]
     # a "yes" that names none of its notes vouches for all of them
     return named or (claim.notes if claim.model_supported else [])
@@ -614,3 +698,4 @@ def _add_section_totals(totals: CitationCheck, section: Section) -> None:
         totals.supported += claim.supported
         totals.citations += len(claim.notes)
         totals.precise += len(claim.supporting)
+        totals.unhelpful += claim.helps is False

@@ -104,7 +104,14 @@ class ReportNodes(ResearchNodes):
         }
 
     def _writer(self, plan: Plan) -> ReportWriter:
-        return ReportWriter(self.deps.llm, self.deps.ledger, REPORT_PROMPTS, plan.caps, seed=self.deps.seed)
+        return ReportWriter(
+            self.deps.llm,
+            self.deps.ledger,
+            REPORT_PROMPTS,
+            plan.caps,
+            seed=self.deps.seed,
+            related=self.deps.relatedness,
+        )
 
     def first_queries(self, state: ResearchState) -> list[str]:
         """One search per section of the outline."""
@@ -155,13 +162,23 @@ class ReportNodes(ResearchNodes):
         return self._read_quotes(state, chosen, round_)
 
     def _read_quotes(self, state: ResearchState, chosen: list[dict[str, Any]], round_: int) -> dict[str, Any]:
-        """A report's notes are quotations: from each passage, the whole sentences that share the most
-        words with the question and this round's queries. Free, and every citation then points at
-        words the source really contains (small models' paraphrased facts drift)."""
-        wanted = content_words(" ".join([state["question"], *state.get("queries", [])]))
+        """A report's notes are quotations: from each passage, the whole sentences that bear most on the
+        question and this round's queries (embeddings when the run has them, else shared words). Free
+        of model calls, and every citation then points at words the source really contains (small
+        models' paraphrased facts drift)."""
+        question, queries = state["question"], list(state.get("queries", []))
+        wanted = content_words(" ".join([question, *queries]))
+        related = self.deps.relatedness
+        score = None
+        if related is not None:
+
+            def score(texts: list[str]) -> list[float]:
+                per_query = [related.similarity(q, texts) for q in [question, *queries]]
+                return [max(column) for column in zip(*per_query, strict=True)]
+
         notes = []
         for hit in chosen:
-            fact = passage_quote(hit["doc_id"], hit["text"], wanted)  # whole sentences only
+            fact = passage_quote(hit["doc_id"], hit["text"], wanted, score)  # whole sentences only
             if fact:
                 notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": fact, "round": round_})
         event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
@@ -200,7 +217,8 @@ class ReportNodes(ResearchNodes):
         if state.get("thin") or spent_share(self.deps.ledger) >= THIN_SPENT_SHARE:
             return []
         question = state["question"]
-        thin = [s for s in state.get("subquestions", []) if thin_section(notes, s, question)]
+        related = self.deps.relatedness
+        thin = [s for s in state.get("subquestions", []) if thin_section(notes, s, question, related)]
         if not thin:
             return []
         usage = round_usage(plan.model_copy(update={"breadth": len(thin)}), round_=plan.depth + 1)

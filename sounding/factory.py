@@ -30,6 +30,7 @@ from sounding.research import make_deps
 from sounding.settings import Settings
 from sounding.spec import RunSpec
 from sounding.tools.llm.base import LLM
+from sounding.tools.relevance import EmbeddingRelatedness, Relatedness
 from sounding.tools.search.base import SearchBackend
 
 
@@ -140,8 +141,10 @@ def spec_from_settings(
     vote_k: int = 2,
     vote_max_samples: int = 8,
     dials: dict[str, Any] | None = None,
+    relevance: str | None = None,
 ) -> RunSpec:
-    """The spec of one `ask` (or Studio) run: the settings' model, budget and controller, ask's mode."""
+    """The spec of one `ask` (or Studio) run: the settings' model, budget and controller, ask's mode.
+    A run that may write a report judges relevance by embeddings unless ``relevance`` says otherwise."""
     from sounding.tools.corpus import parse_corpus_spec
 
     corpus = "web" if settings.search.backend == "web" else parse_corpus_spec(settings.search.corpus).name
@@ -155,6 +158,7 @@ def spec_from_settings(
         format=format,  # checked by the spec (a Literal)
         unsupported=unsupported,
         harness=False,
+        relevance=relevance or ("lexical" if format == "short" else "embedding"),
         vote_k=vote_k,
         vote_max_samples=vote_max_samples,
         **strategy_fields(strategy, dials),
@@ -223,11 +227,14 @@ def build_deps(
     think: int | None = None,
     samples: int | None = None,
     workers: int = 1,
+    relatedness: Relatedness | None = None,
 ) -> AgentDeps:
     """The agent's dependencies for one question of the spec's run: a fresh ledger priced by the spec,
     its controller, seed, reasoning grid and mode. ``depth``/``think``/``samples``: an independent run
     at a smaller setting (what the harness checks its readings against). ``workers``: how many of the
-    strategy's independent branches run at once (machine-specific, so not part of the spec)."""
+    strategy's independent branches run at once (machine-specific, so not part of the spec).
+    ``relatedness``: the embedding model a spec with ``relevance="embedding"`` uses; a caller running
+    many questions passes one, so the model loads once (otherwise each agent loads its own, lazily)."""
     from sounding.agent.strategies import dials_for
 
     # an unknown strategy or bad dials are refused before anything is built
@@ -248,6 +255,7 @@ def build_deps(
         vote_max_samples=spec.vote_max_samples,
         dials=dials,
         workers=workers,
+        relatedness=(relatedness or EmbeddingRelatedness()) if spec.relevance == "embedding" else None,
     )
 
 

@@ -11,6 +11,7 @@ from sounding.budgets.ledger import Budget, Ledger
 from sounding.budgets.tuned import TunedController, check_tuned_model
 from sounding.settings import Settings
 from sounding.tools.llm.base import LLM
+from sounding.tools.relevance import Relatedness
 from sounding.tools.search.base import SearchBackend
 
 
@@ -80,6 +81,7 @@ def make_deps(
     vote_max_samples: int = 8,
     dials: dict[str, Any] | None = None,
     workers: int = 1,
+    relatedness: Relatedness | None = None,
 ) -> AgentDeps:
     """The one place the agent is wired: `sounding ask`, the sweep harness and LangGraph Studio all
     build their dependencies here (the harness passes its run's own controller). ``answer_format``:
@@ -105,6 +107,7 @@ def make_deps(
         vote_max_samples=vote_max_samples,
         dials=dict(dials or {}),
         workers=max(1, workers),
+        relatedness=relatedness,
     )
 
 

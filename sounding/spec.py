@@ -41,6 +41,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "vote_max_samples": 8,
     "dials": {},
     "strategy_prompts": None,
+    "relevance": "lexical",
 }
 
 #: Strategy dials added after their strategy's first runs, with the value those runs had: left out of
@@ -120,6 +121,9 @@ class RunSpec(BaseModel):
     dials: dict[str, str | int | float | bool] = {}
     #: sha256 of the strategy's own prompt file (decompose.toml, tree.toml), None for research.toml's.
     strategy_prompts: str | None = None
+    #: How a report judges what bears on a section (tools/relevance.py): shared words ("lexical", what
+    #: reports before embeddings did) or MiniLM cosine ("embedding"). Short answers do not use it.
+    relevance: Literal["lexical", "embedding"] = "lexical"
 
     @property
     def key(self) -> str:

@@ -19,7 +19,7 @@ STEP_BY_SYSTEM = {
     "from the answers to its sub-questions": "compose",
     "plan a short research report": "outline",
     "write one paragraph of a research report": "write",
-    "check whether notes support claims": "check",
+    "check the claims of one paragraph": "check",
     "answer a research question in a few paragraphs": "one_shot",
     "check a written answer against its sources": "support",
     "states given key points": "rubric",

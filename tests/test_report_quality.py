@@ -269,7 +269,7 @@ def test_a_claim_repeated_in_a_later_section_is_dropped_counted_and_the_report_s
     assert [len(s.claims) for s in sections] == [1, 1, 0]
     assert [s.repeats for s in sections] == [0, 1, 1] and sections[2].skipped == "repeated"
     report = Report(title="t", sections=sections)
-    assert report.dropped == {"fragments": 0, "repeats": 2}
+    assert report.dropped == {"fragments": 0, "repeats": 2, "irrelevant": 0, "unhelpful": 0}
     body = report.markdown({1: 1})
     assert body.count("profound impact") == 1
     assert "*Nothing beyond the above was written for: Industrial Revolution impact*" in body
@@ -499,11 +499,12 @@ def test_the_check_line_counts_what_was_left_out():
         "check": {"sentences": 2, "supported": 2, "supported_share": 1.0},
         "dropped": {"fragments": 1, "repeats": 2},
     }
-    assert check_line(report).endswith("left out before the check: 1 cut and 2 repeated sentences")
+    assert check_line(report).endswith("left out before the check: 1 cut, 2 repeated sentences")
     assert "left out" not in check_line({**report, "dropped": {"fragments": 0, "repeats": 0}})
 
 
 def test_report_dump_round_trips_with_its_counts():
     report = Report(title="t", sections=[Section(question="q", fragments=2)])
     again = Report.model_validate(json.loads(report.model_dump_json()))
-    assert again.dropped == {"fragments": 2, "repeats": 0} and again.sections[0].fragments == 2
+    assert again.dropped == {"fragments": 2, "repeats": 0, "irrelevant": 0, "unhelpful": 0}
+    assert again.sections[0].fragments == 2

@@ -47,6 +47,8 @@ def changed(name: str, value: Any) -> Any:
         return "report"
     if name == "unsupported":
         return "drop"
+    if name == "relevance":
+        return "embedding"
     if name == "structured_output":
         return "json_object"
     if name == "dials":

@@ -36,15 +36,18 @@ def check_line(report: dict[str, Any]) -> str:
     precision = check.get("citation_precision")
     dropped = "dropped" if report.get("unsupported") == "drop" else "marked"
     left_out = report.get("dropped") or {}
+    kinds = {"fragments": "cut", "repeats": "repeated", "irrelevant": "off-topic"}
+    before = ", ".join(f"{left_out[k]} {word}" for k, word in kinds.items() if left_out.get(k))
+    before += " sentences" if before else ""
     return (
         f"citation check: {check['supported']} of {check['sentences']} sentences supported by their notes "
         f"({share:.0%}; unsupported ones {dropped}), citation precision "
         + (f"{precision:.2f}" if precision is not None else "n/a")
         + (f"; {check['lexical_only']} checked lexically only (budget)" if check.get("lexical_only") else "")
+        + (f"; left out before the check: {before}" if before else "")
         + (
-            f"; left out before the check: {left_out.get('fragments', 0)} cut and "
-            f"{left_out.get('repeats', 0)} repeated sentences"
-            if left_out.get("fragments") or left_out.get("repeats")
+            f"; {left_out['unhelpful']} left out as not answering their section (the check)"
+            if left_out.get("unhelpful")
             else ""
         )
     )

@@ -81,6 +81,8 @@ def eval_reports(
         "corpus": settings.search.corpus,
         "backend": settings.search.backend,
         "seed": settings.llm.seed,
+        # how the report judged relevance (tools/relevance.py): stores made before embeddings have none
+        "relevance": "embedding",
     }
     try:
         store = RecordStore(out, config)
@@ -93,6 +95,7 @@ def eval_reports(
     from sounding.research import make_ledger
     from sounding.tools.llm import make_llm
     from sounding.tools.llm.base import LLMError, UnknownModelError
+    from sounding.tools.relevance import EmbeddingRelatedness
     from sounding.tools.search.base import SearchError
     from sounding.tools.search.factory import make_search
 
@@ -109,11 +112,11 @@ def eval_reports(
         fail(str(exc), EXIT_UNAVAILABLE)
 
     run_spec = spec_from_settings(settings, format="report")
+    related = EmbeddingRelatedness()  # one embedding model for every question's relevance filter
 
     def research(question: str) -> object:
-        return run_research(
-            question, build_deps(run_spec, settings, writer, search), strategy=run_spec.strategy
-        )
+        deps = build_deps(run_spec, settings, writer, search, relatedness=related)
+        return run_research(question, deps, strategy=run_spec.strategy)
 
     def evaluate(question):  # type: ignore[no-untyped-def]
         return evaluate_question(question, research, writer, judge, lambda: make_ledger(settings, judge))

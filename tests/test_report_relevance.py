@@ -1,0 +1,234 @@
+"""A report's relevance filter (issue 32): notes and written sentences that do not bear on their
+section are never shown to the writer or the reader; the check's "does it help answer?" verdict keeps
+an unhelpful sentence out of print. Scripted models and a table of cosines here; the real embedding
+model on the issue's own off-topic sentences at the end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from sounding.agent.report import (
+    NOTE_FLOOR,
+    SENTENCE_FLOOR,
+    Report,
+    passage_quote,
+    relevant_notes,
+    thin_section,
+)
+from sounding.cli.render import check_line
+from sounding.factory import build_deps, spec_from_settings
+from sounding.settings import Settings
+from sounding.tools.relevance import EmbeddingRelatedness
+from tests.scripted import ScriptedLLM
+from tests.test_report_quality import writer_for
+
+BLACK_DEATH_Q = "How did the Black Death change European society?"
+
+
+class CosineTable:
+    """A test double for `Relatedness`: each text's cosine from a table (unlisted texts 0), whatever
+    the query; it records the queries it was asked about."""
+
+    def __init__(self, table: dict[str, float]) -> None:
+        self.table = table
+        self.queries: list[str] = []
+
+    def similarity(self, query: str, texts: Sequence[str]) -> list[float]:
+        self.queries.append(query)
+        return [self.table.get(text, 0.0) for text in texts]
+
+
+def note(doc_id: str, title: str, fact: str) -> dict[str, Any]:
+    return {"doc_id": doc_id, "title": title, "fact": fact}
+
+
+NOTES = [
+    note("bd", "Black Death", "The Black Death killed up to half of Europe's population."),
+    note("ss", "The Seventh Seal", "The Seventh Seal is a 1957 film set during the Black Death."),
+    note("lab", "Black Death", "Labour shortages after the Black Death raised peasants' wages."),
+]
+
+
+def text_of(n: dict[str, Any]) -> str:
+    return f"{n['title']}: {n['fact']}"
+
+
+def test_notes_under_the_floor_are_not_offered_and_the_rest_are_ranked_by_cosine():
+    related = CosineTable(
+        {text_of(NOTES[0]): 0.55, text_of(NOTES[1]): NOTE_FLOOR - 0.05, text_of(NOTES[2]): 0.7}
+    )
+    sub = "What did the Black Death do to wages?"
+    assert relevant_notes(NOTES, sub, BLACK_DEATH_Q, related) == [3, 1]
+    assert sub in related.queries and BLACK_DEATH_Q in related.queries  # section and report both count
+    # without embeddings, words decide: the film names the Black Death and shares its words
+    assert 2 in relevant_notes(NOTES, "What did the Black Death do?", BLACK_DEATH_Q)
+
+
+def test_a_section_whose_notes_are_all_under_the_floor_is_thin():
+    related = CosineTable({})
+    assert thin_section(NOTES, "What did the Black Death do to wages?", BLACK_DEATH_Q, related)
+
+
+def write_reply(*texts: str) -> dict[str, Any]:
+    return {"sentences": [{"text": t, "notes": [1]} for t in texts]}
+
+
+def test_written_sentences_that_do_not_bear_on_the_section_are_dropped_and_counted():
+    wages = "Labour shortages after the Black Death raised peasants' wages."
+    film = "The Seventh Seal is a 1957 Swedish film by Ingmar Bergman."
+    related = CosineTable(
+        {
+            text_of(NOTES[2]): 0.7,
+            wages: 0.8,
+            film: SENTENCE_FLOOR - 0.01,
+        }
+    )
+    writer = writer_for(ScriptedLLM({"write": write_reply(wages, film)}))
+    writer.related = related
+    [section] = writer.write(BLACK_DEATH_Q, ["What did the Black Death do to wages?"], NOTES)
+    assert [c.text for c in section.claims] == [wages]
+    assert section.irrelevant == 1 and section.offered == [3]
+    report = Report(title="t", sections=[section])
+    assert report.dropped["irrelevant"] == 1
+    assert "Seventh Seal" not in report.markdown({3: 1})
+    summary = {"check": {"sentences": 1, "supported": 1}, "dropped": report.dropped}
+    assert check_line(summary).endswith("left out before the check: 1 off-topic sentences")
+
+
+def test_a_section_with_only_off_topic_sentences_prints_nothing_and_says_why():
+    film = "The Seventh Seal is a 1957 Swedish film by Ingmar Bergman."
+    related = CosineTable({text_of(NOTES[0]): 0.6})
+    writer = writer_for(ScriptedLLM({"write": write_reply(film)}))
+    writer.related = related
+    [section] = writer.write(BLACK_DEATH_Q, ["How many died?"], NOTES)
+    assert section.claims == [] and section.skipped == "irrelevant"
+    body = Report(title="t", sections=[section]).markdown({})
+    assert "*Nothing that bears on the question was written for: How many died?*" in body
+
+
+def test_a_sentence_the_check_says_does_not_help_is_not_printed_and_is_counted():
+    died = "The Black Death killed up to half of Europe's population."
+    bergman = "The Black Death appears in films."
+    prompts: list[str] = []
+
+    def check(n: int, messages: list[dict[str, str]]) -> dict[str, Any]:
+        prompts.append(messages[-1]["content"])
+        return {
+            "claims": [
+                {"helps": True, "supported": True, "notes": [1]},
+                {"helps": False, "supported": True, "notes": [1]},
+            ]
+        }
+
+    writer = writer_for(ScriptedLLM({"write": write_reply(died, bergman), "check": check}))
+    sub = "How many people did the Black Death kill?"
+    sections = writer.write(BLACK_DEATH_Q, [sub], NOTES[:1])
+    totals = writer.check(sections, NOTES[:1], {"bd": NOTES[0]["fact"]})
+    assert prompts and f"This paragraph answers: {sub}" in prompts[0]
+    report = Report(title="t", sections=sections, check=totals)
+    assert [c.text for c in report.printed_claims()] == [died]
+    assert report.dropped["unhelpful"] == 1 and totals.unhelpful == 1
+    assert bergman not in report.markdown({1: 1})
+    again = Report.model_validate(json.loads(report.model_dump_json()))
+    assert again.sections[0].claims[1].helps is False
+
+
+def test_a_section_the_check_finds_wholly_unhelpful_says_so():
+    off = "The Black Death appears in films."
+    writer = writer_for(
+        ScriptedLLM(
+            {
+                "write": write_reply(off),
+                "check": {"claims": [{"helps": False, "supported": True, "notes": [1]}]},
+            }
+        )
+    )
+    sub = "How many people did the Black Death kill?"
+    sections = writer.write(BLACK_DEATH_Q, [sub], NOTES[:1])
+    writer.check(sections, NOTES[:1], {})
+    body = Report(title="t", sections=sections).markdown({1: 1})
+    assert f"*Nothing the check found to answer the question was written for: {sub}*" in body
+
+
+def test_quotes_are_chosen_by_the_score_when_there_is_one():
+    text = "Bergman filmed The Seventh Seal. Wages rose after the plague. The plague came from Asia."
+    score = {"Bergman filmed The Seventh Seal.": 0.1, "Wages rose after the plague.": 0.9}
+    quote = passage_quote("doc", text, {"seventh", "seal"}, lambda texts: [score.get(t, 0.5) for t in texts])
+    assert quote == "Wages rose after the plague. The plague came from Asia."  # passage order kept
+    assert passage_quote("doc", text, {"seventh", "seal"}).startswith("Bergman")  # words, without
+
+
+def test_a_report_spec_judges_relevance_by_embeddings_and_a_short_one_by_words(tmp_path):
+    settings = Settings(home=tmp_path)
+    report = spec_from_settings(settings, format="report")
+    short = spec_from_settings(settings, format="short")
+    assert report.relevance == "embedding" and short.relevance == "lexical"
+    assert spec_from_settings(settings, format="auto").relevance == "embedding"
+    shared = CosineTable({})
+    llm = ScriptedLLM({})
+    deps = build_deps(report, settings, llm, search=None, relatedness=shared)  # type: ignore[arg-type]
+    assert deps.relatedness is shared
+    fresh = build_deps(report, settings, llm, search=None)  # type: ignore[arg-type]
+    assert isinstance(fresh.relatedness, EmbeddingRelatedness)
+    assert build_deps(short, settings, llm, search=None).relatedness is None  # type: ignore[arg-type]
+
+
+# --- the real embedding model ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minilm() -> EmbeddingRelatedness:
+    return EmbeddingRelatedness()
+
+
+@pytest.mark.slow
+def test_the_embedding_filter_drops_the_issues_off_topic_sentences(minilm):
+    """The committed Black Death report's off-topic quotes fall under the floor; its on-topic ones
+    stay above it (with the report's question, as its "Introduction" section asks nothing)."""
+    off = [
+        "The Seventh Seal is a 1957 Swedish historical fantasy film written and directed by Ingmar Bergman.",
+        "Sociological theory is a supposition that intends to consider, analyze, and/or explain objects "
+        "of social reality from a sociological perspective.",
+    ]
+    on = [
+        "The Black Death was a plague pandemic that occurred in Europe from 1346 to 1353.",
+        "It was one of the most fatal pandemics in human history, leading to the death of up to 50 "
+        "million people, or 50% of Europe's 14th-century population.",
+    ]
+    question = "How did the Black Death change European society?"
+    scores = [max(a, b) for a, b in zip(
+        minilm.similarity("Introduction", off + on), minilm.similarity(question, off + on), strict=True
+    )]  # fmt: skip
+    assert all(s < SENTENCE_FLOOR for s in scores[:2]), scores
+    assert all(s >= SENTENCE_FLOOR for s in scores[2:]), scores
+
+
+@pytest.mark.slow
+def test_embeddings_are_cached_and_the_model_loads_once():
+    loads: list[int] = []
+    calls: list[int] = []
+
+    def load() -> Any:
+        from sounding.tools.search.dense import Embedder
+
+        loads.append(1)
+        embedder = Embedder()
+        encode = embedder.encode
+
+        def counted(texts: Sequence[str], **kw: Any) -> Any:
+            calls.append(len(texts))
+            return encode(texts, **kw)
+
+        embedder.encode = counted  # type: ignore[method-assign]
+        return embedder
+
+    related = EmbeddingRelatedness(load)
+    first = related.similarity("plague", ["The plague killed many.", "Bergman made films."])
+    again = related.similarity("plague", ["Bergman made films.", "The plague killed many."])
+    assert loads == [1] and calls == [3]  # the second call encoded nothing
+    assert again == pytest.approx(first[::-1])
+    assert first[0] > first[1]
