@@ -27,7 +27,7 @@ from sounding.agent.reasoning import Reasoner, Reasoning
 from sounding.agent.report import (
     Unsupported,
 )
-from sounding.agent.state import ResearchState
+from sounding.agent.state import Note, ResearchState
 from sounding.budgets.controllers import (
     Controller,
     Decision,
@@ -148,8 +148,8 @@ def quote(text: str, words: int = PASSAGE_WORDS) -> str:
     return "> " + body
 
 
-def number_notes(notes: list[dict[str, Any]]) -> str:
-    return "\n".join(f"[{i}] ({n['title']}) {n['fact']}" for i, n in enumerate(notes, 1)) or "(none)"
+def number_notes(notes: list[Note]) -> str:
+    return "\n".join(f"[{i}] ({n.title}) {n.fact}" for i, n in enumerate(notes, 1)) or "(none)"
 
 
 def fresh_run() -> dict[str, Any]:
@@ -291,7 +291,7 @@ class ResearchNodes:
         return budgeted_json(self.deps.llm, self.deps.ledger, msgs, schema, seed=seed, **step)
 
     def _reason(
-        self, question: str, notes: list[dict[str, Any]] | None, plan: Plan, round_: int
+        self, question: str, notes: list[Note] | None, plan: Plan, round_: int
     ) -> tuple[Reasoning, list[dict[str, Any]]]:
         """The round's reasoning step at the plan's (think, samples), plus the harness's extra caps."""
         reasoner = Reasoner(
@@ -462,7 +462,7 @@ class ResearchNodes:
         if want > 0:
             known = ""
             if state.get("notes"):
-                known = "Known so far:\n" + "\n".join(f"- {n['fact']}" for n in state["notes"][-6:]) + "\n"
+                known = "Known so far:\n" + "\n".join(f"- {n.fact}" for n in state["notes"][-6:]) + "\n"
             msgs = messages(
                 "queries",
                 question=question,
@@ -621,7 +621,7 @@ class ResearchNodes:
             }
         draft["spend"] = spend_snapshot(self.deps.ledger)
         drafts = [*state.get("drafts", []), draft]
-        new_evidence = sum(1 for n in notes if n["round"] == round_)
+        new_evidence = sum(1 for n in notes if n.round == round_)
         report = RoundReport(
             round=round_,
             drafts=[d["answer"] for d in drafts if d["round"] > 0],
@@ -714,7 +714,7 @@ class ResearchNodes:
         self,
         state: ResearchState,
         plan: Plan,
-        notes: list[dict[str, Any]],
+        notes: list[Note],
         last: dict[str, Any] | None,
         out: FinalAnswer,
     ) -> None:
@@ -800,7 +800,7 @@ def unread_passages(state: ResearchState, round_: int, rrf_k: int = DEFAULT_K) -
     return [by_id[doc_id] for doc_id, _ in fuse(entries, k=rrf_k)]
 
 
-def notes_from_facts(result: StepResult, chosen: list[dict[str, Any]], round_: int) -> list[dict[str, Any]]:
+def notes_from_facts(result: StepResult, chosen: list[dict[str, Any]], round_: int) -> list[Note]:
     """The extracted facts as notes on the passages they name; if none is usable, the best passage's
     opening sentences verbatim (evidence is never thrown away)."""
     notes = []
@@ -812,11 +812,11 @@ def notes_from_facts(result: StepResult, chosen: list[dict[str, Any]], round_: i
         text = str(fact.get("fact", "")).strip()
         if 0 <= index < len(chosen) and text:
             hit = chosen[index]
-            notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": text, "round": round_})
+            notes.append(Note(doc_id=hit["doc_id"], title=hit["title"], fact=text, round=round_))
     if not notes:
         top = chosen[0]
         opening = " ".join(re.split(r"(?<=[.!?])\s+", top["text"])[:2])
-        notes.append({"doc_id": top["doc_id"], "title": top["title"], "fact": opening, "round": round_})
+        notes.append(Note(doc_id=top["doc_id"], title=top["title"], fact=opening, round=round_))
     return notes
 
 
@@ -828,7 +828,7 @@ def passage_url(state: ResearchState, doc_id: str) -> str | None:
     return next((h.get("url") for h in state.get("hits", []) if h["doc_id"] == doc_id), None)
 
 
-def cite(numbers: list[Any], notes: list[dict[str, Any]]) -> tuple[list[str], int]:
+def cite(numbers: list[Any], notes: list[Note]) -> tuple[list[str], int]:
     """Note numbers -> distinct doc ids; numbers that name no note are dropped and counted."""
     cited: list[str] = []
     removed = 0
@@ -839,7 +839,7 @@ def cite(numbers: list[Any], notes: list[dict[str, Any]]) -> tuple[list[str], in
             removed += 1
             continue
         if 0 <= index < len(notes):
-            doc_id = notes[index]["doc_id"]
+            doc_id = notes[index].doc_id
             if doc_id not in cited:
                 cited.append(doc_id)
         else:

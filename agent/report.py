@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, computed_field
 
 from sounding.agent.llm_step import StepResult, budgeted_json
+from sounding.agent.state import Note
 from sounding.budgets.controllers import StepCaps
 from sounding.budgets.ledger import Charge, Ledger
 from sounding.tools.llm.base import LLM, Message, derive_seed
@@ -366,9 +367,9 @@ def subject_phrases(text: str) -> list[set[str]]:
     return phrases
 
 
-def note_text(note: dict[str, Any]) -> str:
+def note_text(note: Note) -> str:
     """What the relevance filter reads of a note: its passage's title and its quoted sentences."""
-    return f"{note['title']}: {note['fact']}"
+    return f"{note.title}: {note.fact}"
 
 
 def bearing(related: Relatedness, texts: list[str], subquestion: str, question: str) -> list[float]:
@@ -382,7 +383,7 @@ def bearing(related: Relatedness, texts: list[str], subquestion: str, question: 
 
 
 def relevant_notes(
-    notes: list[dict[str, Any]], subquestion: str, question: str, related: Relatedness | None = None
+    notes: list[Note], subquestion: str, question: str, related: Relatedness | None = None
 ) -> list[int]:
     """The run's note numbers worth offering to the writer of ``subquestion``, most relevant first.
 
@@ -394,7 +395,7 @@ def relevant_notes(
     "dissolution" and "economy" "economic"): a note is unrelated when it shares no word with the
     question and the sub-question or its score (sub-question words 1, other question words
     TOPIC_WEIGHT) is under RELEVANCE_FLOOR of the best note's."""
-    texts = [stems(f"{note['title']} {note['fact']}") for note in notes]
+    texts = [stems(f"{note.title} {note.fact}") for note in notes]
     subjects = [
         phrase
         for phrase in subject_phrases(question) + subject_phrases(subquestion)
@@ -422,7 +423,7 @@ def relevant_notes(
 
 
 def thin_section(
-    notes: list[dict[str, Any]], subquestion: str, question: str, related: Relatedness | None = None
+    notes: list[Note], subquestion: str, question: str, related: Relatedness | None = None
 ) -> bool:
     """Whether the notes leave this sub-question unanswered: none is relevant to it, or none of the
     relevant ones shares a word of its point (its content words other than the subjects' names: for
@@ -432,7 +433,7 @@ def thin_section(
     point = stems(subquestion) - named
     if not offered or not point:
         return not offered
-    return not any(point & stems(f"{notes[n - 1]['title']} {notes[n - 1]['fact']}") for n in offered)
+    return not any(point & stems(f"{notes[n - 1].title} {notes[n - 1].fact}") for n in offered)
 
 
 def quotable(doc_id: str, text: str) -> list[tuple[int, str]]:
@@ -492,15 +493,13 @@ def whole_subquestions(raw: list[str], cut: bool) -> list[str]:
     return kept
 
 
-def numbered(notes: list[dict[str, Any]], numbers: list[int]) -> str:
-    return "\n".join(f"[{n}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for n in numbers)
+def numbered(notes: list[Note], numbers: list[int]) -> str:
+    return "\n".join(f"[{n}] ({notes[n - 1].title}) {notes[n - 1].fact}" for n in numbers)
 
 
-def numbered_from_one(notes: list[dict[str, Any]], numbers: list[int]) -> str:
+def numbered_from_one(notes: list[Note], numbers: list[int]) -> str:
     """The notes ``numbers`` renumbered 1, 2, ... in that order (what one section's writer sees)."""
-    return "\n".join(
-        f"[{i}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for i, n in enumerate(numbers, 1)
-    )
+    return "\n".join(f"[{i}] ({notes[n - 1].title}) {notes[n - 1].fact}" for i, n in enumerate(numbers, 1))
 
 
 def cited_numbers(item: dict[str, Any], offered: list[int]) -> list[int]:
@@ -552,15 +551,13 @@ class ReportWriter:
             title = ""  # the token cap stopped the outline in (or just after) its title
         return whole_title(title, question), whole_subquestions(raw, result.cut)[:n] or [question]
 
-    def write(self, question: str, subquestions: list[str], notes: list[dict[str, Any]]) -> list[Section]:
+    def write(self, question: str, subquestions: list[str], notes: list[Note]) -> list[Section]:
         """One paragraph per sub-question, each from the notes relevant to it; sentences that are cut
         or repeat an earlier one (in any section) are dropped and counted."""
         written: list[set[str]] = []  # the content words of every sentence kept so far
         return [self._write_section(question, sub, notes, written) for sub in subquestions]
 
-    def _write_section(
-        self, question: str, sub: str, notes: list[dict[str, Any]], written: list[set[str]]
-    ) -> Section:
+    def _write_section(self, question: str, sub: str, notes: list[Note], written: list[set[str]]) -> Section:
         relevant = relevant_notes(notes, sub, question, self.related)
         section = Section(
             question=sub, offered=relevant[:MAX_NOTES_SHOWN], unrelated=len(notes) - len(relevant)
@@ -614,9 +611,7 @@ class ReportWriter:
                 written.append(words)
                 section.claims.append(Claim(text=text, notes=cited))
 
-    def check(
-        self, sections: list[Section], notes: list[dict[str, Any]], passages: dict[str, str]
-    ) -> CitationCheck:
+    def check(self, sections: list[Section], notes: list[Note], passages: dict[str, str]) -> CitationCheck:
         """Judge every sentence (model + lexical), in place; the totals."""
         totals = CitationCheck()
         for section in sections:
@@ -631,7 +626,7 @@ class ReportWriter:
             _add_section_totals(totals, section)
         return totals
 
-    def _check_verdicts(self, sub: str, claims: list[Claim], notes: list[dict[str, Any]]) -> list[Any]:
+    def _check_verdicts(self, sub: str, claims: list[Claim], notes: list[Note]) -> list[Any]:
         """The model check of one section's cited claims (do they help answer ``sub``, do their notes
         support them): its verdicts, in claim order (none when the call cannot be paid for or its
         output does not parse)."""
@@ -656,13 +651,13 @@ def _verdict_at(verdicts: list[Any], i: int) -> dict[str, Any] | None:
     return verdicts[i] if i < len(verdicts) and isinstance(verdicts[i], dict) else None
 
 
-def _evidence(note: dict[str, Any], passages: dict[str, str]) -> list[str]:
+def _evidence(note: Note, passages: dict[str, str]) -> list[str]:
     """What one cited note offers the lexical check: its fact, its title and its source's passage."""
-    return [note["fact"], note["title"], passages.get(note["doc_id"], "")]
+    return [note.fact, note.title, passages.get(note.doc_id, "")]
 
 
 def _check_claim(
-    claim: Claim, verdict: dict[str, Any] | None, notes: list[dict[str, Any]], passages: dict[str, str]
+    claim: Claim, verdict: dict[str, Any] | None, notes: list[Note], passages: dict[str, str]
 ) -> None:
     """Set the claim's lexical share, model verdict, supported flag and supporting notes."""
     claim.lexical = lexical_support(

@@ -41,7 +41,7 @@ from sounding.agent.report import (
     passage_quote,
     thin_section,
 )
-from sounding.agent.state import ResearchState
+from sounding.agent.state import Note, ResearchState
 from sounding.budgets.controllers import Decision, Plan, fit_depth, report_usage, round_usage, step_usage
 from sounding.budgets.features import Features, answer_format
 from sounding.tools.llm.base import LLMError
@@ -180,7 +180,7 @@ class ReportNodes(ResearchNodes):
         for hit in chosen:
             fact = passage_quote(hit["doc_id"], hit["text"], wanted, score)  # whole sentences only
             if fact:
-                notes.append({"doc_id": hit["doc_id"], "title": hit["title"], "fact": fact, "round": round_})
+                notes.append(Note(doc_id=hit["doc_id"], title=hit["title"], fact=fact, round=round_))
         event = self._event("read", round=round_, passages=[h["title"] for h in chosen], facts=len(notes))
         return {"notes": notes, "read_ids": [h["doc_id"] for h in chosen], "events": [event]}
 
@@ -192,7 +192,7 @@ class ReportNodes(ResearchNodes):
         return self._reflect_report(state, state["plan"], state["round"], state.get("notes", []))
 
     def _reflect_report(
-        self, state: ResearchState, plan: Plan, round_: int, notes: list[dict[str, Any]]
+        self, state: ResearchState, plan: Plan, round_: int, notes: list[Note]
     ) -> dict[str, Any]:
         """A report's round needs no draft: go on to the plan's depth while the next round and the
         writing after it are affordable. At the plan's depth, sections the notes leave unanswered get
@@ -210,7 +210,7 @@ class ReportNodes(ResearchNodes):
             update["thin"] = thin
         return update
 
-    def _thin_sections(self, state: ResearchState, plan: Plan, notes: list[dict[str, Any]]) -> list[str]:
+    def _thin_sections(self, state: ResearchState, plan: Plan, notes: list[Note]) -> list[str]:
         """The sub-questions the notes leave unanswered (`thin_section`), when they may have their
         round: once per report, with less than THIN_SPENT_SHARE of the budget spent, and that round
         (a query and a search per section) and the writing after it affordable."""
@@ -275,9 +275,9 @@ class ReportNodes(ResearchNodes):
         cited = report.cited_notes()
         doc_ids: list[str] = []
         for n in cited:
-            if notes[n - 1]["doc_id"] not in doc_ids:
-                doc_ids.append(notes[n - 1]["doc_id"])
-        source_of = {n: doc_ids.index(notes[n - 1]["doc_id"]) + 1 for n in cited}
+            if notes[n - 1].doc_id not in doc_ids:
+                doc_ids.append(notes[n - 1].doc_id)
+        source_of = {n: doc_ids.index(notes[n - 1].doc_id) + 1 for n in cited}
         sources = [
             {
                 "doc_id": d,

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from sounding.agent.nodes import NO_ANSWER, AgentDeps, spend_snapshot
 from sounding.agent.question import MAX_QUESTION_CHARS, QuestionError, check_question
+from sounding.agent.state import Note
 from sounding.agent.strategies.routing import Route, route, routed_deps, routes
 from sounding.budgets.controllers import Plan
 from sounding.budgets.ledger import Charge
@@ -58,8 +59,8 @@ class ResearchResult(BaseModel):
     citations_removed: int
     queries: list[str]
     read_doc_ids: list[str]
-    #: What the run read: {doc_id, title, fact, round}; citations number these from 1.
-    notes: list[dict[str, Any]] = []
+    #: What the run read; citations number these from 1.
+    notes: list[Note] = []
     retrieved_titles: list[str]
     events: list[dict[str, Any]]
     #: Every spend of the run, as the ledger charged it.
@@ -76,7 +77,7 @@ class CheckpointError(ValueError):
 CHECKPOINT_TABLES = frozenset({"checkpoints", "writes"})
 #: The typed values of the graph state a checkpoint holds (by module and name): LangGraph revives only
 #: the types a saver allows (others warn today and are blocked under LANGGRAPH_STRICT_MSGPACK).
-CHECKPOINT_TYPES: tuple[type, ...] = (Plan,)
+CHECKPOINT_TYPES: tuple[type, ...] = (Plan, Note)
 
 
 def sqlite_checkpointer(path: Path) -> Any:

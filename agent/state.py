@@ -1,5 +1,6 @@
-"""The graph's state: plain dicts and lists, and the plan as its typed model. A checkpointer stores the
-plan by name, so a saver must allow it (``agent/runner.py: CHECKPOINT_TYPES``).
+"""The graph's state: the plan and the notes as typed models, the rest plain dicts and lists. A
+checkpointer stores typed values by name, so a saver must allow them (``agent/runner.py:
+CHECKPOINT_TYPES``).
 
 Channels written by parallel branches (search fan-out) carry an ``operator.add`` reducer.
 """
@@ -9,7 +10,22 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
+from pydantic import BaseModel, ConfigDict
+
 from sounding.budgets.controllers import Plan
+
+
+class Note(BaseModel):
+    """What a run read: a fact extracted from one passage (a report's: whole sentences quoted from
+    it). Citations number a run's notes from 1, in the order they were read."""
+
+    model_config = ConfigDict(frozen=True)
+
+    doc_id: str
+    title: str
+    fact: str
+    #: The round that read it (decompose: the step).
+    round: int = 0
 
 
 class ResearchState(TypedDict, total=False):
@@ -31,7 +47,7 @@ class ResearchState(TypedDict, total=False):
         list[dict[str, Any]], operator.add
     ]  # {round, query, rank, doc_id, title, text, url, score}
     read_ids: Annotated[list[str], operator.add]
-    notes: Annotated[list[dict[str, Any]], operator.add]  # {doc_id, title, fact, round}
+    notes: Annotated[list[Note], operator.add]
     drafts: Annotated[list[dict[str, Any]], operator.add]  # anytime answers, one per round
     charges: Annotated[list[dict[str, Any]], operator.add]  # budgets.ledger.Charge, dumped
     errors: Annotated[list[dict[str, str]], operator.add]  # {node, kind, message}

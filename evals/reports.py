@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from sounding.agent.llm_step import budgeted_json, charged_completion
 from sounding.agent.report import REPORT_PROMPTS, split_sentences
+from sounding.agent.state import Note
 from sounding.tools.llm.base import LLM, Message
 from sounding.tools.text import lexical_support
 
@@ -106,7 +107,7 @@ class ReportRecord(BaseModel):
     id: str
     question: str
     format: str
-    notes: list[dict[str, Any]]
+    notes: list[Note]
     topic_read: bool | None
     report_markdown: str
     one_shot_text: str
@@ -142,8 +143,8 @@ def load_open_questions(path: Path) -> list[OpenQuestion]:
 # --- the baseline and the judge ------------------------------------------------------------------
 
 
-def numbered_notes(notes: list[dict[str, Any]]) -> str:
-    return "\n".join(f"[{i}] ({n['title']}) {n['fact']}" for i, n in enumerate(notes, 1)) or "(none)"
+def numbered_notes(notes: list[Note]) -> str:
+    return "\n".join(f"[{i}] ({n.title}) {n.fact}" for i, n in enumerate(notes, 1)) or "(none)"
 
 
 def parse_cited_text(text: str, n_notes: int) -> list[Claim]:
@@ -164,7 +165,7 @@ def parse_cited_text(text: str, n_notes: int) -> list[Claim]:
     return claims
 
 
-def one_shot(llm: LLM, ledger: Any, question: str, notes: list[dict[str, Any]]) -> tuple[str, list[Claim]]:
+def one_shot(llm: LLM, ledger: Any, question: str, notes: list[Note]) -> tuple[str, list[Claim]]:
     """The baseline: one free-text call over the same notes, citing ``[n]`` inline."""
     prompt = REPORT_PROMPTS["one_shot"]
     msgs: list[Message] = [
@@ -194,20 +195,18 @@ def judge_schema(n: int) -> dict[str, Any]:
     }
 
 
-def judge_claims(
-    judge: LLM, ledger: Any, claims: list[Claim], notes: list[dict[str, Any]]
-) -> list[JudgedClaim]:
+def judge_claims(judge: LLM, ledger: Any, claims: list[Claim], notes: list[Note]) -> list[JudgedClaim]:
     """Every claim judged against the notes it cites (uncited claims are unsupported, unjudged)."""
     judged = [JudgedClaim(**c.model_dump()) for c in claims]
     for claim in judged:
-        claim.lexical = lexical_support(claim.text, [notes[n - 1]["fact"] for n in claim.notes])
+        claim.lexical = lexical_support(claim.text, [notes[n - 1].fact for n in claim.notes])
     cited = [c for c in judged if c.notes]
     for start in range(0, len(cited), JUDGE_BATCH):
         _judge_batch(judge, ledger, cited[start : start + JUDGE_BATCH], notes)
     return judged
 
 
-def _judge_batch(judge: LLM, ledger: Any, batch: list[JudgedClaim], notes: list[dict[str, Any]]) -> None:
+def _judge_batch(judge: LLM, ledger: Any, batch: list[JudgedClaim], notes: list[Note]) -> None:
     """One judge call for a batch of cited claims, its verdicts written into them (a claim the
     judge's answer has no verdict for stays unjudged)."""
     result = budgeted_json(
@@ -227,10 +226,10 @@ def _judge_batch(judge: LLM, ledger: Any, batch: list[JudgedClaim], notes: list[
             _apply_verdict(claim, verdict)
 
 
-def _judge_messages(batch: list[JudgedClaim], notes: list[dict[str, Any]]) -> list[Message]:
+def _judge_messages(batch: list[JudgedClaim], notes: list[Note]) -> list[Message]:
     """The judge's prompt: every note the batch cites (once, in number order), then its sentences."""
     numbers = sorted({n for c in batch for n in c.notes})
-    sources = "\n".join(f"[{n}] ({notes[n - 1]['title']}) {notes[n - 1]['fact']}" for n in numbers)
+    sources = "\n".join(f"[{n}] ({notes[n - 1].title}) {notes[n - 1].fact}" for n in numbers)
     sentences = "\n".join(
         f"Sentence {i}: {c.text} (cites {', '.join(f'[{n}]' for n in c.notes)})"
         for i, c in enumerate(batch, 1)
@@ -348,7 +347,10 @@ def evaluate_question(
     notes = result.notes
     report = result.report or {"sections": []}
     written = [Claim(text=c["text"], notes=c["notes"]) for s in report["sections"] for c in s["claims"]]
-    kept_flags = [bool(c["supported"]) for s in report["sections"] for c in s["claims"]]
+    # what the check kept: supported sentences, less those it said do not help answer their section
+    kept_flags = [
+        bool(c["supported"]) and c.get("helps") is not False for s in report["sections"] for c in s["claims"]
+    ]
     baseline_ledger = new_ledger()
     start = time.perf_counter()
     text, baseline = one_shot(writer, baseline_ledger, question.question, notes)
@@ -358,7 +360,7 @@ def evaluate_question(
     judged_baseline = judge_claims(judge, judge_ledger, baseline, notes)
     kept = [c for c, keep in zip(judged_written, kept_flags, strict=True) if keep]
     claims = {"report_written": judged_written, "report_checked": kept, "one_shot": judged_baseline}
-    read_titles = {n["title"] for n in notes}
+    read_titles = {n.title for n in notes}
     return ReportRecord(
         id=question.id,
         question=question.question,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from sounding.agent.report import REPORT_PROMPTS, Claim, ReportWriter, Section
+from sounding.agent.state import Note
 from sounding.budgets.controllers import StepCaps
 from sounding.budgets.cost import make_cost_model
 from sounding.budgets.ledger import Budget, Ledger
@@ -18,9 +19,9 @@ from tests.scripted import ScriptedLLM
 from tests.test_harness import config, synthetic_rows
 
 NOTES = [
-    {"title": "Danube", "fact": "The Danube flows through Budapest.", "doc_id": "d1"},
-    {"title": "Budapest", "fact": "Budapest is the capital of Hungary.", "doc_id": "d2"},
-    {"title": "Everest", "fact": "Mount Everest is the highest mountain.", "doc_id": "d3"},
+    Note(doc_id="d1", title="Danube", fact="The Danube flows through Budapest."),
+    Note(doc_id="d2", title="Budapest", fact="Budapest is the capital of Hungary."),
+    Note(doc_id="d3", title="Everest", fact="Mount Everest is the highest mountain."),
 ]
 PASSAGES = {"d1": "The Danube is a river in Central Europe."}
 DANUBE = "The Danube flows through Budapest."
@@ -75,6 +76,7 @@ def test_check_calls_once_per_cited_section_and_falls_back_to_the_lexical_check(
         "citations": 6,
         "precise": 5,
         "lexical_only": 2,
+        "unhelpful": 0,
         "supported_share": 0.6,
         "citation_precision": 5 / 6,
     }

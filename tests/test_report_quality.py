@@ -26,6 +26,7 @@ from sounding.agent.report import (
     whole_sentences,
 )
 from sounding.agent.runner import run_research
+from sounding.agent.state import Note
 from sounding.budgets.controllers import FixedController, StepCaps
 from sounding.budgets.cost import make_cost_model
 from sounding.budgets.ledger import Budget, Ledger
@@ -128,16 +129,8 @@ def test_a_quote_is_whole_sentences_of_its_passage_never_cut_at_a_character_limi
 
 
 NOTES = [
-    {
-        "doc_id": "d1",
-        "title": "Ottoman Empire",
-        "fact": "The Ottoman Empire was founded by Osman I around 1299.",
-    },
-    {
-        "doc_id": "d2",
-        "title": "Ottoman Empire",
-        "fact": "The Ottoman Empire captured Constantinople in 1453.",
-    },
+    Note(doc_id="d1", title="Ottoman Empire", fact="The Ottoman Empire was founded by Osman I around 1299."),
+    Note(doc_id="d2", title="Ottoman Empire", fact="The Ottoman Empire captured Constantinople in 1453."),
 ]
 OTTOMAN_Q = "How did the Ottoman Empire rise to power?"
 
@@ -253,11 +246,11 @@ def test_a_claim_repeated_in_a_later_section_is_dropped_counted_and_the_report_s
         return {"sentences": [{"text": impact, "notes": [1]}]}  # nothing new at all
 
     notes = [
-        {
-            "doc_id": "d1",
-            "title": "Industrial Revolution",
-            "fact": "The Industrial Revolution had a profound impact on cities. Factories drew workers from the countryside into towns.",
-        }
+        Note(
+            doc_id="d1",
+            title="Industrial Revolution",
+            fact="The Industrial Revolution had a profound impact on cities. Factories drew workers from the countryside into towns.",
+        )
     ]
     writer = writer_for(ScriptedLLM({"write": write}))
     q = "How did the Industrial Revolution change cities?"
@@ -280,22 +273,14 @@ def test_a_claim_repeated_in_a_later_section_is_dropped_counted_and_the_report_s
 
 SOVIET_Q = "Why did the Soviet Union collapse?"
 SOVIET_NOTES = [
-    {
-        "doc_id": "b",
-        "title": "Late Bronze Age collapse",
-        "fact": "The Late Bronze Age collapse ended many societies.",
-    },
-    {"doc_id": "r", "title": "Fall of the Western Roman Empire", "fact": "Rome's collapse had many causes."},
-    {
-        "doc_id": "s",
-        "title": "Soviet Union",
-        "fact": "The economy of the Soviet Union stagnated in the 1970s.",
-    },
-    {
-        "doc_id": "d",
-        "title": "Dissolution of the Soviet Union",
-        "fact": "The Soviet Union dissolved in 1991.",
-    },
+    Note(
+        doc_id="b",
+        title="Late Bronze Age collapse",
+        fact="The Late Bronze Age collapse ended many societies.",
+    ),
+    Note(doc_id="r", title="Fall of the Western Roman Empire", fact="Rome's collapse had many causes."),
+    Note(doc_id="s", title="Soviet Union", fact="The economy of the Soviet Union stagnated in the 1970s."),
+    Note(doc_id="d", title="Dissolution of the Soviet Union", fact="The Soviet Union dissolved in 1991."),
 ]
 
 
@@ -308,27 +293,23 @@ def test_notes_that_name_none_of_the_questions_subjects_are_not_offered():
 
 
 def test_a_subject_the_sources_name_otherwise_filters_nothing():
-    notes = [{"doc_id": "d", "title": "Dissolution of the Soviet Union", "fact": "It dissolved in 1991."}]
+    notes = [Note(doc_id="d", title="Dissolution of the Soviet Union", fact="It dissolved in 1991.")]
     assert relevant_notes(notes, "When did the USSR dissolve?", "Why did the USSR collapse?") == [1]
 
 
 def test_canal_alone_does_not_name_the_panama_canal():
     notes = [
-        {
-            "doc_id": "s",
-            "title": "Suez Canal",
-            "fact": "The Suez Canal connects the Mediterranean Sea to the Red Sea.",
-        },
-        {
-            "doc_id": "c",
-            "title": "Central America",
-            "fact": "Central America includes Panama and Costa Rica.",
-        },
-        {
-            "doc_id": "p",
-            "title": "Panama Canal",
-            "fact": "The Panama Canal shortened shipping routes between oceans.",
-        },
+        Note(
+            doc_id="s",
+            title="Suez Canal",
+            fact="The Suez Canal connects the Mediterranean Sea to the Red Sea.",
+        ),
+        Note(doc_id="c", title="Central America", fact="Central America includes Panama and Costa Rica."),
+        Note(
+            doc_id="p",
+            title="Panama Canal",
+            fact="The Panama Canal shortened shipping routes between oceans.",
+        ),
     ]
     q = "What role has the Panama Canal played in world trade?"
     assert relevant_notes(notes, "How did the canal change shipping routes?", q) == [3]
@@ -353,7 +334,7 @@ def test_a_section_with_no_relevant_note_is_not_written_and_says_why():
     # no note names the Soviet Union, so the subject filters nothing; both share "collapse"
     assert sorted(relevant_notes(SOVIET_NOTES[:2], "What caused the Soviet collapse?", SOVIET_Q)) == [1, 2]
     llm = ScriptedLLM({})
-    paris = [{"doc_id": "p", "title": "Paris", "fact": "Paris is the capital of France."}]
+    paris = [Note(doc_id="p", title="Paris", fact="Paris is the capital of France.")]
     [section] = writer_for(llm).write(SOVIET_Q, ["Which reforms came first?"], paris)
     assert section.skipped == "no relevant notes" and section.unrelated == 1 and llm.calls == []
     [section] = writer_for(llm).write(SOVIET_Q, ["Which reforms came first?"], [])
@@ -361,9 +342,7 @@ def test_a_section_with_no_relevant_note_is_not_written_and_says_why():
 
 
 def test_a_thin_section_is_one_whose_point_no_relevant_note_touches():
-    rise = [
-        {"doc_id": "o", "title": "Ottoman Empire", "fact": "The Ottoman Empire rose to power under Osman I."}
-    ]
+    rise = [Note(doc_id="o", title="Ottoman Empire", fact="The Ottoman Empire rose to power under Osman I.")]
     q = "How did the Ottoman Empire rise to power and why did it decline?"
     assert not thin_section(rise, "How did the Ottoman Empire rise to power?", q)
     assert thin_section(rise, "Why did the Ottoman Empire decline?", q)  # only the topic, not its point
@@ -458,7 +437,7 @@ def test_a_section_the_notes_leave_unanswered_gets_one_more_search_round():
     assert [c["text"] for c in perestroika["claims"]] == [
         "Perestroika loosened central control of the economy."
     ]
-    assert result.notes[perestroika["claims"][0]["notes"][0] - 1]["doc_id"] == "per"
+    assert result.notes[perestroika["claims"][0]["notes"][0] - 1].doc_id == "per"
     assert "Bronze Age" not in result.answer
     assert d.ledger.spent_in("tokens") <= d.ledger.budget.limit
     assert result.stop_reason == "depth"

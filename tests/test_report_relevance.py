@@ -19,6 +19,7 @@ from sounding.agent.report import (
     relevant_notes,
     thin_section,
 )
+from sounding.agent.state import Note
 from sounding.cli.render import check_line
 from sounding.factory import build_deps, spec_from_settings
 from sounding.settings import Settings
@@ -42,8 +43,8 @@ class CosineTable:
         return [self.table.get(text, 0.0) for text in texts]
 
 
-def note(doc_id: str, title: str, fact: str) -> dict[str, Any]:
-    return {"doc_id": doc_id, "title": title, "fact": fact}
+def note(doc_id: str, title: str, fact: str) -> Note:
+    return Note(doc_id=doc_id, title=title, fact=fact)
 
 
 NOTES = [
@@ -53,8 +54,8 @@ NOTES = [
 ]
 
 
-def text_of(n: dict[str, Any]) -> str:
-    return f"{n['title']}: {n['fact']}"
+def text_of(n: Note) -> str:
+    return f"{n.title}: {n.fact}"
 
 
 def test_notes_under_the_floor_are_not_offered_and_the_rest_are_ranked_by_cosine():
@@ -127,7 +128,7 @@ def test_a_sentence_the_check_says_does_not_help_is_not_printed_and_is_counted()
     writer = writer_for(ScriptedLLM({"write": write_reply(died, bergman), "check": check}))
     sub = "How many people did the Black Death kill?"
     sections = writer.write(BLACK_DEATH_Q, [sub], NOTES[:1])
-    totals = writer.check(sections, NOTES[:1], {"bd": NOTES[0]["fact"]})
+    totals = writer.check(sections, NOTES[:1], {"bd": NOTES[0].fact})
     assert prompts and f"This paragraph answers: {sub}" in prompts[0]
     report = Report(title="t", sections=sections, check=totals)
     assert [c.text for c in report.printed_claims()] == [died]

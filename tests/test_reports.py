@@ -85,7 +85,7 @@ def test_open_question_gets_a_checked_cited_report():
     assert result.answer.startswith("# The Danube and Budapest")
     assert f"{UNSUPPORTED} [" in result.answer and "*(unsupported)*" in result.answer
     assert [s.doc_id for s in result.sources] == result.citations
-    assert all(s.doc_id in {n["doc_id"] for n in result.notes} for s in result.sources)
+    assert all(s.doc_id in {n.doc_id for n in result.notes} for s in result.sources)
     assert d.ledger.spent_in("tokens") <= d.ledger.budget.limit
     text = render_result(result)
     assert "citation check: 2 of 3 sentences supported" in text and "## Sources" in text

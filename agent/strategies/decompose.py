@@ -46,7 +46,7 @@ from sounding.agent.nodes import (
     quote,
 )
 from sounding.agent.probe import charged_search
-from sounding.agent.state import ResearchState
+from sounding.agent.state import Note, ResearchState
 from sounding.agent.strategies.common import draft, final_answer, plan_node, run_side_by_side
 from sounding.agent.voting import Ballot, VoteResult, first_to_ahead_by_k, red_flag
 from sounding.budgets.controllers import Plan
@@ -300,7 +300,7 @@ class DecomposeNodes:
             "evidence": [h["doc_id"] for h in evidence],
         }
         notes = [
-            {"doc_id": h["doc_id"], "title": h["title"], "fact": quote(h["text"], 40), "round": index}
+            Note(doc_id=h["doc_id"], title=h["title"], fact=quote(h["text"], 40), round=index)
             for h in evidence
         ]
         read = self._event("read", round=index, passages=[h["title"] for h in chosen], facts=len(evidence))

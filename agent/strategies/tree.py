@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sounding.agent.llm_step import budgeted_json, charged_completion, parse_json_object
 from sounding.agent.nodes import SHORT_ANSWER_SCHEMA, AgentDeps, emit_event, messages, queries_schema, quote
 from sounding.agent.probe import charged_search
-from sounding.agent.state import ResearchState
+from sounding.agent.state import Note, ResearchState
 from sounding.agent.strategies.common import draft, final_answer, plan_node, run_side_by_side
 from sounding.budgets.controllers import Plan
 from sounding.budgets.ledger import BudgetExceeded
@@ -235,7 +235,7 @@ class TreeNodes:
             "branches": [c.model_dump() for c in kept],
             "drafts": [draft(self.deps, round_, best.answer, citations, branch=best.id)],
             "notes": [
-                {"doc_id": p["doc_id"], "title": p["title"], "fact": quote(p["text"], 40), "round": round_}
+                Note(doc_id=p["doc_id"], title=p["title"], fact=quote(p["text"], 40), round=round_)
                 for p in best.passages if p["doc_id"] in citations
             ],
             "events": [*events, *chosen],
