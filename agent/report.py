@@ -108,6 +108,12 @@ class Claim(BaseModel):
     lexical: float = 0.0
     supported: bool = False
 
+    def shown_notes(self) -> list[int]:
+        """The notes the reader sees cited: those the check found to support the sentence (a small
+        writer cites every note of its section, "[1][2][3]" on each sentence), or every note it cited
+        when the check found none alone (the sentence is then marked, or dropped, as unsupported)."""
+        return self.supporting if self.supported and self.supporting else self.notes
+
 
 class Section(BaseModel):
     question: str
@@ -188,7 +194,7 @@ class Report(BaseModel):
         """Note numbers in the order the printed report first cites them."""
         seen: list[int] = []
         for claim in self.printed_claims():
-            seen += [n for n in claim.notes if n not in seen]
+            seen += [n for n in claim.shown_notes() if n not in seen]
         return seen
 
     def printed_claims(self) -> list[Claim]:
@@ -212,7 +218,7 @@ class Report(BaseModel):
                 continue
             sentences = []
             for claim in claims:
-                numbers = sorted({source_of[n] for n in claim.notes if n in source_of})
+                numbers = sorted({source_of[n] for n in claim.shown_notes() if n in source_of})
                 marks = "".join(f"[{n}]" for n in numbers)
                 flag = "" if claim.supported else " *(unsupported)*"
                 sentences.append(f"{claim.text.rstrip()} {marks}{flag}".replace("  ", " ").strip())

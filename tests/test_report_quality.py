@@ -15,6 +15,7 @@ from sounding.agent.report import (
     REPEAT_CONTAINED,
     REPEAT_JACCARD,
     REPORT_PROMPTS,
+    Claim,
     Report,
     ReportWriter,
     Section,
@@ -487,3 +488,15 @@ def test_report_dump_round_trips_with_its_counts():
     again = Report.model_validate(json.loads(report.model_dump_json()))
     assert again.dropped == {"fragments": 2, "repeats": 0, "irrelevant": 0, "unhelpful": 0}
     assert again.sections[0].fragments == 2
+
+
+def test_a_sentence_cites_the_notes_that_support_it_not_every_note_it_was_given():
+    vouched = Claim(text="Osman I founded it.", notes=[1, 2, 3], supporting=[2], supported=True)
+    unchecked = Claim(text="It grew.", notes=[1, 3], supporting=[], supported=True)
+    doubtful = Claim(text="It fell in 1299.", notes=[1, 2], supporting=[1], supported=False)
+    report = Report(title="t", sections=[Section(question="q", claims=[vouched, unchecked, doubtful])])
+    assert report.cited_notes() == [2, 1, 3]
+    body = report.markdown({2: 1, 1: 2, 3: 3})
+    assert "Osman I founded it. [1]" in body  # note 2 is source 1; notes 1 and 3 are not cited here
+    assert "It grew. [2][3]" in body  # no single note vouched for: every cited note is shown
+    assert "It fell in 1299. [1][2] *(unsupported)*" in body

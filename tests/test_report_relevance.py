@@ -233,3 +233,40 @@ def test_embeddings_are_cached_and_the_model_loads_once():
     assert loads == [1] and calls == [3]  # the second call encoded nothing
     assert again == pytest.approx(first[::-1])
     assert first[0] > first[1]
+
+
+# --- the calibration command ---------------------------------------------------------------------
+
+
+def test_score_relevance_refuses_labels_it_cannot_use(tmp_path):
+    from typer.testing import CliRunner
+
+    from sounding.cli import app
+
+    one_sided = tmp_path / "labels.jsonl"
+    one_sided.write_text(
+        json.dumps({"question": "q", "section": "s", "sentence": "x", "on_topic": True}) + "\n"
+    )
+    result = CliRunner().invoke(app, ["score-relevance", str(one_sided)])
+    assert result.exit_code == 2 and "needs both on-topic and off-topic" in result.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question": "q"}\n')
+    result = CliRunner().invoke(app, ["score-relevance", str(broken)])
+    assert result.exit_code == 2 and "broken.jsonl:1 is not a relevance label" in result.output
+    result = CliRunner().invoke(app, ["score-relevance", str(broken), "--floors", "x"])
+    assert result.exit_code == 2 and "--floors must be comma-separated numbers" in result.output
+
+
+def test_calibration_counts_what_each_floor_loses_and_drops():
+    from sounding.evals.relevance import RelevanceLabel, calibrate
+
+    labels = [
+        RelevanceLabel(question="q", section="q", sentence=s, on_topic=on)
+        for s, on in (("a", True), ("b", True), ("c", False), ("d", False))
+    ]
+    table = CosineTable({"a": 0.6, "b": 0.3, "c": 0.2, "d": 0.5})
+    result = calibrate(labels, table, [0.25, 0.4])
+    assert result.auroc == 0.75  # a beats both, b beats c only
+    low, high = result.rows
+    assert (low.on_topic_lost, low.off_topic_dropped) == (0, 1)
+    assert (high.on_topic_lost, high.off_topic_dropped) == (1, 1)

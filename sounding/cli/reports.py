@@ -254,6 +254,41 @@ def score_reports(
     )
 
 
+def score_relevance(
+    labels: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL of {question, section, sentence, on_topic}: hand-labelled report sentences."
+        ),
+    ],
+    floors: Annotated[
+        str, typer.Option("--floors", help="Comma-separated cosine floors to tabulate.")
+    ] = "0.2,0.25,0.3,0.35,0.4,0.45",
+) -> None:
+    """How well a report's relevance filter (embedding cosine of each sentence with its section's
+    sub-question or the report's question) separates hand-labelled on-topic from off-topic sentences:
+    its AUROC, and at each floor the on-topic sentences lost and the off-topic ones dropped.
+
+    Exit codes: 0 done; 2 bad input.
+    """
+    from sounding.agent.report import SENTENCE_FLOOR
+    from sounding.evals.relevance import RelevanceLabelError, calibrate, calibration_markdown, read_labels
+    from sounding.tools.relevance import EmbeddingRelatedness
+
+    try:
+        chosen = [float(f) for f in floors.split(",") if f.strip()]
+    except ValueError:
+        fail(f"--floors must be comma-separated numbers, not {floors!r}")
+    if not chosen:
+        fail("--floors names no floor")
+    try:
+        rows = read_labels(labels)
+    except RelevanceLabelError as exc:
+        fail(str(exc))
+    typer.echo(calibration_markdown(calibrate(rows, EmbeddingRelatedness(), chosen), SENTENCE_FLOOR))
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval-reports")(eval_reports)
     app.command("score-reports")(score_reports)
+    app.command("score-relevance")(score_relevance)
