@@ -238,10 +238,7 @@ def compare(
     """Every setting of ``matrix`` on the questions all of them answered; ``pairs`` names settings
     (A, B) whose difference A - B is wanted as well (ValueError if a label is not a setting here)."""
     labels = sorted({s for by in matrix.values() for s in by})
-    for label in {x for pair in pairs or [] for x in pair} - set(labels):
-        raise ValueError(
-            f"no setting {label!r} for {model} on {suite}; the settings are: {', '.join(labels)}"
-        )
+    _check_pairs(pairs or [], labels, model, suite)
     ids = sorted(q for q, by in matrix.items() if all(s in by for s in labels))
     if len(ids) < 2:
         return None
@@ -251,10 +248,7 @@ def compare(
         _setting(label, [matrix[q][label] for q in ids], acc[:, j], boots) for j, label in enumerate(labels)
     ]
     traces, runs = traces or {}, runs or {}
-    golds = {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}
-    # every question's text, not only the compared ones': a decompose run's split statistics cover all of
-    # its questions, and a sub-question is "unanchored" only against the text of its own question
-    texts = {q: str(next(iter(by.values())).get("question") or "") for q, by in matrix.items()}
+    golds, texts = _golds_and_texts(matrix, ids)
     return StrategyComparison(
         model=model, suite=suite, metric=metric, questions=len(ids), settings=settings,
         envelope=_envelope(settings), differences=_differences(settings, acc, boots),
@@ -264,6 +258,22 @@ def compare(
         decompose=_decompose_stats(traces, runs, model, suite, golds, texts, metric),
         pairs=[_pair(settings, acc, boots, a, b) for a, b in pairs or []],
     )  # fmt: skip
+
+
+def _check_pairs(pairs: list[tuple[str, str]], labels: list[str], model: str, suite: str) -> None:
+    for label in sorted({x for pair in pairs for x in pair} - set(labels)):
+        raise ValueError(
+            f"no setting {label!r} for {model} on {suite}; the settings are: {', '.join(labels)}"
+        )
+
+
+def _golds_and_texts(matrix: Matrix, ids: list[str]) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The compared questions' gold answers, and every question's text, not only the compared ones':
+    a decompose run's split statistics cover all of its questions, and a sub-question is "unanchored"
+    only against the text of its own question."""
+    golds = {q: list(next(iter(matrix[q].values())).get("golds") or []) for q in ids}
+    texts = {q: str(next(iter(by.values())).get("question") or "") for q, by in matrix.items()}
+    return golds, texts
 
 
 def _setting(label: str, rows: list[dict[str, Any]], acc: np.ndarray, boots: np.ndarray) -> StrategySetting:

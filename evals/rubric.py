@@ -283,15 +283,20 @@ def coverage_summary(coverages: list[Coverage], n_boot: int = 2000, seed: int = 
     both = [q for q in ids if (q, "report") in by and (q, "one_shot") in by]
     diffs = np.array([by[(q, "report")] - by[(q, "one_shot")] for q in both])
     out["paired"] = _mean_ci(diffs, n_boot, seed)
-    unjudged = sum(1 for c in coverages for s in c.stated if s is None)
-    out["points_judged"] = sum(len(c.stated) for c in coverages)
-    out["points_unjudged"] = unjudged
-    # the judge's yes without words of the answer that state the point: what grounding took away
-    out["claimed_yes"] = sum(1 for c in coverages for x in c.claimed if x)
-    out["ungrounded_yes"] = sum(
-        1 for c in coverages for x, s in zip(c.claimed, c.stated, strict=False) if x and not s
-    )
-    return out
+    return {**out, **_judged_counts(coverages)}
+
+
+def _judged_counts(coverages: list[Coverage]) -> dict[str, int]:
+    """Points judged and left unjudged, the judge's yeses, and its yeses without words of the answer
+    that state the point (what grounding took away)."""
+    return {
+        "points_judged": sum(len(c.stated) for c in coverages),
+        "points_unjudged": sum(1 for c in coverages for s in c.stated if s is None),
+        "claimed_yes": sum(1 for c in coverages for x in c.claimed if x),
+        "ungrounded_yes": sum(
+            1 for c in coverages for x, s in zip(c.claimed, c.stated, strict=False) if x and not s
+        ),
+    }
 
 
 def lexical_summary(
