@@ -48,9 +48,6 @@ PROMPTS: dict[str, dict[str, str]] = tomllib.loads(
 )
 NO_ANSWER = "No answer could be found within the budget."
 NO_ANSWER_MALFORMED = "No answer: the model's output did not parse on any try."
-#: A report's section the notes leave unanswered gets one more search round while less than this
-#: share of the budget is spent (the thin-section rule of issue 32).
-THIN_SPENT_SHARE = 0.5
 PASSAGE_WORDS = 110  # words of each passage shown to the extractor: keeps prompts small for 0.5B-1.5B models
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -159,19 +156,6 @@ def fresh_run() -> dict[str, Any]:
 
 def charges_of(result: StepResult) -> list[dict[str, Any]]:
     return [c.model_dump() for c in result.charges]
-
-
-def spent_share(ledger: Ledger) -> float:
-    """The largest share of any of the budget's limits spent so far (0 when nothing is limited)."""
-    budget, spent = ledger.budget, ledger.spent
-    shares = [0.0]
-    if budget.limit:
-        shares.append(ledger.spent_cost / budget.limit)
-    if budget.max_searches:
-        shares.append(spent.searches / budget.max_searches)
-    if budget.max_tokens:
-        shares.append(spent.tokens / budget.max_tokens)
-    return max(shares)
 
 
 def admit_query(

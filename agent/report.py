@@ -82,6 +82,13 @@ TOPIC_WEIGHT = 0.5
 #: new, whatever its length (tests/test_report_quality.py pins these cases).
 REPEAT_JACCARD = 0.6
 REPEAT_CONTAINED = 0.8
+#: The budget a report spends where it is thin: while less than this share of it is spent, a section
+#: the notes leave unanswered gets one more search round (the thin-section rule), and a section whose
+#: draft was red-flagged (every sentence cut, repeated or off topic) gets another draft.
+THIN_SPENT_SHARE = 0.5
+#: Drafts one section may draw: a red-flagged draft is discarded, not repaired, and another drawn at
+#: the sampling temperature with another seed (MAKER's discipline for small models).
+SECTION_DRAFTS = 3
 #: Cosine floors of the embedding relevance filter (all-MiniLM-L6-v2, the text against the section's
 #: sub-question or the report's question, whichever is closer), calibrated on hand-labelled sentences
 #: of the committed reports (docs/reports.md, "Relevance"): a note under NOTE_FLOOR is not offered to
@@ -134,6 +141,8 @@ class Section(BaseModel):
     #: The notes left the section unanswered when the rounds ended with more than half the budget
     #: unspent, so it got one more search round of its own (the thin-section rule).
     searched_again: bool = False
+    #: Drafts drawn for it: more than one when a red-flagged draft was discarded.
+    drafts: int = 0
 
 
 class CitationCheck(BaseModel):
@@ -239,6 +248,8 @@ def why_empty(section: Section) -> str:
     why = EMPTY_SECTION.get(reason, EMPTY_SECTION["nothing written"])
     if section.searched_again:
         why += " (after a second search of its own, with more than half the budget left)"
+    if section.drafts > 1:
+        why += f" (in each of {section.drafts} drafts)"
     return why
 
 
@@ -528,6 +539,8 @@ class ReportWriter:
     seed: int = 0
     #: Embeddings for the relevance filter (shared words when None).
     related: Relatedness | None = None
+    #: Temperature of a section's second and later drafts (the first is greedy).
+    sample_temperature: float = 0.7
     charges: list[Charge] = field(default_factory=list)
 
     def _messages(self, step: str, **fields: Any) -> list[Message]:
@@ -537,12 +550,17 @@ class ReportWriter:
             {"role": "user", "content": prompt["user"].format(**fields)},
         ]
 
-    def _call(self, step: str, schema: dict[str, Any], cap: int, **fields: Any) -> StepResult:
+    def _call(
+        self, step: str, schema: dict[str, Any], cap: int, sample: int = 0, **fields: Any
+    ) -> StepResult:
+        """One charged call; ``sample`` > 0 draws again, at the sampling temperature."""
         msgs = self._messages(step, **fields)
-        seed = derive_seed(self.seed, msgs[-1]["content"], step, 0)
+        seed = derive_seed(self.seed, msgs[-1]["content"], step, sample)
+        temperature = self.sample_temperature if sample else None
         result = budgeted_json(
-            self.llm, self.ledger, msgs, schema, cap=cap, node=step, round=0, seed=seed, min_tokens=24
-        )
+            self.llm, self.ledger, msgs, schema, cap=cap, node=step, round=0, seed=seed, min_tokens=24,
+            temperature=temperature,
+        )  # fmt: skip
         self.charges += result.charges
         return result
 
@@ -571,24 +589,28 @@ class ReportWriter:
         if not section.offered:
             section.skipped = "no relevant notes" if notes else "no notes"
             return section
-        result = self._call(
-            "write",
-            write_schema(len(section.offered), SENTENCES_PER_SECTION),
-            self.caps.write,
-            question=question,
-            section=sub,
-            notes=numbered_from_one(notes, section.offered),
-            n=SENTENCES_PER_SECTION,
-        )
-        if result.value is None:
-            section.skipped = result.failure or "malformed"
-            return section
-        items = result.value.get("sentences", [])
-        for i, item in enumerate(items[:SENTENCES_PER_SECTION]):
-            if isinstance(item, dict):
-                # only the last sentence of a completion stopped by its token cap can be cut by it
-                cut = result.cut and i == len(items) - 1
-                self._keep(section, item, cut, written, question)
+        for draft in range(SECTION_DRAFTS):
+            if draft and self.ledger.spent_share() >= THIN_SPENT_SHARE:
+                break  # another draft only where most of the budget is unspent
+            result = self._call(
+                "write",
+                write_schema(len(section.offered), SENTENCES_PER_SECTION),
+                self.caps.write,
+                sample=draft,
+                question=question,
+                section=sub,
+                notes=numbered_from_one(notes, section.offered),
+                n=SENTENCES_PER_SECTION,
+            )
+            if result.value is None:
+                if not draft:
+                    section.skipped = result.failure or "malformed"
+                    return section
+                break  # a later draft unaffordable or malformed: the first draft's reasons stand
+            section.drafts += 1
+            self._keep_draft(section, result, written, question)
+            if section.claims:
+                break  # kept something: no red flag on every sentence
         if not section.claims:  # say why, by the first reason that dropped something
             dropped = [
                 ("repeated", section.repeats),
@@ -597,6 +619,17 @@ class ReportWriter:
             ]
             section.skipped = next((why for why, count in dropped if count), "nothing written")
         return section
+
+    def _keep_draft(
+        self, section: Section, result: StepResult, written: list[set[str]], question: str
+    ) -> None:
+        """Keep a draft's whole, new, relevant sentences; count the rest."""
+        items = (result.value or {}).get("sentences", [])
+        for i, item in enumerate(items[:SENTENCES_PER_SECTION]):
+            if isinstance(item, dict):
+                # only the last sentence of a completion stopped by its token cap can be cut by it
+                cut = result.cut and i == len(items) - 1
+                self._keep(section, item, cut, written, question)
 
     def _keep(
         self, section: Section, item: dict[str, Any], cut: bool, written: list[set[str]], question: str

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 from sounding.agent.nodes import (
     NO_ANSWER,
     NO_ANSWER_MALFORMED,
-    THIN_SPENT_SHARE,
     ResearchNodes,
     admit_query,
     charges_of,
@@ -29,13 +28,13 @@ from sounding.agent.nodes import (
     passage_url,
     queries_schema,
     queries_update,
-    spent_share,
     unread_passages,
 )
 from sounding.agent.question import check_question
 from sounding.agent.report import (
     MAX_SECTIONS,
     REPORT_PROMPTS,
+    THIN_SPENT_SHARE,
     Report,
     ReportWriter,
     passage_quote,
@@ -111,6 +110,7 @@ class ReportNodes(ResearchNodes):
             plan.caps,
             seed=self.deps.seed,
             related=self.deps.relatedness,
+            sample_temperature=self.deps.reasoning_temperature,
         )
 
     def first_queries(self, state: ResearchState) -> list[str]:
@@ -214,7 +214,7 @@ class ReportNodes(ResearchNodes):
         """The sub-questions the notes leave unanswered (`thin_section`), when they may have their
         round: once per report, with less than THIN_SPENT_SHARE of the budget spent, and that round
         (a query and a search per section) and the writing after it affordable."""
-        if state.get("thin") or spent_share(self.deps.ledger) >= THIN_SPENT_SHARE:
+        if state.get("thin") or self.deps.ledger.spent_share() >= THIN_SPENT_SHARE:
             return []
         question = state["question"]
         related = self.deps.relatedness

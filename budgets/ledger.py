@@ -133,6 +133,18 @@ class Ledger:
         with self._lock:
             return self._spent_cost
 
+    def spent_share(self) -> float:
+        """The largest share of any of the budget's limits spent so far (0 when nothing is limited)."""
+        budget, spent = self.budget, self.spent
+        shares = [0.0]
+        if budget.limit:
+            shares.append(self.spent_cost / budget.limit)
+        if budget.max_searches:
+            shares.append(spent.searches / budget.max_searches)
+        if budget.max_tokens:
+            shares.append(spent.tokens / budget.max_tokens)
+        return max(shares)
+
     def spent_in(self, unit: str) -> float:
         with self._lock:
             return sum(c.cost.get(unit, 0.0) for c in self.charges)

@@ -15,6 +15,8 @@ from sounding.agent.report import (
     REPEAT_CONTAINED,
     REPEAT_JACCARD,
     REPORT_PROMPTS,
+    SECTION_DRAFTS,
+    THIN_SPENT_SHARE,
     Claim,
     Report,
     ReportWriter,
@@ -29,7 +31,7 @@ from sounding.agent.report import (
 from sounding.agent.runner import run_research
 from sounding.agent.state import Note
 from sounding.budgets.controllers import FixedController, StepCaps
-from sounding.budgets.cost import make_cost_model
+from sounding.budgets.cost import Usage, make_cost_model
 from sounding.budgets.ledger import Budget, Ledger
 from sounding.cli.render import check_line
 from sounding.settings import BudgetSettings
@@ -261,12 +263,17 @@ def test_a_claim_repeated_in_a_later_section_is_dropped_counted_and_the_report_s
         notes,
     )
     assert [len(s.claims) for s in sections] == [1, 1, 0]
-    assert [s.repeats for s in sections] == [0, 1, 1] and sections[2].skipped == "repeated"
+    # the third section's every draft (SECTION_DRAFTS of them) repeats the first's claim
+    assert [s.repeats for s in sections] == [0, 1, SECTION_DRAFTS] and sections[2].skipped == "repeated"
+    assert [s.drafts for s in sections] == [1, 1, SECTION_DRAFTS]
     report = Report(title="t", sections=sections)
-    assert report.dropped == {"fragments": 0, "repeats": 2, "irrelevant": 0, "unhelpful": 0}
+    assert report.dropped == {"fragments": 0, "repeats": 1 + SECTION_DRAFTS, "irrelevant": 0, "unhelpful": 0}
     body = report.markdown({1: 1})
     assert body.count("profound impact") == 1
-    assert "*Nothing beyond the above was written for: Industrial Revolution impact*" in body
+    assert (
+        f"*Nothing beyond the above was written for (in each of {SECTION_DRAFTS} drafts): Industrial Revolution impact*"
+        in body
+    )
 
 
 # --- relevance before writing --------------------------------------------------------------------
@@ -500,3 +507,45 @@ def test_a_sentence_cites_the_notes_that_support_it_not_every_note_it_was_given(
     assert "Osman I founded it. [1]" in body  # note 2 is source 1; notes 1 and 3 are not cited here
     assert "It grew. [2][3]" in body  # no single note vouched for: every cited note is shown
     assert "It fell in 1299. [1][2] *(unsupported)*" in body
+
+
+# --- a red-flagged draft is discarded and another drawn ---------------------------------------------
+
+
+CUT_DRAFT = '{"sentences": [{"text": "The Ottoman Empire failed to r'
+WHOLE_DRAFT = {"sentences": [{"text": "The Ottoman Empire captured Constantinople in 1453.", "notes": [1]}]}
+
+
+def test_a_draft_whose_every_sentence_is_cut_is_discarded_and_another_drawn_at_temperature():
+    drafts = iter([CUT_DRAFT, WHOLE_DRAFT])
+    llm = ScriptedLLM({"write": lambda n, m: next(drafts)})
+    writer = writer_for(llm)
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
+    assert [c.text for c in section.claims] == ["The Ottoman Empire captured Constantinople in 1453."]
+    assert section.drafts == 2 and section.fragments == 1 and section.skipped is None
+    (_, first_seed, _, first_t), (_, second_seed, _, second_t) = llm.seeds
+    assert first_t is None and second_t == writer.sample_temperature and first_seed != second_seed
+
+
+def test_no_second_draft_once_half_the_budget_is_spent():
+    llm = ScriptedLLM({"write": CUT_DRAFT})
+    ledger = Ledger(
+        Budget(limit=20_000, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+    )
+    writer = ReportWriter(llm, ledger, REPORT_PROMPTS, StepCaps())
+    spent = Usage(prompt_tokens=int(20_000 * THIN_SPENT_SHARE))
+    reservation = ledger.reserve(spent, event="research", node="earlier")
+    ledger.settle(reservation, spent)
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
+    assert section.drafts == 1 and section.skipped == "cut" and len(llm.calls) == 1
+
+
+def test_a_later_draft_the_budget_cannot_pay_for_leaves_the_first_drafts_reason():
+    drafts = iter([CUT_DRAFT])
+
+    def write(n: int, m: list[Message]) -> Any:
+        return next(drafts, "no draft at all")  # the later drafts never parse
+
+    writer = writer_for(ScriptedLLM({"write": write}))
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
+    assert section.claims == [] and section.skipped == "cut" and section.drafts == 1
