@@ -246,10 +246,11 @@ def why_empty(section: Section) -> str:
     else:
         reason = "unsupported" if section.claims else "nothing written"
     why = EMPTY_SECTION.get(reason, EMPTY_SECTION["nothing written"])
+    notes = [f"in each of {section.drafts} drafts"] if section.drafts > 1 else []
     if section.searched_again:
-        why += " (after a second search of its own, with more than half the budget left)"
-    if section.drafts > 1:
-        why += f" (in each of {section.drafts} drafts)"
+        notes.append("after a second search of its own, with more than half the budget left")
+    if notes:
+        why += f" ({'; '.join(notes)})"
     return why
 
 

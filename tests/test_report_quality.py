@@ -463,7 +463,7 @@ def test_a_section_that_stays_empty_after_its_round_says_why():
     # its writer saw only the economy note and could only repeat the first section
     assert perestroika["searched_again"] and perestroika["skipped"] == "repeated"
     assert (
-        "*Nothing beyond the above was written for (after a second search of its own, with more than half "
+        f"*Nothing beyond the above was written for (in each of {SECTION_DRAFTS} drafts; after a second search of its own, with more than half "
         "the budget left): What did perestroika change?*" in result.answer
     )
     assert sum(1 for step, _, _ in llm.calls if step == "queries") == 1  # one extra round, no more
