@@ -13,6 +13,7 @@ import pytest
 
 from sounding.agent.report import (
     NOTE_FLOOR,
+    SECTION_DRAFTS,
     SENTENCE_FLOOR,
     Report,
     passage_quote,
@@ -108,7 +109,11 @@ def test_a_section_with_only_off_topic_sentences_prints_nothing_and_says_why():
     [section] = writer.write(BLACK_DEATH_Q, ["How many died?"], NOTES)
     assert section.claims == [] and section.skipped == "irrelevant"
     body = Report(title="t", sections=[section]).markdown({})
-    assert "*Nothing that bears on the question was written for: How many died?*" in body
+    assert (
+        f"*Nothing that bears on the question was written for (in each of {SECTION_DRAFTS} drafts): How many died?*"
+        in body
+    )
+    assert section.irrelevant == SECTION_DRAFTS
 
 
 def test_a_sentence_the_check_says_does_not_help_is_not_printed_and_is_counted():
