@@ -53,6 +53,9 @@ from tests.test_agent_nodes import deps
         "The revolution marked the beginning a.",
         "Herodotus is often called the father of.",
         "Trade grew between Europe and.",
+        "Its land and sea routes connected China with the West, connecting Ce.",  # the Silk Road report's
+        "Industrial robots are used for manufacturing,.",
+        "The empire's decline continued...",
     ],
 )
 def test_a_sentence_ending_on_an_article_preposition_or_lone_letter_reads_as_cut(cut):
@@ -68,6 +71,9 @@ def test_a_sentence_ending_on_an_article_preposition_or_lone_letter_reads_as_cut
         "Its armies marched on.",
         "What did the canal lead to?",  # a question may end on a preposition
         "Many of them moved to the U.S.",
+        "It borders the US.",
+        "The Yellow River flows past the city of Xi.",  # a whole two-letter name
+        "Its founder was Henry V.",
     ],
 )
 def test_whole_sentences_do_not_read_as_cut(whole):

@@ -151,14 +151,24 @@ def has_terminal(sentence: str) -> bool:
     return bool(_TERMINAL.search(sentence.strip()))
 
 
+#: Short capitalised words that end a whole sentence after a lower-case word ("... named Li.").
+_WHOLE_SHORT = frozenset(
+    {"Li", "Wu", "Yi", "Xu", "Xi", "Qi", "Ma", "Hu", "Bo", "Oz", "Po", "Ur", "Io", "Ra", "Al", "Ed"}
+)
+
+
 def looks_cut(sentence: str) -> bool:
     """Whether a sentence reads as cut off: its last word is an article, a preposition, a conjunction
     or a possessive ("the father of."), or a single lower-case letter or a lone initial after a
-    lower-case word ("failed to r.", "principally P."). A Roman numeral after a name ("World War I.",
+    lower-case word ("failed to r.", "principally P."), the first letters of a name after a
+    lower-case word ("connecting Ce."), a trailing "..." or a stop after a comma
+    ("used for manufacturing,."). A Roman numeral after a name ("World War I.",
     "Henry V.") is whole; a lone capital after a lower-case word reads as a cut name, at the price of
     the rare whole one ("vitamin C.")."""
     if sentence.rstrip("\"'’”)] ").endswith("?"):
         return False  # a question may end on a preposition ("What did it lead to?")
+    if re.search(r"(?:\.\.\.|…|[,;:-]\s*\.)[\"'’”)\]]*\s*$", sentence):
+        return True  # trailing off ("..."), or a stop after a comma: "used for manufacturing,."
     tokens = sentence.split()
     if tokens and _INITIALS.match(tokens[-1].rstrip("\"'’”)]")) and len(tokens[-1].strip(".")) > 1:
         return False  # "... moved to the U.S."
@@ -171,4 +181,5 @@ def looks_cut(sentence: str) -> bool:
     if len(last) == 1 and last.isalpha():
         after_name = len(words) > 1 and words[-2][:1].isupper() and last in "IVX"
         return not after_name
-    return False
+    # a name's first letters after a lower-case word: "connecting Ce."
+    return bool(re.search(r"[a-z]+[ -][A-Z][a-z]?\.[\"'’”)\]]*\s*$", sentence)) and last not in _WHOLE_SHORT

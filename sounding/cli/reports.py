@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sounding.cli.common import EXIT_UNAVAILABLE, budget_value, console, err_console, fail, settings_from
 from sounding.cli.progress import rich_progress
+
+if TYPE_CHECKING:
+    from sounding.evals.reports import ReportRecord
+    from sounding.evals.rubric import Rubric
 
 
 def eval_reports(
@@ -161,6 +165,11 @@ def score_reports(
     no_judge: Annotated[
         bool, typer.Option("--no-judge", help="Only the model-free lexical reading: no judge model is loaded.")
     ] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option("--against", help="An earlier eval-reports folder: what a reader finds in each report "
+                     "(coverage, cut and repeated sentences, empty sections, spend), paired by question."),
+    ] = None,
 ) -> None:  # fmt: skip
     """Rubric coverage of stored reports: for each question, which of its rubric's key points the report
     states, and which the one-shot answer from the same notes states, judged point by point; paired,
@@ -209,6 +218,8 @@ def score_reports(
     except ReportEvalError as exc:
         fail(str(exc))
     (folder / "rubric-lexical-summary.md").write_text(lexical, encoding="utf-8")
+    if against is not None:
+        lexical += "\n\n" + _against(folder, records, against, rubrics)
     if no_judge:
         console.print(lexical, markup=False, highlight=False)
         return
@@ -252,6 +263,27 @@ def score_reports(
     console.print(
         dump_summary(folder, judge_model, summary, agreed) + "\n" + lexical, markup=False, highlight=False
     )
+
+
+def _against(folder: Path, records: list[ReportRecord], other: Path, rubrics: dict[str, Rubric]) -> str:
+    """The reader's figures of this folder's reports against another folder's, paired; written beside
+    the records as ``against-<other>.md``."""
+    from sounding.evals.reader import compare_runs, comparison_markdown
+    from sounding.evals.reports import RecordStore, ReportEvalError
+
+    config_path = other / "config.json"
+    try:
+        earlier = RecordStore(other, json.loads(config_path.read_text(encoding="utf-8"))).records()
+    except (ReportEvalError, OSError, json.JSONDecodeError) as exc:
+        fail(f"--against {other}: not an eval-reports results folder ({exc})")
+    missing = sorted({r.id for r in earlier} - set(rubrics))
+    if missing:
+        fail(f"--against {other}: no rubric for {', '.join(missing)}")
+    if not {r.id for r in records} & {r.id for r in earlier}:
+        fail(f"--against {other}: no question in common with {folder}")
+    table = comparison_markdown(compare_runs(records, earlier, rubrics), folder.name, other.name)
+    (folder / f"against-{other.name}.md").write_text(table + "\n", encoding="utf-8")
+    return table
 
 
 def score_relevance(
