@@ -114,6 +114,9 @@ class ReportRecord(BaseModel):
     claims: dict[str, list[JudgedClaim]]
     scores: dict[str, ArmScore]
     tokens: dict[str, int]
+    #: What the report left out before printing (cut, repeated, off-topic sentences and those its
+    #: check found unhelpful: `Report.dropped`); empty in records written before it was kept.
+    dropped: dict[str, int] = {}
     seconds: dict[str, float]
 
 
@@ -377,6 +380,7 @@ def evaluate_question(
             "judge": int(judge_ledger.spent.tokens),
         },
         seconds={"report": round(report_seconds, 1), "one_shot": round(baseline_seconds, 1)},
+        dropped=dict(report.get("dropped") or {}),
     )
 
 

@@ -214,6 +214,7 @@ def test_report_eval_scores_with_the_judge_and_resumes(tmp_path):
     assert (kept.sentences, kept.supported) == (2, 2)  # the agent's own check dropped the invention
     assert (one.sentences, one.supported, one.uncited) == (3, 2, 1)
     assert record.topic_read is True
+    assert set(record.dropped) == {"fragments", "repeats", "irrelevant", "unhelpful"}  # kept with the record
 
     store = RecordStore(tmp_path / "run", {"model": "a"})
     store.append(record)
