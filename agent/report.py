@@ -15,7 +15,8 @@ Before anything is checked, the report keeps only what a reader can use (issue 3
 - relevant notes and sentences: each section's writer is offered only the notes that name the
   question's subject and bear on its sub-question, most relevant first (`relevant_notes`), and a
   written sentence that does not bear on it is dropped and counted. What "bears on" means is the
-  cosine of MiniLM embeddings (`tools/relevance.py`) when the run has them, shared words otherwise;
+  cosine of MiniLM embeddings (`tools/relevance.py`); a run without them (``relevance: lexical``)
+  ranks notes by shared words and does not filter written sentences;
 - the check asks of every sentence whether it helps answer its section's sub-question as well as
   whether its notes support it: a sentence the check says does not help is not printed.
 
@@ -37,7 +38,8 @@ from pydantic import BaseModel, Field, computed_field
 
 from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.state import Note
-from sounding.budgets.controllers import StepCaps
+from sounding.budgets.controllers import PROMPT_TOKENS, StepCaps
+from sounding.budgets.cost import Usage
 from sounding.budgets.ledger import Charge, Ledger
 from sounding.tools.llm.base import LLM, Message, derive_seed
 from sounding.tools.relevance import Relatedness
@@ -127,7 +129,8 @@ class Section(BaseModel):
     claims: list[Claim] = Field(default_factory=list)
     #: Why the section has no sentences: "no notes" (the searches found none), "no relevant notes"
     #: (none of them is about its sub-question), "budget", "malformed" output, "repeated" (all it
-    #: wrote repeats earlier sentences), "cut" (all it wrote was cut off) or "nothing written".
+    #: wrote repeats earlier sentences), "irrelevant" (all it wrote was off topic), "cut" (all it
+    #: wrote was cut off) or "nothing written".
     skipped: str | None = None
     #: Sentences dropped: fragments cut by a length limit, repeats of an earlier sentence, and
     #: sentences that do not bear on the sub-question (the embedding filter).
@@ -580,9 +583,37 @@ class ReportWriter:
         """One paragraph per sub-question, each from the notes relevant to it; sentences that are cut
         or repeat an earlier one (in any section) are dropped and counted."""
         written: list[set[str]] = []  # the content words of every sentence kept so far
-        return [self._write_section(question, sub, notes, written) for sub in subquestions]
+        n = len(subquestions)
+        return [
+            self._write_section(question, sub, notes, written, left=n - i, sections=n)
+            for i, sub in enumerate(subquestions)
+        ]
 
-    def _write_section(self, question: str, sub: str, notes: list[Note], written: list[set[str]]) -> Section:
+    def _redraft_affordable(self, left: int, sections: int) -> bool:
+        """Another draft only while less than THIN_SPENT_SHARE of the budget is spent and it leaves
+        room for one draft of each of the ``left`` sections (this one included) and the check of all
+        ``sections``: a redraft never takes what a later section or the check needs."""
+        if self.ledger.spent_share() >= THIN_SPENT_SHARE:
+            return False
+        write = Usage(prompt_tokens=PROMPT_TOKENS["write"], completion_tokens=self.caps.write)
+        check = Usage(prompt_tokens=PROMPT_TOKENS["check"], completion_tokens=self.caps.check)
+        needed = Usage()
+        for _ in range(left):
+            needed = needed + write
+        for _ in range(sections):
+            needed = needed + check
+        return self.ledger.can_afford(needed)
+
+    def _write_section(
+        self,
+        question: str,
+        sub: str,
+        notes: list[Note],
+        written: list[set[str]],
+        *,
+        left: int = 1,
+        sections: int = 1,
+    ) -> Section:
         relevant = relevant_notes(notes, sub, question, self.related)
         section = Section(
             question=sub, offered=relevant[:MAX_NOTES_SHOWN], unrelated=len(notes) - len(relevant)
@@ -591,8 +622,8 @@ class ReportWriter:
             section.skipped = "no relevant notes" if notes else "no notes"
             return section
         for draft in range(SECTION_DRAFTS):
-            if draft and self.ledger.spent_share() >= THIN_SPENT_SHARE:
-                break  # another draft only where most of the budget is unspent
+            if draft and not self._redraft_affordable(left, sections):
+                break  # most of the budget spent, or a redraft would take what the rest needs
             result = self._call(
                 "write",
                 write_schema(len(section.offered), SENTENCES_PER_SECTION),
@@ -612,7 +643,7 @@ class ReportWriter:
             self._keep_draft(section, result, written, question)
             if section.claims:
                 break  # kept something: no red flag on every sentence
-        if not section.claims:  # say why, by the first reason that dropped something
+        if not section.claims:  # say why: repeats first, then off-topic sentences, then cut ones
             dropped = [
                 ("repeated", section.repeats),
                 ("irrelevant", section.irrelevant),

@@ -295,6 +295,9 @@ class ReportNodes(ResearchNodes):
             body = {
                 "malformed": NO_ANSWER_MALFORMED,
                 "no notes": "No answer: the searches found nothing to write a report from.",
+                # the sections' own lines say why each printed nothing (off topic, cut, unhelpful ...)
+                "nothing printed": "No answer: nothing written passed the report's checks.\n\n"
+                + report.markdown(source_of),
             }.get(no_answer_reason, NO_ANSWER)
         final = {
             "answer": body,
@@ -326,10 +329,13 @@ class ReportNodes(ResearchNodes):
 
 def report_no_answer_reason(report: Report, failed: bool) -> str:
     """Why a report printed nothing: the backend failed, the budget ran out (or nothing was planned),
-    the model's output never parsed, or the searches found nothing to write from."""
+    the model's output never parsed, the searches found nothing to write from, or what was written
+    was all left out (off topic, cut, repeated, unhelpful or unsupported: "nothing printed")."""
     skipped = {section.skipped for section in report.sections}
     if failed:
         return "backend"
     if "budget" in skipped or not report.sections:
         return "budget"
-    return "malformed" if "malformed" in skipped else "no notes"
+    if "malformed" in skipped:
+        return "malformed"
+    return "no notes" if skipped <= {"no notes", "no relevant notes"} else "nothing printed"

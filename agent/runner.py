@@ -70,7 +70,18 @@ class ResearchResult(BaseModel):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that is not an SQLite database (or cannot be created)."""
+    """A checkpoint file that is not an SQLite database (or cannot be created), or a thread in it that
+    cannot be resumed."""
+
+
+def check_resumable(state: dict[str, Any], thread_id: str) -> None:
+    """An unfinished thread checkpointed before notes were typed holds them as dicts, which today's
+    nodes cannot read: refused with a clear error (its finished threads still read back)."""
+    if any(isinstance(note, dict) for note in state.get("notes", [])):
+        raise CheckpointError(
+            f"thread {thread_id} was checkpointed by an earlier sounding (its notes are untyped) and "
+            "cannot be resumed by this one: start it again under a new thread id"
+        )
 
 
 #: The tables LangGraph's SqliteSaver creates: a checkpoint file holding anything else is someone else's.
@@ -152,6 +163,8 @@ def run_research(
         if snapshot.values:
             resume = bool(snapshot.next)
             state = dict(snapshot.values)
+            if resume:
+                check_resumable(state, thread_id)
             deps.ledger.restore([Charge.model_validate(c) for c in state.get("charges", [])])
     finished = state is not None and not resume  # a finished thread is returned without spending anything
     latest: dict[str, Any] = {}

@@ -54,7 +54,7 @@ def read_labels(path: Path) -> list[RelevanceLabel]:
     labels = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise RelevanceLabelError(f"cannot read {path}: {exc}") from exc
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sounding.agent.llm_step import parse_json_object
 from sounding.agent.nodes import AgentDeps, clean_query
 from sounding.agent.runner import QuestionError, check_question, run_research, sqlite_checkpointer
+from sounding.agent.state import Note
 from sounding.budgets.controllers import AdaptiveController, FixedController
 from sounding.budgets.cost import make_cost_model
 from sounding.budgets.ledger import Budget, Ledger
@@ -273,6 +274,14 @@ def test_bad_questions():
         check_question("x" * 5000)
 
 
+def test_an_unfinished_thread_with_untyped_notes_is_refused_with_a_clear_error():
+    from sounding.agent.runner import CheckpointError, check_resumable
+
+    check_resumable({"notes": [Note(doc_id="d", title="t", fact="f")]}, "t1")
+    with pytest.raises(CheckpointError, match="thread t1 was checkpointed by an earlier sounding"):
+        check_resumable({"notes": [{"doc_id": "d", "title": "t", "fact": "f", "round": 1}]}, "t1")
+
+
 def test_checkpointed_run_resumes_by_thread_id(tmp_path):
     saver = sqlite_checkpointer(tmp_path / "ck.sqlite")
     llm = ScriptedLLM(script())
@@ -298,6 +307,8 @@ def test_the_typed_plan_revives_from_a_checkpoint_with_no_unregistered_type(tmp_
         checkpoint = saver.get_tuple({"configurable": {"thread_id": "t1"}})
     plan = checkpoint.checkpoint["channel_values"]["plan"]
     assert isinstance(plan, Plan) and plan.depth >= 1
+    notes = checkpoint.checkpoint["channel_values"]["notes"]
+    assert notes and all(isinstance(n, Note) for n in notes)
     assert not [r for r in caplog.records if "unregistered" in r.getMessage()]
 
 

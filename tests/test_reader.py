@@ -89,8 +89,17 @@ def test_the_command_pairs_a_folder_against_an_earlier_one(tmp_path):
     bad = subprocess.run(
         [*base, "--against", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120
     )
-    assert (
-        bad.returncode == 2
-        and "--against" in bad.stderr
-        and "not an eval-reports results folder" in bad.stderr
+    assert bad.returncode == 2 and "--against" in bad.stderr
+    assert "not a readable eval-reports results folder" in bad.stderr
+    cut = (folders["old"] / "records.jsonl").read_text() + '{"id": "open-02", "quest'
+    (folders["old"] / "records.jsonl").write_text(cut)
+    again = subprocess.run(
+        [*base, "--against", str(folders["old"])], capture_output=True, text=True, timeout=120
     )
+    assert again.returncode == 0, again.stderr
+    assert (folders["old"] / "records.jsonl").read_text() == cut  # the earlier run is read, never rewritten
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "records.jsonl").write_text(record(OLD, "", "open-09").model_dump_json() + "\n")
+    apart = subprocess.run([*base, "--against", str(other)], capture_output=True, text=True, timeout=120)
+    assert apart.returncode == 2 and "no question in common" in apart.stderr

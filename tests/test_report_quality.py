@@ -74,6 +74,8 @@ def test_a_sentence_ending_on_an_article_preposition_or_lone_letter_reads_as_cut
         "It borders the US.",
         "The Yellow River flows past the city of Xi.",  # a whole two-letter name
         "Its founder was Henry V.",
+        "He marched with Martin Luther King Jr.",
+        "The field was sold to Exxon Mobil Co.",
     ],
 )
 def test_whole_sentences_do_not_read_as_cut(whole):
@@ -555,3 +557,40 @@ def test_a_later_draft_the_budget_cannot_pay_for_leaves_the_first_drafts_reason(
     writer = writer_for(ScriptedLLM({"write": write}))
     [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
     assert section.claims == [] and section.skipped == "cut" and section.drafts == 1
+
+
+def test_a_redraft_never_takes_what_later_sections_and_the_check_need():
+    # a budget that pays one draft of each of two sections and their checks, and little more
+    caps = StepCaps()
+    from sounding.budgets.controllers import PROMPT_TOKENS
+
+    one_each = 2 * (PROMPT_TOKENS["write"] + caps.write + PROMPT_TOKENS["check"] + caps.check)
+    llm = ScriptedLLM({"write": CUT_DRAFT})
+    ledger = Ledger(
+        Budget(limit=one_each * 2.2, unit="tokens"),
+        make_cost_model("tokens", BudgetSettings(), n_params=None),
+    )
+    writer = ReportWriter(llm, ledger, REPORT_PROMPTS, caps)
+    sections = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?", "Who founded it?"], NOTES)
+    assert all(s.skipped != "budget" for s in sections)  # the second section was still written
+    assert writer._redraft_affordable(left=1, sections=2) is (
+        ledger.spent_share() < THIN_SPENT_SHARE
+        and ledger.can_afford(
+            Usage(
+                prompt_tokens=PROMPT_TOKENS["write"] + 2 * PROMPT_TOKENS["check"],
+                completion_tokens=caps.write + 2 * caps.check,
+            )
+        )
+    )
+
+
+def test_a_report_whose_every_sentence_was_left_out_says_so_not_that_nothing_was_found():
+    from sounding.agent.report_nodes import report_no_answer_reason
+
+    hidden = Section(question="q", claims=[Claim(text="Films were made.", notes=[1], helps=False)])
+    off = Section(question="r", skipped="irrelevant")
+    assert (
+        report_no_answer_reason(Report(title="t", sections=[hidden, off]), failed=False) == "nothing printed"
+    )
+    nothing = [Section(question="q", skipped="no notes"), Section(question="r", skipped="no relevant notes")]
+    assert report_no_answer_reason(Report(title="t", sections=nothing), failed=False) == "no notes"

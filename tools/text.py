@@ -154,6 +154,7 @@ def has_terminal(sentence: str) -> bool:
 #: Short capitalised words that end a whole sentence after a lower-case word ("... named Li.").
 _WHOLE_SHORT = frozenset(
     {"Li", "Wu", "Yi", "Xu", "Xi", "Qi", "Ma", "Hu", "Bo", "Oz", "Po", "Ur", "Io", "Ra", "Al", "Ed"}
+    | {"Jr", "Sr", "Co", "St", "Dr", "Mr", "Ms", "No"}  # abbreviations that end names
 )
 
 
@@ -182,4 +183,7 @@ def looks_cut(sentence: str) -> bool:
         after_name = len(words) > 1 and words[-2][:1].isupper() and last in "IVX"
         return not after_name
     # a name's first letters after a lower-case word: "connecting Ce."
-    return bool(re.search(r"[a-z]+[ -][A-Z][a-z]?\.[\"'’”)\]]*\s*$", sentence)) and last not in _WHOLE_SHORT
+    return (
+        bool(re.search(r"(?<![A-Za-z])[a-z]+[ -][A-Z][a-z]?\.[\"'’”)\]]*\s*$", sentence))
+        and last not in _WHOLE_SHORT
+    )

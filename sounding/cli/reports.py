@@ -268,19 +268,25 @@ def score_reports(
 def _against(folder: Path, records: list[ReportRecord], other: Path, rubrics: dict[str, Rubric]) -> str:
     """The reader's figures of this folder's reports against another folder's, paired; written beside
     the records as ``against-<other>.md``."""
-    from sounding.evals.reader import compare_runs, comparison_markdown
-    from sounding.evals.reports import RecordStore, ReportEvalError
+    from pydantic import ValidationError
 
-    config_path = other / "config.json"
-    try:
-        earlier = RecordStore(other, json.loads(config_path.read_text(encoding="utf-8"))).records()
-    except (ReportEvalError, OSError, json.JSONDecodeError) as exc:
-        fail(f"--against {other}: not an eval-reports results folder ({exc})")
-    missing = sorted({r.id for r in earlier} - set(rubrics))
+    from sounding.evals.reader import compare_runs, comparison_markdown
+    from sounding.evals.reports import ReportRecord as Record
+
+    try:  # read only: the earlier run is never repaired or rewritten here
+        text = (other / "records.jsonl").read_text(encoding="utf-8")
+        lines = [line for line in text.splitlines() if line.strip()]
+        if lines and not text.endswith("\n"):
+            lines = lines[:-1]  # a line cut by a crash mid-write is not a record
+        earlier = [Record.model_validate_json(line) for line in lines]
+    except (OSError, UnicodeDecodeError, ValidationError) as exc:
+        fail(f"--against {other}: not a readable eval-reports results folder ({exc})")
+    shared = {r.id for r in records} & {r.id for r in earlier}
+    if not shared:
+        fail(f"--against {other}: no question in common with {folder}")
+    missing = sorted(shared - set(rubrics))
     if missing:
         fail(f"--against {other}: no rubric for {', '.join(missing)}")
-    if not {r.id for r in records} & {r.id for r in earlier}:
-        fail(f"--against {other}: no question in common with {folder}")
     table = comparison_markdown(compare_runs(records, earlier, rubrics), folder.name, other.name)
     (folder / f"against-{other.name}.md").write_text(table + "\n", encoding="utf-8")
     return table
