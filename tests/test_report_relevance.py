@@ -6,6 +6,7 @@ model on the issue's own off-topic sentences at the end."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -275,3 +276,33 @@ def test_calibration_counts_what_each_floor_loses_and_drops():
     low, high = result.rows
     assert (low.on_topic_lost, low.off_topic_dropped) == (0, 1)
     assert (high.on_topic_lost, high.off_topic_dropped) == (1, 1)
+
+
+class CountingEmbedder:
+    """A test double for the embedder: a text's vector is a fixed unit vector from its length."""
+
+    def __init__(self) -> None:
+        self.encoded: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        self.encoded += list(texts)
+        return np.array([[np.cos(len(t)), np.sin(len(t))] for t in texts])
+
+
+def test_the_vector_cache_is_bounded_and_shared_by_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    embedder = CountingEmbedder()
+    related = EmbeddingRelatedness(lambda: embedder, cache_size=3)  # type: ignore[arg-type,return-value]
+    assert related.similarity("q", ["aa", "bbb"]) == pytest.approx([math.cos(1), math.cos(2)])
+    related.similarity("q", ["cccc", "ddddd"])  # five texts seen, three kept
+    assert len(related._cache) == 3
+    before = len(embedder.encoded)
+    related.similarity("q", ["ddddd"])  # still cached: nothing encoded
+    assert len(embedder.encoded) == before
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda t: related.similarity("q", [t]), ["x" * n for n in range(1, 40)]))
+    assert [r[0] for r in results] == pytest.approx([math.cos(n - 1) for n in range(1, 40)])
+    assert len(related._cache) == 3
