@@ -250,3 +250,18 @@ def test_unanchored_subquestions_name_nothing_of_the_question():
     assert not _anchored("Who died in 2007?", question)  # the entity that links both is gone
     assert _anchored("Where was #1 born?", question)  # an earlier answer anchors it
     assert not _anchored("Who is the writer?", "Who is the writer of Dune?")  # "Who" is not a name
+
+
+def test_same_questions_cuts_every_model_to_the_questions_all_answered_at_every_setting():
+    from sounding.cli.compare import on_shared_questions
+
+    row = {"cover_em": 1.0}
+    by_model = {
+        ("small", "hotpotqa"): {"q1": {"a": row, "b": row}, "q2": {"a": row, "b": row}, "q3": {"a": row}},
+        ("large", "hotpotqa"): {"q1": {"a": row}, "q3": {"a": row}},
+        ("large", "2wiki"): {"w1": {"a": row}},
+    }
+    cut = on_shared_questions(by_model)
+    assert sorted(cut[("small", "hotpotqa")]) == ["q1"]  # q2 the large lacks; q3 the small lacks a setting of
+    assert sorted(cut[("large", "hotpotqa")]) == ["q1"]
+    assert sorted(cut[("large", "2wiki")]) == ["w1"]  # another suite is cut on its own

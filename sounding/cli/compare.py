@@ -36,6 +36,14 @@ def compare(
             "settings table (repeatable), e.g. 'decompose:anchor=True:mode=auto d2,decompose:mode=auto d2'.",
         ),
     ] = None,
+    same_questions: Annotated[
+        bool,
+        typer.Option(
+            "--same-questions",
+            help="Every model and suite on the questions every model answered at every setting (so a "
+            "strategy's effect on a small and a large model is read on one question set).",
+        ),
+    ] = False,
 ) -> None:
     """Strategies on one compute axis, per model and suite: every setting with its CI, the frontier of
     all of them, each strategy against the best iterative setting at equal or lower compute (paired),
@@ -79,6 +87,8 @@ def compare(
             fail(f"--pair takes two setting labels separated by a comma, not {text!r}")
         pairs.append((parts[0], parts[1]))
     by_model = matrices(rows, configs)
+    if same_questions:
+        by_model = on_shared_questions(by_model)
     labels_of = {key: {s for by in matrix.values() for s in by} for key, matrix in by_model.items()}
     for p in pairs:
         if not any(set(p) <= labels for labels in labels_of.values()):
@@ -118,6 +128,22 @@ def compare(
             "gaps": [g.model_dump() for g in gaps],
         }
         json_out.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+
+
+def on_shared_questions(
+    by_model: dict[Any, dict[str, dict[str, Any]]],
+) -> dict[Any, dict[str, dict[str, Any]]]:
+    """Each (model, suite) matrix cut to the questions that every matrix of the same suite answered at
+    every one of its settings."""
+    complete: dict[Any, set[str]] = {}
+    for key, matrix in by_model.items():
+        labels = {s for by in matrix.values() for s in by}
+        complete[key] = {q for q, by in matrix.items() if labels <= set(by)}
+    out = {}
+    for (model, suite), matrix in by_model.items():
+        shared = set.intersection(*(ids for (_, s), ids in complete.items() if s == suite))
+        out[(model, suite)] = {q: by for q, by in matrix.items() if q in shared}
+    return out
 
 
 def register(app: typer.Typer) -> None:
