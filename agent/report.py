@@ -393,11 +393,19 @@ def note_text(note: Note) -> str:
     return f"{note.title}: {note.fact}"
 
 
-def bearing(related: Relatedness, texts: list[str], subquestion: str, question: str) -> list[float]:
+def bearing(
+    related: Relatedness,
+    texts: list[str],
+    subquestion: str,
+    question: str,
+    to_section: list[float] | None = None,
+) -> list[float]:
     """How closely each text bears on a section: its cosine with the sub-question or with the report's
     question, whichever is closer (a sentence that answers the report but was filed under another of
-    its sections still tells the reader something; the ranking within a section uses the former)."""
-    to_section = related.similarity(subquestion, texts)
+    its sections still tells the reader something; the ranking within a section uses the former, which
+    a caller that already has it passes as ``to_section``)."""
+    if to_section is None:
+        to_section = related.similarity(subquestion, texts)
     if subquestion == question:
         return to_section
     return [max(a, b) for a, b in zip(to_section, related.similarity(question, texts), strict=True)]
@@ -425,8 +433,8 @@ def relevant_notes(
     named = [n for n, words in enumerate(texts, 1) if not subjects or any(p <= words for p in subjects)]
     if related is not None:
         shown = [note_text(notes[n - 1]) for n in named]
-        closest = bearing(related, shown, subquestion, question)
         to_section = related.similarity(subquestion, shown)
+        closest = bearing(related, shown, subquestion, question, to_section)
         kept = [(n, s) for n, s, c in zip(named, to_section, closest, strict=True) if c >= NOTE_FLOOR]
         return [n for n, _ in sorted(kept, key=lambda x: (-x[1], x[0]))]
     target = stems(subquestion)

@@ -14,10 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from scipy.stats import binomtest
 
 from sounding.agent.report import bearing
+from sounding.evals.reports import ReportEvalError
+from sounding.evals.rubric import read_jsonl
 from sounding.tools.relevance import Relatedness
 
 
@@ -51,18 +53,10 @@ class RelevanceLabelError(ValueError):
 
 
 def read_labels(path: Path) -> list[RelevanceLabel]:
-    labels = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RelevanceLabelError(f"cannot read {path}: {exc}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            labels.append(RelevanceLabel.model_validate_json(line))
-        except ValidationError as exc:
-            raise RelevanceLabelError(f"{path}:{number} is not a relevance label: {exc}") from exc
+        labels = list(read_jsonl(path, RelevanceLabel, "relevance label"))
+    except ReportEvalError as exc:
+        raise RelevanceLabelError(str(exc)) from exc
     if not any(label.on_topic for label in labels) or all(label.on_topic for label in labels):
         raise RelevanceLabelError(f"{path} needs both on-topic and off-topic sentences")
     return labels

@@ -110,7 +110,8 @@ def answer_text(record: ReportRecord, arm: Arm) -> str:
     return record.report_markdown if arm == "report" else record.one_shot_text
 
 
-def _jsonl(path: Path, model: type[BaseModel], what: str) -> Iterator[Any]:
+def read_jsonl(path: Path, model: type[BaseModel], what: str) -> Iterator[Any]:
+    """Each non-blank line of a JSONL file as ``model``; a clear error naming the file and line."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -126,7 +127,7 @@ def _jsonl(path: Path, model: type[BaseModel], what: str) -> Iterator[Any]:
 
 def load_rubric(path: Path) -> dict[str, Rubric]:
     rubrics: dict[str, Rubric] = {}
-    for rubric in _jsonl(path, Rubric, "rubric"):
+    for rubric in read_jsonl(path, Rubric, "rubric"):
         if rubric.id in rubrics:
             raise ReportEvalError(f"{path}: the question {rubric.id!r} has two rubrics")
         rubrics[rubric.id] = rubric
@@ -134,7 +135,7 @@ def load_rubric(path: Path) -> dict[str, Rubric]:
 
 
 def load_labels(path: Path, rubrics: dict[str, Rubric]) -> list[Label]:
-    labels = list(_jsonl(path, Label, "hand label"))
+    labels = list(read_jsonl(path, Label, "hand label"))
     for label in labels:
         rubric = rubrics.get(label.id)
         if rubric is None or label.point >= len(rubric.points):
@@ -227,7 +228,7 @@ class CoverageStore:
         drop_cut_line(self.path)
 
     def coverages(self) -> list[Coverage]:
-        return list(_jsonl(self.path, Coverage, "rubric verdict")) if self.path.exists() else []
+        return list(read_jsonl(self.path, Coverage, "rubric verdict")) if self.path.exists() else []
 
     def append(self, coverage: Coverage) -> None:
         append_line(self.path, coverage.model_dump_json())

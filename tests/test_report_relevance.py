@@ -258,7 +258,7 @@ def test_score_relevance_refuses_labels_it_cannot_use(tmp_path):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"question": "q"}\n')
     result = CliRunner().invoke(app, ["score-relevance", str(broken)])
-    assert result.exit_code == 2 and "broken.jsonl:1 is not a relevance label" in result.output
+    assert result.exit_code == 2 and "broken.jsonl, line 1: not a relevance label" in result.output
     result = CliRunner().invoke(app, ["score-relevance", str(broken), "--floors", "x"])
     assert result.exit_code == 2 and "--floors must be comma-separated numbers" in result.output
 
