@@ -118,7 +118,7 @@ def test_a_quote_is_whole_sentences_of_its_passage_never_cut_at_a_character_limi
     first = "The Silk Road was a network of trade routes connecting China with the West."
     long = (
         "Along the Silk Road "
-        + "merchants and pilgrims carried silk, spices, paper and ideas, " * 8
+        + "merchants and pilgrims carried silk, spices, paper and ideas, " * 14
         + "for centuries."
     )
     assert len(long) > QUOTE_CHARS
