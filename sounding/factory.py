@@ -135,6 +135,7 @@ def spec_from_settings(
     *,
     format: str = "short",
     unsupported: str = "mark",
+    composer: str = "paragraph",
     suite: str = "ask",
     corpus_fingerprint: str = "",
     strategy: str = "iterative",
@@ -157,6 +158,7 @@ def spec_from_settings(
         policy=load_spec_policy(settings, [settings.llm.model]),
         format=format,  # checked by the spec (a Literal)
         unsupported=unsupported,
+        composer=composer,
         harness=False,
         relevance=relevance or ("lexical" if format == "short" else "embedding"),
         vote_k=vote_k,
@@ -251,6 +253,7 @@ def build_deps(
         think_caps=spec.think_caps if spec.harness and not independent else [],
         answer_format=spec.format,
         unsupported=spec.unsupported,
+        composer=spec.composer,
         vote_k=spec.vote_k,
         vote_max_samples=spec.vote_max_samples,
         dials=dials,

@@ -42,6 +42,7 @@ LEGACY_DEFAULTS: dict[str, Any] = {
     "dials": {},
     "strategy_prompts": None,
     "relevance": "lexical",
+    "composer": "paragraph",
 }
 
 #: Strategy dials added after their strategy's first runs, with the value those runs had: left out of
@@ -124,6 +125,9 @@ class RunSpec(BaseModel):
     #: How a report judges what bears on a section (tools/relevance.py): shared words ("lexical", what
     #: reports before embeddings did) or MiniLM cosine ("embedding"). Short answers do not use it.
     relevance: Literal["lexical", "embedding"] = "lexical"
+    #: How a report writes a section (agent/report.py: ``Composer``): one call from all its notes
+    #: ("paragraph", what every report before the claims composer did) or one claim per note.
+    composer: Literal["paragraph", "claims"] = "paragraph"
 
     @property
     def key(self) -> str:

@@ -594,3 +594,108 @@ def test_a_report_whose_every_sentence_was_left_out_says_so_not_that_nothing_was
     )
     nothing = [Section(question="q", skipped="no notes"), Section(question="r", skipped="no relevant notes")]
     assert report_no_answer_reason(Report(title="t", sections=nothing), failed=False) == "no notes"
+
+
+# --- the claims composer: one note, one claim ------------------------------------------------------
+
+THREE_NOTES = [
+    *NOTES,
+    Note(
+        doc_id="d3", title="Ottoman Empire", fact="The Ottoman Empire expanded into the Balkans in the 1300s."
+    ),
+]
+
+
+def claims_writer(llm: Any, limit: float | None = None) -> ReportWriter:
+    ledger = Ledger(
+        Budget(limit=limit, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+    )
+    return ReportWriter(llm, ledger, REPORT_PROMPTS, StepCaps(), composer="claims")
+
+
+def note_of(messages: list[Message]) -> str:
+    """The one note a claim call shows (its line after "Note:")."""
+    return messages[-1]["content"].split("Note:\n", 1)[1].split("\n", 1)[0]
+
+
+def test_the_claims_composer_writes_one_claim_per_note_each_citing_exactly_that_note():
+    def claim(n: int, m: list[Message]) -> Any:
+        note = note_of(m)
+        if "Balkans" in note:
+            return {"answers": False, "sentence": ""}
+        fact = note.split(") ", 1)[1]
+        return {"answers": True, "sentence": fact.replace("The Ottoman Empire", "The empire")}
+
+    llm = ScriptedLLM({"claim": claim})
+    writer = claims_writer(llm)
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], THREE_NOTES)
+    # one call per offered note, each showing that note alone, most relevant first
+    assert [s for s, _, _ in llm.calls] == ["claim"] * len(section.offered) and len(section.offered) == 3
+    assert [note_of(m).count("[1]") for _, m, _ in llm.calls] == [1, 1, 1]
+    assert all("[2]" not in note_of(m) for _, m, _ in llm.calls)
+    by_text = {c.text: c.notes for c in section.claims}
+    assert by_text == {
+        "The empire was founded by Osman I around 1299.": [1],
+        "The empire captured Constantinople in 1453.": [2],
+    }
+    # the note its writer said does not answer the sub-question gives no claim, and is counted
+    assert section.declined == 1 and section.drafts == 3 and section.skipped is None
+
+
+def test_a_red_flagged_claim_is_discarded_and_drawn_once_more_at_temperature():
+    draws = iter(
+        [
+            '{"answers": true, "sentence": "The Ottoman Empire failed to r',  # cut by the token cap
+            {"answers": True, "sentence": "The Ottoman Empire was founded by Osman I around 1299."},
+            {"answers": True, "sentence": "The Ottoman Empire was founded by Osman I around 1299."},
+            {"answers": True, "sentence": "Osman I founded the Ottoman Empire around 1299."},
+        ]
+    )
+    llm = ScriptedLLM({"claim": lambda n, m: next(draws)})
+    writer = claims_writer(llm)
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
+    # note 1: cut, then whole; note 2: a repeat of note 1's claim, then a repeat again (both draws used)
+    assert [c.text for c in section.claims] == ["The Ottoman Empire was founded by Osman I around 1299."]
+    assert section.fragments == 1 and section.repeats == 2 and section.drafts == 4
+    temperatures = [t for _, _, _, t in llm.seeds]
+    assert temperatures == [None, writer.sample_temperature, None, writer.sample_temperature]
+    assert len({seed for _, seed, _, _ in llm.seeds}) == 4
+
+
+def test_claims_stop_where_the_later_sections_and_the_check_need_the_budget():
+    caps = StepCaps()
+    from sounding.budgets.controllers import PROMPT_TOKENS
+
+    claim = PROMPT_TOKENS["claim"] + caps.claim
+    check = PROMPT_TOKENS["check"] + caps.check
+    llm = ScriptedLLM({"claim": lambda n, m: {"answers": True, "sentence": note_of(m).split(") ", 1)[1]}})
+    writer = claims_writer(llm, limit=10_000)
+    # what is left pays a claim of each of two sections and their two checks, less one token
+    earlier = Usage(prompt_tokens=int(10_000 - (2 * claim + 2 * check - 1)))
+    writer.ledger.settle(writer.ledger.reserve(earlier, event="research", node="earlier"), earlier)
+    subs = ["How did the Ottoman Empire rise?", "When did the Ottoman Empire take Constantinople?"]
+    sections = writer.write(OTTOMAN_Q, subs, NOTES)
+    # the first section's second claim would have taken what the second section and the checks need
+    assert sections[0].drafts == 1 and sections[1].drafts >= 1 and sections[1].claims
+    assert writer.ledger.spent_in("tokens") <= 10_000
+
+
+def test_an_open_question_with_the_claims_composer_gets_a_checked_report_from_claims():
+    script = {
+        "outline": {"title": "The Danube", "sections": ["How does the Danube flow through Budapest?"]},
+        "claim": lambda n, m: {"answers": True, "sentence": note_of(m).split(") ", 1)[1]},
+        "check": lambda n, m: {
+            "claims": [
+                {"helps": True, "supported": True, "notes": []}
+                for _ in range(m[-1]["content"].count("Claim "))
+            ]
+        },
+    }
+    llm = ScriptedLLM(script)
+    d = deps(llm, controller=FixedController(1, 1), answer_format="report", composer="claims")
+    result = run_research("How did the Danube shape the history of Budapest?", d)
+    steps = [s for s, _, _ in llm.calls]
+    assert "write" not in steps and steps.count("claim") >= 1 and steps.count("check") == 1
+    assert result.report is not None and result.report["check"]["sentences"] >= steps.count("claim")
+    assert all(len(c["notes"]) == 1 for s in result.report["sections"] for c in s["claims"])
+    assert d.ledger.spent_in("tokens") <= d.ledger.budget.limit

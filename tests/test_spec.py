@@ -49,6 +49,8 @@ def changed(name: str, value: Any) -> Any:
         return "drop"
     if name == "relevance":
         return "embedding"
+    if name == "composer":
+        return "claims"
     if name == "structured_output":
         return "json_object"
     if name == "dials":

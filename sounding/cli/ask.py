@@ -266,6 +266,13 @@ def ask(
         str,
         typer.Option("--unsupported", help="mark | drop: a report's sentences its sources do not support."),
     ] = "mark",
+    composer: Annotated[
+        str,
+        typer.Option(
+            "--composer",
+            help="paragraph | claims: a report section in one call from its notes, or one claim per note.",
+        ),
+    ] = "paragraph",
     wait_index: Annotated[
         bool,
         typer.Option(
@@ -317,6 +324,8 @@ def ask(
         fail(f"--format must be auto, short or report, not {answer_format!r}")
     if unsupported not in ("mark", "drop"):
         fail(f"--unsupported must be mark or drop, not {unsupported!r}")
+    if composer not in ("paragraph", "claims"):
+        fail(f"--composer must be paragraph or claims, not {composer!r}")
     if trace is not None:
         check_writable(trace, "--trace")
     if out is not None:
@@ -362,6 +371,7 @@ def ask(
             settings,
             format=answer_format,
             unsupported=unsupported,
+            composer=composer,
             strategy=variant.name,
             vote_k=vote_k,
             vote_max_samples=vote_max_samples,

@@ -39,6 +39,10 @@ def eval_reports(
             "--depth", min=1, max=8, help="Search rounds (a fixed plan); default: the controller's."
         ),
     ] = None,
+    composer: Annotated[
+        str,
+        typer.Option("--composer", help="paragraph | claims: a section in one call, or one claim per note."),
+    ] = "paragraph",
 ) -> None:
     """Write a checked report for every open question, a one-shot answer from the same notes, and
     judge every sentence of both with the judge model: supported share and citation precision.
@@ -57,6 +61,8 @@ def eval_reports(
         summary_markdown,
     )
 
+    if composer not in ("paragraph", "claims"):
+        fail(f"--composer must be paragraph or claims, not {composer!r}")
     path = questions or DEFAULT_QUESTIONS
     try:
         items = load_open_questions(path)[:limit]
@@ -88,6 +94,8 @@ def eval_reports(
         # how the report judged relevance (tools/relevance.py): stores made before embeddings have none
         "relevance": "embedding",
     }
+    if composer != "paragraph":  # folders written before the claims composer have no such key
+        config["composer"] = composer
     try:
         store = RecordStore(out, config)
         store.records()  # a corrupt store is said before anything is spent
@@ -115,7 +123,7 @@ def eval_reports(
     except (LLMError, SearchError) as exc:
         fail(str(exc), EXIT_UNAVAILABLE)
 
-    run_spec = spec_from_settings(settings, format="report")
+    run_spec = spec_from_settings(settings, format="report", composer=composer)
     related = EmbeddingRelatedness()  # one embedding model for every question's relevance filter
 
     def research(question: str) -> object:
