@@ -306,3 +306,68 @@ def test_the_vector_cache_is_bounded_and_shared_by_threads():
         results = list(pool.map(lambda t: related.similarity("q", [t]), ["x" * n for n in range(1, 40)]))
     assert [r[0] for r in results] == pytest.approx([math.cos(n - 1) for n in range(1, 40)])
     assert len(related._cache) == 3
+
+
+# --- a blind labelling sheet across runs -----------------------------------------------------------
+
+REPORT_A = """# The Danube
+
+### How does the Danube flow?
+
+The Danube flows through Budapest. [1] The Seventh Seal is a film. [2] *(unsupported)*
+
+*Not covered by the sources found: Why is it blue?*"""
+REPORT_B = """# Budapest
+
+### What is Budapest?
+
+Budapest is the capital of Hungary. [1]"""
+
+
+def write_run(folder, markdowns):
+    from sounding.evals.reports import RecordStore
+    from tests.test_rubric import record
+
+    store = RecordStore(folder, {"model": "m"})
+    for i, md in enumerate(markdowns, 1):
+        store.append(record(md, "", id=f"open-{i:02d}"))
+
+
+def test_a_blind_sheet_holds_every_printed_sentence_shuffled_and_keyed_apart(tmp_path):
+    from typer.testing import CliRunner
+
+    from sounding.cli import app
+    from sounding.evals.relevance import SheetItem, SheetKey
+
+    write_run(tmp_path / "old", [REPORT_A])
+    write_run(tmp_path / "new", [REPORT_B, REPORT_A])
+    sheet = tmp_path / "sheet.jsonl"
+    args = ["relevance-sheet", str(tmp_path / "old"), str(tmp_path / "new"), "--out", str(sheet)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    items = [SheetItem.model_validate_json(x) for x in sheet.read_text().splitlines()]
+    keys = [
+        SheetKey.model_validate_json(x) for x in (tmp_path / "sheet.jsonl.key.jsonl").read_text().splitlines()
+    ]
+    # headings, citations, marks and empty-section lines are not sentences; nothing names the run
+    assert sorted(x.sentence for x in items) == sorted(
+        ["The Danube flows through Budapest.", "The Seventh Seal is a film."] * 2
+        + ["Budapest is the capital of Hungary."]
+    )
+    assert {x.section for x in items if "Seal" in x.sentence} == {"How does the Danube flow?"}
+    assert all("run" not in x.model_dump() and x.on_topic is None for x in items)
+    assert sorted((k.run, k.id) for k in keys) == sorted(
+        [("old", "open-01")] * 2 + [("new", "open-01")] + [("new", "open-02")] * 2
+    )
+    # a sheet is never overwritten (it may hold labels)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 2 and "exists" in again.output
+    # unlabelled: refused; labelled: the share per run
+    result = CliRunner().invoke(app, ["off-topic", str(sheet)])
+    assert result.exit_code == 2 and "unlabelled" in result.output
+    labelled = [x.model_copy(update={"on_topic": "Seal" not in x.sentence}) for x in items]
+    sheet.write_text("".join(x.model_dump_json() + "\n" for x in labelled))
+    result = CliRunner().invoke(app, ["off-topic", str(sheet)])
+    assert result.exit_code == 0, result.output
+    assert "| new | 3 | 1 | 0.333" in result.output and "| 1 of 2 |" in result.output
+    assert "| old | 2 | 1 | 0.500" in result.output and "| 1 of 1 |" in result.output

@@ -334,7 +334,78 @@ def score_relevance(
     typer.echo(calibration_markdown(calibrate(rows, EmbeddingRelatedness(), chosen), SENTENCE_FLOOR))
 
 
+def relevance_sheet(
+    folders: Annotated[list[Path], typer.Argument(help="eval-reports results folders (records.jsonl).")],
+    out: Annotated[Path, typer.Option("--out", help="The sheet to label (JSONL); its key goes beside it.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the shuffle.")] = 0,
+) -> None:
+    """A blind labelling sheet: every sentence the reports of these runs print, with its section's
+    sub-question, shuffled across runs so a labeller cannot tell which run wrote it. Label each
+    item's ``on_topic`` (true/false), then read the shares with `sounding off-topic SHEET`.
+    The key (which run and question each item came from) is written to SHEET.key.jsonl.
+
+    Exit codes: 0 done; 2 bad input.
+    """
+    from sounding.evals.relevance import blind_sheet
+    from sounding.evals.reports import RecordStore, ReportEvalError
+
+    if out.exists():
+        fail(f"{out} exists: a sheet may already hold labels, choose another --out")
+    runs = {}
+    for folder in folders:
+        config_path = folder / "config.json"
+        if not (folder / "records.jsonl").is_file() or not config_path.is_file():
+            fail(f"{folder} is not an eval-reports results folder (no records.jsonl and config.json)")
+        if folder.name in runs:
+            fail(f"two folders are named {folder.name}: the key tells runs apart by folder name")
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            records = RecordStore(folder, config).records()
+        except (ReportEvalError, ValueError, OSError) as exc:
+            fail(str(exc))
+        runs[folder.name] = [(r.id, r.question, r.report_markdown) for r in records]
+    items, keys = blind_sheet(runs, seed)
+    key_path = out.with_name(out.name + ".key.jsonl")
+    out.write_text("".join(x.model_dump_json() + "\n" for x in items), encoding="utf-8")
+    key_path.write_text("".join(k.model_dump_json() + "\n" for k in keys), encoding="utf-8")
+    typer.echo(f"{len(items)} sentences of {len(runs)} runs to label in {out}; the key is {key_path}")
+
+
+def off_topic(
+    sheet: Annotated[Path, typer.Argument(help="A labelled `relevance-sheet` (its .key.jsonl beside it).")],
+) -> None:
+    """Per run: the share of printed sentences labelled off topic, with Wilson 95% CIs, and the
+    reports with at least one, from a labelled blind sheet and its key.
+
+    Exit codes: 0 done; 2 bad input.
+    """
+    from sounding.evals.relevance import RelevanceLabelError, SheetItem, SheetKey, off_topic_shares
+    from sounding.evals.reports import ReportEvalError
+    from sounding.evals.rubric import read_jsonl
+
+    key_path = sheet.with_name(sheet.name + ".key.jsonl")
+    try:
+        items = list(read_jsonl(sheet, SheetItem, "sheet item"))
+        keys = list(read_jsonl(key_path, SheetKey, "sheet key"))
+        shares = off_topic_shares(items, keys)
+    except (ReportEvalError, RelevanceLabelError, OSError) as exc:
+        fail(str(exc))
+    lines = [
+        "| run | sentences | off topic | share [95% CI] | reports with one |",
+        "|---|---|---|---|---|",
+    ]
+    for x in shares:
+        share = x.off_topic / x.sentences if x.sentences else 0.0
+        lines.append(
+            f"| {x.run} | {x.sentences} | {x.off_topic} | {share:.3f} [{x.ci[0]:.2f}, {x.ci[1]:.2f}] "
+            f"| {x.reports_with_any} of {x.reports} |"
+        )
+    typer.echo("\n".join(lines))
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval-reports")(eval_reports)
     app.command("score-reports")(score_reports)
     app.command("score-relevance")(score_relevance)
+    app.command("relevance-sheet")(relevance_sheet)
+    app.command("off-topic")(off_topic)
