@@ -24,9 +24,7 @@ from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.probe import DECOMPOSE_SCHEMA, charged_search, run_probe
 from sounding.agent.question import check_question
 from sounding.agent.reasoning import Reasoner, Reasoning
-from sounding.agent.report import (
-    Unsupported,
-)
+from sounding.agent.report import Composer, Unsupported
 from sounding.agent.state import Note, ResearchState
 from sounding.budgets.controllers import (
     Controller,
@@ -88,6 +86,9 @@ class AgentDeps:
     answer_format: str = "short"
     #: What a report does with a sentence its cited notes do not support: "mark" it or "drop" it.
     unsupported: Unsupported = "mark"
+    #: How a report writes a section: one call from all its notes, or one claim per note
+    #: (agent/report.py: ``Composer``).
+    composer: Composer = "paragraph"
     #: How a report judges what bears on a section: embeddings (tools/relevance.py), or shared words
     #: when None.
     relatedness: Relatedness | None = None

@@ -102,6 +102,15 @@ SENTENCE_FLOOR = 0.35
 _MID_DOCUMENT = re.compile(r"#p[1-9]\d*$")  # a passage window that starts inside its document
 
 Unsupported = Literal["mark", "drop"]
+#: How a section is written: "paragraph", one call for the section from all its notes (the writer
+#: copies the notes' opening sentences and leaves the rest); "claims", one short call per relevant
+#: note, most relevant first, each asking whether that note answers the sub-question and, if it
+#: does, for one sentence saying so (a small model's minimal step: one note, one claim, and the
+#: claim cites exactly the note it was written from).
+Composer = Literal["paragraph", "claims"]
+#: Draws of one claim: a red-flagged one (cut, repeated, off topic) is discarded and drawn again at
+#: the sampling temperature, once, while the budget allows.
+CLAIM_DRAWS = 2
 
 
 class Claim(BaseModel):
@@ -146,8 +155,11 @@ class Section(BaseModel):
     #: The notes left the section unanswered when the rounds ended with more than half the budget
     #: unspent, so it got one more search round of its own (the thin-section rule).
     searched_again: bool = False
-    #: Drafts drawn for it: more than one when a red-flagged draft was discarded.
+    #: Drafts drawn for it: more than one when a red-flagged draft was discarded (with the claims
+    #: composer: claim calls made).
     drafts: int = 0
+    #: Notes the claims composer offered whose writer said they do not answer the sub-question.
+    declined: int = 0
 
 
 class CitationCheck(BaseModel):
@@ -295,6 +307,18 @@ def write_schema(n_notes: int, n: int) -> dict[str, Any]:
         "type": "object",
         "properties": {"sentences": {"type": "array", "items": sentence, "minItems": 1, "maxItems": n}},
         "required": ["sentences"],
+    }
+
+
+def claim_schema() -> dict[str, Any]:
+    """One note's claim: whether the note answers the sub-question, then the sentence saying it."""
+    return {
+        "type": "object",
+        "properties": {
+            "answers": {"type": "boolean"},
+            "sentence": {"type": "string", "maxLength": SENTENCE_CHARS},
+        },
+        "required": ["answers", "sentence"],
     }
 
 
@@ -555,6 +579,8 @@ class ReportWriter:
     related: Relatedness | None = None
     #: Temperature of a section's second and later drafts (the first is greedy).
     sample_temperature: float = 0.7
+    #: One call per section ("paragraph") or one per relevant note ("claims").
+    composer: Composer = "paragraph"
     charges: list[Charge] = field(default_factory=list)
 
     def _messages(self, step: str, **fields: Any) -> list[Message]:
@@ -603,9 +629,15 @@ class ReportWriter:
         """Another draft only while less than THIN_SPENT_SHARE of the budget is spent and it leaves
         room for one draft of each of the ``left`` sections (this one included) and the check of all
         ``sections``: a redraft never takes what a later section or the check needs."""
-        if self.ledger.spent_share() >= THIN_SPENT_SHARE:
-            return False
-        write = Usage(prompt_tokens=PROMPT_TOKENS["write"], completion_tokens=self.caps.write)
+        return self.ledger.spent_share() < THIN_SPENT_SHARE and self._leaves_room(left, sections)
+
+    def _leaves_room(self, left: int, sections: int) -> bool:
+        """Whether the budget pays a write call for each of the ``left`` sections (the one about to be
+        made for this section included) and the check of all ``sections``."""
+        if self.composer == "claims":
+            write = Usage(prompt_tokens=PROMPT_TOKENS["claim"], completion_tokens=self.caps.claim)
+        else:
+            write = Usage(prompt_tokens=PROMPT_TOKENS["write"], completion_tokens=self.caps.write)
         check = Usage(prompt_tokens=PROMPT_TOKENS["check"], completion_tokens=self.caps.check)
         needed = Usage()
         for _ in range(left):
@@ -631,6 +663,26 @@ class ReportWriter:
         if not section.offered:
             section.skipped = "no relevant notes" if notes else "no notes"
             return section
+        if self.composer == "claims":
+            self._compose_claims(section, question, notes, written, left=left, sections=sections)
+        else:
+            self._write_paragraph(section, question, notes, written, left=left, sections=sections)
+        if not section.claims and not section.skipped:  # say why: repeats, then off topic, then cut
+            dropped = [
+                ("repeated", section.repeats),
+                ("irrelevant", section.irrelevant),
+                ("cut", section.fragments),
+            ]
+            section.skipped = next((why for why, count in dropped if count), "nothing written")
+        return section
+
+    def _write_paragraph(
+        self, section: Section, question: str, notes: list[Note], written: list[set[str]], *, left: int,
+        sections: int,
+    ) -> None:  # fmt: skip
+        """The section in one call from all its notes; a draft every sentence of which is dropped
+        (red-flagged) is discarded and drawn again while the budget allows (SECTION_DRAFTS)."""
+        sub = section.question
         for draft in range(SECTION_DRAFTS):
             if draft and not self._redraft_affordable(left, sections):
                 break  # most of the budget spent, or a redraft would take what the rest needs
@@ -647,20 +699,52 @@ class ReportWriter:
             if result.value is None:
                 if not draft:
                     section.skipped = result.failure or "malformed"
-                    return section
+                    return
                 break  # a later draft unaffordable or malformed: the first draft's reasons stand
             section.drafts += 1
             self._keep_draft(section, result, written, question)
             if section.claims:
                 break  # kept something: no red flag on every sentence
-        if not section.claims:  # say why: repeats first, then off-topic sentences, then cut ones
-            dropped = [
-                ("repeated", section.repeats),
-                ("irrelevant", section.irrelevant),
-                ("cut", section.fragments),
-            ]
-            section.skipped = next((why for why, count in dropped if count), "nothing written")
-        return section
+
+    def _compose_claims(
+        self, section: Section, question: str, notes: list[Note], written: list[set[str]], *, left: int,
+        sections: int,
+    ) -> None:  # fmt: skip
+        """One claim per offered note, most relevant first, up to SENTENCES_PER_SECTION kept: each
+        call sees the sub-question and that one note and says whether the note answers it and, if
+        so, one sentence saying what it says; the sentence cites that note. A claim that is cut,
+        repeats an earlier sentence or is off topic is discarded and drawn once more (CLAIM_DRAWS).
+        Every call after the section's first leaves room for one call of each later section and the
+        check of every section."""
+        for number in section.offered:
+            if len(section.claims) >= SENTENCES_PER_SECTION:
+                break
+            for draw in range(CLAIM_DRAWS):
+                if section.drafts and not self._leaves_room(left, sections):
+                    return  # what is left pays the later sections and the check
+                result = self._call(
+                    "claim",
+                    claim_schema(),
+                    self.caps.claim,
+                    sample=draw,
+                    question=question,
+                    section=section.question,
+                    note=numbered_from_one(notes, [number]),
+                )
+                if result.value is None:
+                    if not section.drafts:
+                        section.skipped = result.failure or "malformed"
+                        return
+                    break  # this note's claim is lost; the next note may still be paid for
+                section.drafts += 1
+                if result.value.get("answers") is False:
+                    section.declined += 1
+                    break  # the note does not answer the sub-question: no claim, no red flag
+                kept = len(section.claims)
+                item = {"text": str(result.value.get("sentence", "")), "notes": [1]}
+                self._keep(section, item, result.cut, written, question, offered=[number])
+                if len(section.claims) > kept:
+                    break
 
     def _keep_draft(
         self, section: Section, result: StepResult, written: list[set[str]], question: str
@@ -674,10 +758,12 @@ class ReportWriter:
                 self._keep(section, item, cut, written, question)
 
     def _keep(
-        self, section: Section, item: dict[str, Any], cut: bool, written: list[set[str]], question: str
-    ) -> None:
-        """Add one written item's whole, new, relevant sentences to the section; count what is dropped."""
-        cited = cited_numbers(item, section.offered)
+        self, section: Section, item: dict[str, Any], cut: bool, written: list[set[str]], question: str,
+        offered: list[int] | None = None,
+    ) -> None:  # fmt: skip
+        """Add one written item's whole, new, relevant sentences to the section; count what is dropped.
+        Its note numbers count from 1 in ``offered`` (default: the notes the section offered)."""
+        cited = cited_numbers(item, section.offered if offered is None else offered)
         kept, fragments = whole_sentences(str(item.get("text", "")), cut=cut)
         section.fragments += fragments
         if self.related is not None and kept:

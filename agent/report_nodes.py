@@ -111,6 +111,7 @@ class ReportNodes(ResearchNodes):
             seed=self.deps.seed,
             related=self.deps.relatedness,
             sample_temperature=self.deps.reasoning_temperature,
+            composer=self.deps.composer,
         )
 
     def first_queries(self, state: ResearchState) -> list[str]:

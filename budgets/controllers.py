@@ -32,6 +32,8 @@ class StepCaps(BaseModel):
     answer: int = 96
     outline: int = 120
     write: int = 260
+    #: One sentence from one note (a report's claims composer): at most SENTENCE_CHARS characters.
+    claim: int = 96
     check: int = 120
 
 
@@ -48,6 +50,7 @@ PROMPT_TOKENS = {
     "vote": 440,
     "outline": 150,
     "write": 900,
+    "claim": 330,
     "check": 500,
 }
 

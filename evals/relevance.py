@@ -115,3 +115,97 @@ def calibration_markdown(result: RelevanceCalibration, chosen: float) -> str:
             f"[{row.dropped_ci[0]:.2f}, {row.dropped_ci[1]:.2f}] |"
         )
     return "\n".join(lines)
+
+
+# --- blind labelling of printed sentences across runs ----------------------------------------------
+
+
+class SheetItem(BaseModel):
+    """One printed sentence to label, with nothing that says which run wrote it."""
+
+    item: str
+    question: str
+    section: str
+    sentence: str
+    #: Filled in by the labeller: is the sentence about its section's sub-question?
+    on_topic: bool | None = None
+
+
+class SheetKey(BaseModel):
+    """Where a sheet item came from (kept in a file of its own, read after labelling)."""
+
+    item: str
+    run: str
+    id: str
+
+
+def printed_by_section(markdown: str) -> list[tuple[str, str]]:
+    """(sub-question, sentence) for every sentence a report prints under a section heading."""
+    from sounding.evals.reader import printed_sentences
+
+    pairs: list[tuple[str, str]] = []
+    section = ""
+    for line in markdown.splitlines():
+        if line.startswith("### "):
+            section = line[4:].strip()
+        elif section:
+            pairs += [(section, s) for s in printed_sentences(line)]
+    return pairs
+
+
+def blind_sheet(
+    runs: dict[str, list[tuple[str, str, str]]], seed: int = 0
+) -> tuple[list[SheetItem], list[SheetKey]]:
+    """A labelling sheet of every printed sentence of several runs, shuffled together so the labeller
+    cannot tell which run wrote a sentence, and its key. ``runs``: run name -> (id, question,
+    markdown) per report."""
+    rows = [
+        (run, rid, question, section, sentence)
+        for run, reports in runs.items()
+        for rid, question, markdown in reports
+        for section, sentence in printed_by_section(markdown)
+    ]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    items, keys = [], []
+    for i, j in enumerate(order, 1):
+        run, rid, question, section, sentence = rows[int(j)]
+        items.append(SheetItem(item=f"s{i:04d}", question=question, section=section, sentence=sentence))
+        keys.append(SheetKey(item=f"s{i:04d}", run=run, id=rid))
+    return items, keys
+
+
+class OffTopicShare(BaseModel):
+    run: str
+    sentences: int
+    off_topic: int
+    ci: tuple[float, float]
+    reports: int
+    reports_with_any: int
+
+
+def off_topic_shares(items: list[SheetItem], keys: list[SheetKey]) -> list[OffTopicShare]:
+    """Per run: the share of labelled sentences labelled off topic (Wilson CI) and the reports with
+    at least one. Every item must be labelled and keyed."""
+    key = {k.item: k for k in keys}
+    missing = [x.item for x in items if x.on_topic is None or x.item not in key]
+    if missing:
+        raise RelevanceLabelError(
+            f"{len(missing)} sheet items unlabelled or not in the key, e.g. {missing[0]}"
+        )
+    out = []
+    for run in sorted({k.run for k in keys}):
+        mine = [x for x in items if key[x.item].run == run]
+        off = [x for x in mine if x.on_topic is False]
+        reports = {key[x.item].id for x in mine}
+        with_any = {key[x.item].id for x in off}
+        out.append(
+            OffTopicShare(
+                run=run,
+                sentences=len(mine),
+                off_topic=len(off),
+                ci=wilson(len(off), len(mine)) if mine else (0.0, 1.0),
+                reports=len(reports),
+                reports_with_any=len(with_any),
+            )
+        )
+    return out
