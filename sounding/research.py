@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast, get_args
 
 from sounding.agent.nodes import AgentDeps, EventSink
+from sounding.agent.report import Composer
 from sounding.budgets.controllers import AdaptiveController, Controller, check_policy_model, make_controller
 from sounding.budgets.cost import load_latency_table, make_cost_model, make_cost_models
 from sounding.budgets.ledger import Budget, Ledger
@@ -103,7 +104,7 @@ def make_deps(
         think_caps=list(think_caps or []),
         answer_format=answer_format,
         unsupported="drop" if unsupported == "drop" else "mark",
-        composer="claims" if composer == "claims" else "paragraph",
+        composer=check_composer(composer),
         rrf_k=settings.search.rrf_k,
         vote_k=vote_k,
         vote_max_samples=vote_max_samples,
@@ -111,6 +112,13 @@ def make_deps(
         workers=max(1, workers),
         relatedness=relatedness,
     )
+
+
+def check_composer(name: str) -> Composer:
+    """A report composer's name, checked (agent/report.py: ``Composer``)."""
+    if name not in get_args(Composer):
+        raise ValueError(f"unknown report composer {name!r}: use {', '.join(get_args(Composer))}")
+    return cast(Composer, name)
 
 
 def controller_think(controller: Controller) -> int:

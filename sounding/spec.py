@@ -127,7 +127,7 @@ class RunSpec(BaseModel):
     relevance: Literal["lexical", "embedding"] = "lexical"
     #: How a report writes a section (agent/report.py: ``Composer``): one call from all its notes
     #: ("paragraph", what every report before the claims composer did) or one claim per note.
-    composer: Literal["paragraph", "claims"] = "paragraph"
+    composer: Literal["paragraph", "claims", "select", "extract"] = "paragraph"
 
     @property
     def key(self) -> str:

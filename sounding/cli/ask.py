@@ -324,8 +324,8 @@ def ask(
         fail(f"--format must be auto, short or report, not {answer_format!r}")
     if unsupported not in ("mark", "drop"):
         fail(f"--unsupported must be mark or drop, not {unsupported!r}")
-    if composer not in ("paragraph", "claims"):
-        fail(f"--composer must be paragraph or claims, not {composer!r}")
+    if composer not in ("paragraph", "claims", "select", "extract"):
+        fail(f"--composer must be paragraph, claims, select or extract, not {composer!r}")
     if trace is not None:
         check_writable(trace, "--trace")
     if out is not None:

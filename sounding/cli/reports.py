@@ -41,8 +41,18 @@ def eval_reports(
     ] = None,
     composer: Annotated[
         str,
-        typer.Option("--composer", help="paragraph | claims: a section in one call, or one claim per note."),
+        typer.Option(
+            "--composer",
+            help="paragraph | claims | select | extract: a section in one call, one claim per note, one voted sentence per note, or the notes' most relevant sentences.",
+        ),
     ] = "paragraph",
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="Only the reports: no one-shot baseline and no judge (score them with score-reports).",
+        ),
+    ] = False,
 ) -> None:
     """Write a checked report for every open question, a one-shot answer from the same notes, and
     judge every sentence of both with the judge model: supported share and citation precision.
@@ -61,8 +71,8 @@ def eval_reports(
         summary_markdown,
     )
 
-    if composer not in ("paragraph", "claims"):
-        fail(f"--composer must be paragraph or claims, not {composer!r}")
+    if composer not in ("paragraph", "claims", "select", "extract"):
+        fail(f"--composer must be paragraph, claims, select or extract, not {composer!r}")
     path = questions or DEFAULT_QUESTIONS
     try:
         items = load_open_questions(path)[:limit]
@@ -75,7 +85,7 @@ def eval_reports(
         budget__controller="fixed" if depth is not None else None,
         budget__depth=depth,
     )
-    if judge_model == settings.llm.model:
+    if judge_model == settings.llm.model and not report_only:
         err_console.print(
             "[yellow]warning:[/] the judge is the writer's own model; its verdicts are not independent"
         )
@@ -94,8 +104,11 @@ def eval_reports(
         # how the report judged relevance (tools/relevance.py): stores made before embeddings have none
         "relevance": "embedding",
     }
-    if composer != "paragraph":  # folders written before the claims composer have no such key
+    # folders written before the composers and the report-only mode have neither key
+    if composer != "paragraph":
         config["composer"] = composer
+    if report_only:
+        config["report_only"] = True
     try:
         store = RecordStore(out, config)
         store.records()  # a corrupt store is said before anything is spent
@@ -113,9 +126,11 @@ def eval_reports(
 
     try:
         writer = make_llm(settings)
-        judge = make_llm(
-            settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge_model})})
-        )
+        judge = None
+        if not report_only:
+            judge = make_llm(
+                settings.model_copy(update={"llm": settings.llm.model_copy(update={"model": judge_model})})
+            )
         with rich_progress() as progress:
             search = make_search(settings, progress=progress)
     except UnknownModelError as exc:
@@ -131,10 +146,15 @@ def eval_reports(
         return run_research(question, deps, strategy=run_spec.strategy)
 
     def evaluate(question):  # type: ignore[no-untyped-def]
-        return evaluate_question(question, research, writer, judge, lambda: make_ledger(settings, judge))
+        return evaluate_question(
+            question, research, writer, judge, lambda: make_ledger(settings, judge or writer)
+        )
 
     def said(record) -> None:  # type: ignore[no-untyped-def]
         s = {arm: record.scores[arm] for arm in record.scores}
+        if report_only:
+            err_console.print(f"{record.id}: {s['report_written'].sentences} sentences written")
+            return
         err_console.print(
             f"{record.id}: {s['report_written'].sentences} sentences, judge-supported "
             f"{s['report_written'].supported} (kept by the check: {s['report_checked'].sentences}, "
@@ -143,6 +163,11 @@ def eval_reports(
 
     for _ in run_report_eval(items, store, evaluate, on_record=said):
         pass
+    if report_only:
+        console.print(
+            f"reports in {out / 'records.jsonl'}; score them with `sounding score-reports {out} --no-judge`"
+        )
+        return
     records = [r for r in store.records() if r.id in {q.id for q in items}]
     summary = summarise(records)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
