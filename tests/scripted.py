@@ -20,6 +20,7 @@ STEP_BY_SYSTEM = {
     "plan a short research report": "outline",
     "write one paragraph of a research report": "write",
     "write one sentence of a research report from one quoted note": "claim",
+    "pick the sentence of a quoted note": "select",
     "check the claims of one paragraph": "check",
     "answer a research question in a few paragraphs": "one_shot",
     "check a written answer against its sources": "support",

@@ -699,3 +699,94 @@ def test_an_open_question_with_the_claims_composer_gets_a_checked_report_from_cl
     assert result.report is not None and result.report["check"]["sentences"] >= steps.count("claim")
     assert all(len(c["notes"]) == 1 for s in result.report["sections"] for c in s["claims"])
     assert d.ledger.spent_in("tokens") <= d.ledger.budget.limit
+
+
+# --- the select composer: a vote per note on which sentence answers --------------------------------
+
+TWO_SENTENCE_NOTES = [
+    Note(
+        doc_id="d1",
+        title="Ottoman Empire",
+        fact="The Ottoman Empire was a state in Anatolia. It was founded by Osman I around 1299.",
+    ),
+    Note(doc_id="d2", title="Ottoman Empire", fact="The Ottoman Empire captured Constantinople in 1453."),
+]
+
+
+def composer_writer(llm: Any, composer: str, related: Any = None) -> ReportWriter:
+    ledger = Ledger(
+        Budget(limit=None, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+    )
+    return ReportWriter(llm, ledger, REPORT_PROMPTS, StepCaps(), composer=composer, related=related)  # type: ignore[arg-type]
+
+
+def test_the_select_composer_prints_the_sentence_a_vote_chose_as_the_note_says_it():
+    from sounding.agent.report import SELECT_VOTE_K
+
+    ballots = iter([2, 1, 2, 2, 0, 0])  # note 1: 2, 1, 2, 2 (2 leads by k=2); note 2: 0, 0 (none answers)
+    llm = ScriptedLLM({"select": lambda n, m: {"sentence": next(ballots)}})
+    writer = composer_writer(llm, "select")
+    [section] = writer.write(OTTOMAN_Q, ["Who founded the Ottoman Empire?"], TWO_SENTENCE_NOTES)
+    assert SELECT_VOTE_K == 2
+    assert [(c.text, c.notes) for c in section.claims] == [("It was founded by Osman I around 1299.", [1])]
+    assert section.declined == 1 and section.drafts == 6
+    # the first ballot of each vote greedy, the rest sampled with seeds of their own
+    assert [t for _, _, _, t in llm.seeds] == [None] + [writer.sample_temperature] * 3 + [
+        None,
+        writer.sample_temperature,
+    ]
+    # each ballot lists the note's sentences by number
+    assert (
+        "1. The Ottoman Empire was a state in Anatolia.\n2. It was founded" in llm.calls[0][1][-1]["content"]
+    )
+
+
+def test_a_ballot_that_does_not_parse_is_discarded_not_counted():
+    ballots = iter(
+        [{"sentence": 7}, {"sentence": 1}, {"sentence": 1}, {"sentence": 1}, {"sentence": 1}]
+    )  # 7: no such sentence
+    llm = ScriptedLLM({"select": lambda n, m: next(ballots)})
+    writer = composer_writer(llm, "select")
+    [section] = writer.write(OTTOMAN_Q, ["How did the Ottoman Empire rise?"], NOTES)
+    assert [c.notes for c in section.claims] == [[1], [2]] and section.drafts == 5
+
+
+# --- the extract composer: the notes' most relevant sentences, no model call ------------------------
+
+
+def test_the_extract_composer_prints_the_notes_most_relevant_sentences_without_a_model_call():
+    from tests.test_report_relevance import CosineTable
+
+    table = {
+        "Ottoman Empire: The Ottoman Empire was a state in Anatolia. It was founded by Osman I around 1299.": 0.8,
+        "Ottoman Empire: The Ottoman Empire captured Constantinople in 1453.": 0.7,
+        "The Ottoman Empire was a state in Anatolia.": 0.36,
+        "Ottoman Empire was founded by Osman I around 1299.": 0.9,
+        "The Ottoman Empire captured Constantinople in 1453.": 0.6,
+    }
+    llm = ScriptedLLM({})
+    writer = composer_writer(llm, "extract", related=CosineTable(table))
+    [section] = writer.write(OTTOMAN_Q, ["Who founded the Ottoman Empire?"], TWO_SENTENCE_NOTES)
+    assert llm.calls == []
+    # most relevant first; "It" named by its article's title; each sentence cites its own note
+    assert [(c.text, c.notes) for c in section.claims] == [
+        ("Ottoman Empire was founded by Osman I around 1299.", [1]),
+        ("The Ottoman Empire captured Constantinople in 1453.", [2]),
+        ("The Ottoman Empire was a state in Anatolia.", [1]),
+    ]
+    # under the sentence floor: left out
+    low = CosineTable({**table, "The Ottoman Empire was a state in Anatolia.": 0.2})
+    [section] = composer_writer(llm, "extract", related=low).write(
+        OTTOMAN_Q, ["Who founded the Ottoman Empire?"], TWO_SENTENCE_NOTES
+    )
+    assert len(section.claims) == 2
+
+
+def test_an_extracted_sentence_repeating_an_earlier_section_is_dropped_and_counted():
+    llm = ScriptedLLM({})
+    writer = composer_writer(llm, "extract")  # no embeddings: shared words with the sub-question
+    subs = ["Who founded the Ottoman Empire?", "When did Osman I found the Ottoman Empire?"]
+    first, second = writer.write(OTTOMAN_Q, subs, NOTES)
+    assert "The Ottoman Empire was founded by Osman I around 1299." in [c.text for c in first.claims]
+    assert all(c.text != "The Ottoman Empire was founded by Osman I around 1299." for c in second.claims)
+    assert second.repeats >= 1

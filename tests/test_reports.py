@@ -278,3 +278,28 @@ def test_a_report_with_no_parsable_paragraph_says_why():
     )
     assert result.no_answer_reason == "malformed"
     assert result.answer.startswith("No answer: the model's output did not parse")
+
+
+def test_a_report_only_eval_writes_the_report_and_neither_a_baseline_nor_verdicts():
+    from sounding.budgets.cost import make_cost_model
+    from sounding.budgets.ledger import Budget, Ledger
+    from sounding.settings import BudgetSettings
+
+    writer = ScriptedLLM(report_script())
+
+    def new_ledger():
+        return Ledger(
+            Budget(limit=None, unit="tokens"), make_cost_model("tokens", BudgetSettings(), n_params=None)
+        )
+
+    def research(question):
+        return run_research(question, deps(writer, controller=FixedController(1, 1), answer_format="report"))
+
+    q = OpenQuestion(id="open-01", question=OPEN_Q, topics=["Danube"])
+    record = evaluate_question(q, research, writer, None, new_ledger)
+    assert "one_shot" not in [s for s, _, _ in writer.calls]  # no baseline written
+    assert record.one_shot_text == "" and record.scores["one_shot"].sentences == 0
+    written = record.scores["report_written"]
+    assert written.sentences == 3 and written.unjudged == 3 and written.supported == 0
+    assert record.report_markdown.startswith("# The Danube and Budapest") and record.tokens["judge"] == 0
+    assert all(c.lexical > 0 for c in record.claims["report_written"])  # the lexical share is still read
