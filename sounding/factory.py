@@ -135,7 +135,7 @@ def spec_from_settings(
     *,
     format: str = "short",
     unsupported: str = "mark",
-    composer: str = "paragraph",
+    composer: str | None = None,
     suite: str = "ask",
     corpus_fingerprint: str = "",
     strategy: str = "iterative",
@@ -145,7 +145,8 @@ def spec_from_settings(
     relevance: str | None = None,
 ) -> RunSpec:
     """The spec of one `ask` (or Studio) run: the settings' model, budget and controller, ask's mode.
-    A run that may write a report judges relevance by embeddings unless ``relevance`` says otherwise."""
+    A run that may write a report judges relevance by embeddings and composes its sections by
+    extraction unless ``relevance`` and ``composer`` say otherwise (docs/reports.md, "Composing")."""
     from sounding.tools.corpus import parse_corpus_spec
 
     corpus = "web" if settings.search.backend == "web" else parse_corpus_spec(settings.search.corpus).name
@@ -158,7 +159,7 @@ def spec_from_settings(
         policy=load_spec_policy(settings, [settings.llm.model]),
         format=format,  # checked by the spec (a Literal)
         unsupported=unsupported,
-        composer=composer,
+        composer=composer or ("paragraph" if format == "short" else "extract"),
         harness=False,
         relevance=relevance or ("lexical" if format == "short" else "embedding"),
         vote_k=vote_k,

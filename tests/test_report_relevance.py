@@ -14,6 +14,7 @@ import pytest
 
 from sounding.agent.report import (
     NOTE_FLOOR,
+    QUOTE_SENTENCES,
     SECTION_DRAFTS,
     SENTENCE_FLOOR,
     Report,
@@ -162,10 +163,12 @@ def test_a_section_the_check_finds_wholly_unhelpful_says_so():
 
 
 def test_quotes_are_chosen_by_the_score_when_there_is_one():
-    text = "Bergman filmed The Seventh Seal. Wages rose after the plague. The plague came from Asia."
+    # more whole sentences than a quote holds (QUOTE_SENTENCES): the lowest-scoring one is left out
+    rest = " ".join(f"The plague reached port {i}." for i in range(1, QUOTE_SENTENCES))
+    text = f"Bergman filmed The Seventh Seal. Wages rose after the plague. {rest}"
     score = {"Bergman filmed The Seventh Seal.": 0.1, "Wages rose after the plague.": 0.9}
     quote = passage_quote("doc", text, {"seventh", "seal"}, lambda texts: [score.get(t, 0.5) for t in texts])
-    assert quote == "Wages rose after the plague. The plague came from Asia."  # passage order kept
+    assert quote == f"Wages rose after the plague. {rest}"  # passage order kept
     assert passage_quote("doc", text, {"seventh", "seal"}).startswith("Bergman")  # words, without
 
 

@@ -267,12 +267,12 @@ def ask(
         typer.Option("--unsupported", help="mark | drop: a report's sentences its sources do not support."),
     ] = "mark",
     composer: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--composer",
             help="paragraph | claims: a report section in one call from its notes, or one claim per note.",
         ),
-    ] = "paragraph",
+    ] = None,
     wait_index: Annotated[
         bool,
         typer.Option(
@@ -324,7 +324,7 @@ def ask(
         fail(f"--format must be auto, short or report, not {answer_format!r}")
     if unsupported not in ("mark", "drop"):
         fail(f"--unsupported must be mark or drop, not {unsupported!r}")
-    if composer not in ("paragraph", "claims", "select", "extract"):
+    if composer is not None and composer not in ("paragraph", "claims", "select", "extract"):
         fail(f"--composer must be paragraph, claims, select or extract, not {composer!r}")
     if trace is not None:
         check_writable(trace, "--trace")

@@ -43,9 +43,9 @@ def eval_reports(
         str,
         typer.Option(
             "--composer",
-            help="paragraph | claims | select | extract: a section in one call, one claim per note, one voted sentence per note, or the notes' most relevant sentences.",
+            help="paragraph | claims | select | extract: a section in one call, one claim per note, one voted sentence per note, or the notes' most relevant sentences (the default).",
         ),
-    ] = "paragraph",
+    ] = "extract",
     report_only: Annotated[
         bool,
         typer.Option(
@@ -104,7 +104,8 @@ def eval_reports(
         # how the report judged relevance (tools/relevance.py): stores made before embeddings have none
         "relevance": "embedding",
     }
-    # folders written before the composers and the report-only mode have neither key
+    # folders written before the composers and the report-only mode have neither key (they were
+    # paragraph, with the baseline and the judge)
     if composer != "paragraph":
         config["composer"] = composer
     if report_only:
