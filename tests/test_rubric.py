@@ -213,3 +213,15 @@ def test_the_lexical_reading_runs_without_a_model_over_every_record(tmp_path):
     )
     assert (tmp_path / "rubric-lexical-summary.md").read_text() in done.stdout
     assert not list(tmp_path.glob("rubric-*.jsonl"))  # no judge, no verdicts stored
+
+
+def test_a_report_only_run_has_no_one_shot_arm_rather_than_one_that_states_nothing():
+    from sounding.evals.rubric import lexical_summary
+
+    answer = "The Danube flows through Budapest. Budapest lay on ancient trade routes."
+    summary = lexical_summary([record(answer, "")], {"open-01": RUBRIC})
+    assert summary["arms"]["report"]["mean"] == pytest.approx(2 / 3)
+    assert summary["arms"]["one_shot"]["n"] == 0 and summary["paired"]["mean"] is None
+    mixed = lexical_summary([record(answer, ""), record(answer, "Budapest is a city.", id="open-02")],
+                            {"open-01": RUBRIC, "open-02": RUBRIC})  # fmt: skip
+    assert mixed["arms"]["one_shot"]["n"] == 1 and mixed["paired"]["n"] == 1
