@@ -225,3 +225,21 @@ def test_a_report_only_run_has_no_one_shot_arm_rather_than_one_that_states_nothi
     mixed = lexical_summary([record(answer, ""), record(answer, "Budapest is a city.", id="open-02")],
                             {"open-01": RUBRIC, "open-02": RUBRIC})  # fmt: skip
     assert mixed["arms"]["one_shot"]["n"] == 1 and mixed["paired"]["n"] == 1
+
+
+def test_the_lexical_reading_is_checked_against_hand_labels_without_a_judge(tmp_path):
+    from sounding.evals.rubric import lexical_agreement, lexically_stated
+
+    answer = "The Danube flows through Budapest. Budapest lay on ancient trade routes."
+    r = record(answer, "")
+    lexical = [lexically_stated(p, answer) for p in POINTS]
+    sha = text_sha(answer)
+    agree = [
+        Label(id="open-01", arm="report", point=i, text_sha=sha, stated=s) for i, s in enumerate(lexical)
+    ]
+    out = lexical_agreement([r], {"open-01": RUBRIC}, agree)
+    assert out["compared"] == len(POINTS) and out["agreement"] == 1.0
+    flipped = [x.model_copy(update={"stated": not x.stated}) for x in agree]
+    assert lexical_agreement([r], {"open-01": RUBRIC}, flipped)["agreement"] == 0.0
+    other = [x.model_copy(update={"text_sha": "0" * 16}) for x in agree]  # labels of another text
+    assert lexical_agreement([r], {"open-01": RUBRIC}, other)["compared"] == 0

@@ -251,6 +251,10 @@ def score_reports(
         lexical = lexical_markdown(lexical_summary(records, rubrics))
     except ReportEvalError as exc:
         fail(str(exc))
+    if hand is not None:
+        from sounding.evals.rubric import lexical_agreement, lexical_agreement_line
+
+        lexical += lexical_agreement_line(lexical_agreement(records, rubrics, hand)) + "\n"
     (folder / "rubric-lexical-summary.md").write_text(lexical, encoding="utf-8")
     if against is not None:
         lexical += "\n\n" + _against(folder, records, against, rubrics)
