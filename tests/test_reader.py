@@ -48,6 +48,15 @@ def test_reader_figures_count_cut_and_repeated_sentences_and_coverage():
     )  # the empty-section line's "Roman frontier" states nothing
     empty = reader_figures(record("No answer could be found within the budget.", ""), RUBRIC)
     assert empty.no_answer and empty.sentences == 0 and empty.coverage == 0
+    # what the notes held: a report can state no more than that, by this reading
+    from sounding.agent.state import Note
+
+    noted = record(OLD, "").model_copy(
+        update={
+            "notes": [Note(doc_id="d", title="Danube", fact="Budapest lay on ancient trade routes.", round=1)]
+        }
+    )
+    assert reader_figures(noted, RUBRIC).notes_coverage == 1 / 3 and empty.notes_coverage == 0
 
 
 def test_two_runs_are_paired_on_the_questions_both_answered():
