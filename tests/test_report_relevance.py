@@ -374,3 +374,17 @@ def test_a_blind_sheet_holds_every_printed_sentence_shuffled_and_keyed_apart(tmp
     assert result.exit_code == 0, result.output
     assert "| new | 3 | 1 | 0.333" in result.output and "| 1 of 2 |" in result.output
     assert "| old | 2 | 1 | 0.500" in result.output and "| 1 of 1 |" in result.output
+    # a second sheet, labelled later, is read together with the first
+    later = tmp_path / "later.jsonl"
+    assert (
+        CliRunner().invoke(app, ["relevance-sheet", str(tmp_path / "old"), "--out", str(later)]).exit_code
+        == 0
+    )
+    more = [SheetItem.model_validate_json(x) for x in later.read_text().splitlines()]
+    assert all(x.item.startswith("later-") for x in more)
+    later.write_text("".join(x.model_copy(update={"on_topic": True}).model_dump_json() + "\n" for x in more))
+    result = CliRunner().invoke(app, ["off-topic", str(sheet), str(later)])
+    assert result.exit_code == 0, result.output
+    assert "| old | 4 | 1 | 0.250" in result.output
+    twice = CliRunner().invoke(app, ["off-topic", str(sheet), str(sheet)])
+    assert twice.exit_code == 2 and "same items" in twice.output

@@ -394,7 +394,7 @@ def relevance_sheet(
         except (ReportEvalError, ValueError, OSError) as exc:
             fail(str(exc))
         runs[folder.name] = [(r.id, r.question, r.report_markdown) for r in records]
-    items, keys = blind_sheet(runs, seed)
+    items, keys = blind_sheet(runs, seed, prefix=f"{out.stem}-")
     key_path = out.with_name(out.name + ".key.jsonl")
     out.write_text("".join(x.model_dump_json() + "\n" for x in items), encoding="utf-8")
     key_path.write_text("".join(k.model_dump_json() + "\n" for k in keys), encoding="utf-8")
@@ -402,10 +402,13 @@ def relevance_sheet(
 
 
 def off_topic(
-    sheet: Annotated[Path, typer.Argument(help="A labelled `relevance-sheet` (its .key.jsonl beside it).")],
+    sheets: Annotated[
+        list[Path], typer.Argument(help="Labelled `relevance-sheet`s (each with its .key.jsonl beside it).")
+    ],
 ) -> None:
     """Per run: the share of printed sentences labelled off topic, with Wilson 95% CIs, and the
-    reports with at least one, from a labelled blind sheet and its key.
+    reports with at least one, from labelled blind sheets and their keys (several sheets are read
+    together).
 
     Exit codes: 0 done; 2 bad input.
     """
@@ -413,10 +416,14 @@ def off_topic(
     from sounding.evals.reports import ReportEvalError
     from sounding.evals.rubric import read_jsonl
 
-    key_path = sheet.with_name(sheet.name + ".key.jsonl")
+    items: list[SheetItem] = []
+    keys: list[SheetKey] = []
     try:
-        items = list(read_jsonl(sheet, SheetItem, "sheet item"))
-        keys = list(read_jsonl(key_path, SheetKey, "sheet key"))
+        for sheet in sheets:
+            items += read_jsonl(sheet, SheetItem, "sheet item")
+            keys += read_jsonl(sheet.with_name(sheet.name + ".key.jsonl"), SheetKey, "sheet key")
+        if len({x.item for x in items}) < len(items):
+            fail("two sheets name the same items: make each with its own --out name")
         shares = off_topic_shares(items, keys)
     except (ReportEvalError, RelevanceLabelError, OSError) as exc:
         fail(str(exc))
