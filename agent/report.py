@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field, computed_field
 
 from sounding.agent.llm_step import StepResult, budgeted_json
 from sounding.agent.state import Note
+from sounding.agent.voting import Ballot, VoteResult, first_to_ahead_by_k
 from sounding.budgets.controllers import PROMPT_TOKENS, StepCaps
 from sounding.budgets.cost import Usage
 from sounding.budgets.ledger import Charge, Ledger
@@ -106,8 +107,19 @@ Unsupported = Literal["mark", "drop"]
 #: copies the notes' opening sentences and leaves the rest); "claims", one short call per relevant
 #: note, most relevant first, each asking whether that note answers the sub-question and, if it
 #: does, for one sentence saying so (a small model's minimal step: one note, one claim, and the
-#: claim cites exactly the note it was written from).
-Composer = Literal["paragraph", "claims"]
+#: claim cites exactly the note it was written from); "select", one first-to-ahead-by-k vote per
+#: relevant note on which of its sentences answers the sub-question (or none), the winner printed
+#: as the note says it (a 0.5B asked for a sentence of its own restates the sub-question and invents:
+#: docs/reports.md).
+#: "extract", no model call: the sentences of the section's relevant notes that bear most on its
+#: sub-question (the relevance filter's own `bearing`, at least SENTENCE_FLOOR), each citing its
+#: note, up to SENTENCES_PER_SECTION, no repeats; measured to state more of a good answer than the
+#: 0.5B's own paragraphs from the same notes (docs/reports.md, "Composing").
+Composer = Literal["paragraph", "claims", "select", "extract"]
+#: The select composer's vote: a sentence number wins when it leads every other by SELECT_VOTE_K
+#: ballots (the first greedy, the rest sampled), at most SELECT_VOTE_MAX ballots per note.
+SELECT_VOTE_K = 2
+SELECT_VOTE_MAX = 5
 #: Draws of one claim: a red-flagged one (cut, repeated, off topic) is discarded and drawn again at
 #: the sampling temperature, once, while the budget allows.
 CLAIM_DRAWS = 2
@@ -322,6 +334,15 @@ def claim_schema() -> dict[str, Any]:
     }
 
 
+def select_schema(n_sentences: int) -> dict[str, Any]:
+    """A ballot of the select composer: the number of the note's sentence that answers, 0 for none."""
+    return {
+        "type": "object",
+        "properties": {"sentence": {"type": "integer", "minimum": 0, "maximum": n_sentences}},
+        "required": ["sentence"],
+    }
+
+
 def check_schema(n_claims: int) -> dict[str, Any]:
     verdict = {
         "type": "object",
@@ -417,6 +438,16 @@ def subject_phrases(text: str) -> list[set[str]]:
 def note_text(note: Note) -> str:
     """What the relevance filter reads of a note: its passage's title and its quoted sentences."""
     return f"{note.title}: {note.fact}"
+
+
+_LEADING_IT = re.compile(r"^(It|Its)\b(?=\s)")
+
+
+def named_subject(sentence: str, title: str) -> str:
+    """A quoted sentence that opens with "It"/"Its", with its article's title in their place: out of
+    its passage, "It is located at the confluence of the Sava and Danube" names nothing (an
+    encyclopedia article's "it" is its subject)."""
+    return _LEADING_IT.sub(lambda m: title if m[1] == "It" else f"{title}'s", sentence, count=1)
 
 
 def bearing(
@@ -634,7 +665,7 @@ class ReportWriter:
     def _leaves_room(self, left: int, sections: int) -> bool:
         """Whether the budget pays a write call for each of the ``left`` sections (the one about to be
         made for this section included) and the check of all ``sections``."""
-        if self.composer == "claims":
+        if self.composer in ("claims", "select"):
             write = Usage(prompt_tokens=PROMPT_TOKENS["claim"], completion_tokens=self.caps.claim)
         else:
             write = Usage(prompt_tokens=PROMPT_TOKENS["write"], completion_tokens=self.caps.write)
@@ -665,6 +696,10 @@ class ReportWriter:
             return section
         if self.composer == "claims":
             self._compose_claims(section, question, notes, written, left=left, sections=sections)
+        elif self.composer == "extract":
+            self._extract_sentences(section, question, notes, written)
+        elif self.composer == "select":
+            self._select_sentences(section, question, notes, written, left=left, sections=sections)
         else:
             self._write_paragraph(section, question, notes, written, left=left, sections=sections)
         if not section.claims and not section.skipped:  # say why: repeats, then off topic, then cut
@@ -745,6 +780,87 @@ class ReportWriter:
                 self._keep(section, item, result.cut, written, question, offered=[number])
                 if len(section.claims) > kept:
                     break
+
+    def _extract_sentences(self, section: Section, question: str, notes: list[Note], written: list[set[str]]) -> None:
+        """The offered notes' sentences that bear most on the sub-question, as the notes say them, up to
+        SENTENCES_PER_SECTION, none under SENTENCE_FLOOR (by embeddings; by shared words with the
+        sub-question when the run has none), none repeating an earlier sentence; no model call."""
+        candidates = [
+            (named_subject(text, notes[n - 1].title), n)
+            for n in section.offered
+            for text in sentences(notes[n - 1].fact)
+        ]
+        if not candidates:
+            return
+        texts = [text for text, _ in candidates]
+        if self.related is not None:
+            scores = bearing(self.related, texts, section.question, question)
+            floor = SENTENCE_FLOOR
+        else:
+            point = stems(section.question)
+            scores = [len(stems(text) & point) / max(len(point), 1) for text in texts]
+            floor = 1e-9  # shares at least one word with the sub-question
+        ranked = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+        for i in ranked:
+            if len(section.claims) >= SENTENCES_PER_SECTION or scores[i] < floor:
+                break
+            text, number = candidates[i]
+            words = content_words(text)
+            if repeats(words, written):
+                section.repeats += 1
+                continue
+            written.append(words)
+            section.claims.append(Claim(text=text, notes=[number]))
+
+    def _select_sentences(
+        self, section: Section, question: str, notes: list[Note], written: list[set[str]], *, left: int,
+        sections: int,
+    ) -> None:  # fmt: skip
+        """For each offered note, most relevant first, until SENTENCES_PER_SECTION are kept: a
+        first-to-ahead-by-k vote on which of its sentences answers the sub-question (0: none); the
+        winner, as the note says it, cites that note. A ballot that does not parse is a red flag,
+        discarded; every ballot after the section's first leaves room for one call of each later
+        section and the check of every section."""
+        for number in section.offered:
+            if len(section.claims) >= SENTENCES_PER_SECTION:
+                break
+            note = notes[number - 1]
+            parts = sentences(note.fact)
+            vote = self._sentence_vote(section, question, note, parts, left=left, sections=sections)
+            if vote.winner is None:
+                if vote.ended == "budget":
+                    if not section.drafts:
+                        section.skipped = "budget"
+                    return
+                continue  # every ballot malformed: this note gives nothing
+            chosen = int(vote.winner)
+            if chosen == 0:
+                section.declined += 1
+                continue
+            item = {"text": parts[chosen - 1], "notes": [1]}
+            self._keep(section, item, False, written, question, offered=[number])
+
+    def _sentence_vote(
+        self, section: Section, question: str, note: Note, parts: list[str], *, left: int, sections: int
+    ) -> VoteResult:
+        listed = "\n".join(f"{i}. {text}" for i, text in enumerate(parts, 1))
+
+        def draw(i: int) -> Ballot | None:
+            if section.drafts and not self._leaves_room(left, sections):
+                return None
+            result = self._call(
+                "select", select_schema(len(parts)), self.caps.claim, sample=i, question=question,
+                section=section.question, title=note.title, sentences=listed,
+            )  # fmt: skip
+            if result.value is None and result.failure == "budget":
+                return None
+            section.drafts += 1
+            chosen = (result.value or {}).get("sentence")
+            if not isinstance(chosen, int) or isinstance(chosen, bool) or not 0 <= chosen <= len(parts):
+                return Ballot(flag="malformed")
+            return Ballot(answer=str(chosen))
+
+        return first_to_ahead_by_k(draw, k=SELECT_VOTE_K, max_samples=SELECT_VOTE_MAX)
 
     def _keep_draft(
         self, section: Section, result: StepResult, written: list[set[str]], question: str

@@ -37,6 +37,8 @@ class ReaderFigures(BaseModel):
     no_answer: bool
     spend: int
     coverage: float
+    #: The same reading of the notes the report was written from: what it could have said.
+    notes_coverage: float
 
 
 def printed_sentences(markdown: str) -> list[str]:
@@ -75,6 +77,8 @@ def reader_figures(record: ReportRecord, rubric: Rubric) -> ReaderFigures:
     # own lexical reading reads the whole Markdown, as its hand labels did)
     text = " ".join(printed)
     coverage = float(np.mean([lexically_stated(p.point, text) for p in rubric.points]))
+    notes = " ".join(note.fact for note in record.notes)
+    notes_coverage = float(np.mean([lexically_stated(p.point, notes) for p in rubric.points]))
     return ReaderFigures(
         id=record.id,
         sentences=len(printed),
@@ -84,12 +88,14 @@ def reader_figures(record: ReportRecord, rubric: Rubric) -> ReaderFigures:
         no_answer=not printed,
         spend=record.tokens.get("report", 0),
         coverage=coverage,
+        notes_coverage=notes_coverage,
     )
 
 
 #: The figures compared, with what the table calls them (per report unless said otherwise).
 FIGURES = {
     "coverage": "lexical rubric coverage of the printed sentences",
+    "notes_coverage": "the same, of the notes it was written from",
     "sentences": "sentences printed",
     "cut": "sentences that read as cut",
     "repeated": "sentences repeating an earlier one",

@@ -154,11 +154,12 @@ def printed_by_section(markdown: str) -> list[tuple[str, str]]:
 
 
 def blind_sheet(
-    runs: dict[str, list[tuple[str, str, str]]], seed: int = 0
+    runs: dict[str, list[tuple[str, str, str]]], seed: int = 0, prefix: str = "s"
 ) -> tuple[list[SheetItem], list[SheetKey]]:
     """A labelling sheet of every printed sentence of several runs, shuffled together so the labeller
     cannot tell which run wrote a sentence, and its key. ``runs``: run name -> (id, question,
-    markdown) per report."""
+    markdown) per report. Item names are ``prefix`` and a number (several sheets are read together
+    when their prefixes differ)."""
     rows = [
         (run, rid, question, section, sentence)
         for run, reports in runs.items()
@@ -169,8 +170,9 @@ def blind_sheet(
     items, keys = [], []
     for i, j in enumerate(order, 1):
         run, rid, question, section, sentence = rows[int(j)]
-        items.append(SheetItem(item=f"s{i:04d}", question=question, section=section, sentence=sentence))
-        keys.append(SheetKey(item=f"s{i:04d}", run=run, id=rid))
+        name = f"{prefix}{i:04d}"
+        items.append(SheetItem(item=name, question=question, section=section, sentence=sentence))
+        keys.append(SheetKey(item=name, run=run, id=rid))
     return items, keys
 
 

@@ -198,11 +198,16 @@ def judge_schema(n: int) -> dict[str, Any]:
     }
 
 
-def judge_claims(judge: LLM, ledger: Any, claims: list[Claim], notes: list[Note]) -> list[JudgedClaim]:
-    """Every claim judged against the notes it cites (uncited claims are unsupported, unjudged)."""
+def judge_claims(
+    judge: LLM | None, ledger: Any, claims: list[Claim], notes: list[Note]
+) -> list[JudgedClaim]:
+    """Every claim judged against the notes it cites (uncited claims are unsupported, unjudged);
+    with no judge, only the lexical share is filled in."""
     judged = [JudgedClaim(**c.model_dump()) for c in claims]
     for claim in judged:
         claim.lexical = lexical_support(claim.text, [notes[n - 1].fact for n in claim.notes])
+    if judge is None:
+        return judged
     cited = [c for c in judged if c.notes]
     for start in range(0, len(cited), JUDGE_BATCH):
         _judge_batch(judge, ledger, cited[start : start + JUDGE_BATCH], notes)
@@ -340,10 +345,12 @@ def evaluate_question(
     question: OpenQuestion,
     research: Callable[[str], Any],
     writer: LLM,
-    judge: LLM,
+    judge: LLM | None,
     new_ledger: Callable[[], Any],
 ) -> ReportRecord:
-    """Research and write one report, write the baseline from its notes, judge both."""
+    """Research and write one report, write the baseline from its notes, judge both. With no judge
+    (``eval-reports --report-only``) neither the baseline nor any verdict is made: the record holds
+    the report, its notes and its spend, what `score-reports` reads."""
     start = time.perf_counter()
     result = research(question.question)
     report_seconds = time.perf_counter() - start
@@ -356,7 +363,7 @@ def evaluate_question(
     ]
     baseline_ledger = new_ledger()
     start = time.perf_counter()
-    text, baseline = one_shot(writer, baseline_ledger, question.question, notes)
+    text, baseline = one_shot(writer, baseline_ledger, question.question, notes) if judge else ("", [])
     baseline_seconds = time.perf_counter() - start
     judge_ledger = new_ledger()
     judged_written = judge_claims(judge, judge_ledger, written, notes)

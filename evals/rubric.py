@@ -307,19 +307,23 @@ def lexical_summary(
     the answer holds (see `lexically_stated`), mean over questions with its CI; report minus one-shot
     paired. Raises ReportEvalError when a record's question has no rubric."""
     check_rubrics(records, rubrics)
+    # a report-only run (`eval-reports --report-only`) wrote no one-shot answer: that arm is absent,
+    # not an answer that states nothing
     shares = {
         (r.id, arm): float(
             np.mean([lexically_stated(p.point, answer_text(r, arm)) for p in rubrics[r.id].points])
         )
         for r in records
         for arm in RUBRIC_ARMS
+        if arm != "one_shot" or r.one_shot_text.strip()
     }
     ids = sorted({q for q, _ in shares})
     out: dict[str, Any] = {"questions": len(ids), "arms": {}}
     for arm in RUBRIC_ARMS:
-        out["arms"][arm] = _mean_ci(np.array([shares[(q, arm)] for q in ids]), n_boot, seed)
+        out["arms"][arm] = _mean_ci(np.array([shares[(q, arm)] for q in ids if (q, arm) in shares]), n_boot, seed)
+    both = [q for q in ids if (q, "one_shot") in shares]
     out["paired"] = _mean_ci(
-        np.array([shares[(q, "report")] - shares[(q, "one_shot")] for q in ids]), n_boot, seed
+        np.array([shares[(q, "report")] - shares[(q, "one_shot")] for q in both]), n_boot, seed
     )
     return out
 
@@ -387,6 +391,34 @@ def agreement(
         "judge_yes": float(judge.mean()),
         "label_yes": float(hand.mean()),
     }
+
+
+def lexical_agreement(
+    records: list[ReportRecord], rubrics: dict[str, Rubric], labels: list[Label]
+) -> dict[str, Any]:
+    """The model-free lexical reading against the hand labels of the same texts (no judge needed):
+    agreement, Cohen's kappa and both yes-rates, as `agreement` gives for a judge."""
+    coverages = []
+    for record in records:
+        for arm in RUBRIC_ARMS:
+            text = answer_text(record, arm)
+            if arm == "one_shot" and not text.strip():
+                continue
+            lexical = [lexically_stated(p.point, text) for p in rubrics[record.id].points]
+            coverages.append(
+                Coverage(id=record.id, arm=arm, text_sha=text_sha(text), judge_model="", stated=list(lexical), lexical=lexical)
+            )
+    return agreement(coverages, labels, verdict="lexical")
+
+
+def lexical_agreement_line(agreed: dict[str, Any]) -> str:
+    if not agreed.get("compared"):
+        return f"- no hand label matches these texts ({agreed['labels']} labels)"
+    kappa = "n/a" if agreed["kappa"] is None else f"{agreed['kappa']:.2f}"
+    return (
+        f"- against {agreed['compared']} hand labels: agreement {agreed['agreement']:.2f}, Cohen's kappa "
+        f"{kappa}; says stated on {agreed['judge_yes']:.2f}, the labels on {agreed['label_yes']:.2f}"
+    )
 
 
 def summary_markdown(summary: dict[str, Any], agreed: dict[str, Any] | None, judge_model: str) -> str:
