@@ -65,7 +65,7 @@ MAX_NOTES_SHOWN = 24
 #: Whole sentences a report quotes from each passage it reads, and their joint length at most: a
 #: sentence that would not fit is skipped for the next best one, never cut. Five sentences and 800
 #: characters hold most of a wiki-vital passage (median 459 characters): two and 360 held the rubric
-#: evidence of 30 of the 74 rubric points whose article a report read (docs/reports.md, "A fourth run").
+#: evidence of 30 of the 74 rubric points whose article a report read (docs/reports.md, "Composing").
 QUOTE_SENTENCES = 5
 QUOTE_CHARS = 800
 #: A note is offered to a section when its relevance is at least this share of the best note's: a
@@ -167,10 +167,10 @@ class Section(BaseModel):
     #: The notes left the section unanswered when the rounds ended with more than half the budget
     #: unspent, so it got one more search round of its own (the thin-section rule).
     searched_again: bool = False
-    #: Drafts drawn for it: more than one when a red-flagged draft was discarded (with the claims
-    #: composer: claim calls made).
+    #: Drafts drawn for it: more than one when a red-flagged draft was discarded (with the claims and
+    #: select composers: calls made; none when extracting).
     drafts: int = 0
-    #: Notes the claims composer offered whose writer said they do not answer the sub-question.
+    #: Offered notes the claims or select composer found not to answer the sub-question.
     declined: int = 0
 
 
@@ -610,7 +610,7 @@ class ReportWriter:
     related: Relatedness | None = None
     #: Temperature of a section's second and later drafts (the first is greedy).
     sample_temperature: float = 0.7
-    #: One call per section ("paragraph") or one per relevant note ("claims").
+    #: How a section is written (``Composer``): one call, one claim or one vote per note, or extraction.
     composer: Composer = "paragraph"
     charges: list[Charge] = field(default_factory=list)
 
@@ -781,7 +781,9 @@ class ReportWriter:
                 if len(section.claims) > kept:
                     break
 
-    def _extract_sentences(self, section: Section, question: str, notes: list[Note], written: list[set[str]]) -> None:
+    def _extract_sentences(
+        self, section: Section, question: str, notes: list[Note], written: list[set[str]]
+    ) -> None:
         """The offered notes' sentences that bear most on the sub-question, as the notes say them, up to
         SENTENCES_PER_SECTION, none under SENTENCE_FLOOR (by embeddings; by shared words with the
         sub-question when the run has none), none repeating an earlier sentence; no model call."""

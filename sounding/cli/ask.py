@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 from rich.console import Console, Group
@@ -324,8 +324,10 @@ def ask(
         fail(f"--format must be auto, short or report, not {answer_format!r}")
     if unsupported not in ("mark", "drop"):
         fail(f"--unsupported must be mark or drop, not {unsupported!r}")
-    if composer is not None and composer not in ("paragraph", "claims", "select", "extract"):
-        fail(f"--composer must be paragraph, claims, select or extract, not {composer!r}")
+    from sounding.agent.report import Composer  # lazily: the CLI starts without the agent
+
+    if composer is not None and composer not in get_args(Composer):
+        fail(f"--composer must be one of {', '.join(get_args(Composer))}, not {composer!r}")
     if trace is not None:
         check_writable(trace, "--trace")
     if out is not None:

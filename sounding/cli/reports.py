@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 
@@ -59,6 +59,7 @@ def eval_reports(
 
     Exit codes: 0 done; 2 bad input; 3 a model or the corpus is unavailable.
     """
+    from sounding.agent.report import Composer  # lazily: the CLI starts without the agent
     from sounding.evals.reports import (
         DEFAULT_QUESTIONS,
         RecordStore,
@@ -71,8 +72,8 @@ def eval_reports(
         summary_markdown,
     )
 
-    if composer not in ("paragraph", "claims", "select", "extract"):
-        fail(f"--composer must be paragraph, claims, select or extract, not {composer!r}")
+    if composer not in get_args(Composer):
+        fail(f"--composer must be one of {', '.join(get_args(Composer))}, not {composer!r}")
     path = questions or DEFAULT_QUESTIONS
     try:
         items = load_open_questions(path)[:limit]
