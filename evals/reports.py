@@ -198,9 +198,7 @@ def judge_schema(n: int) -> dict[str, Any]:
     }
 
 
-def judge_claims(
-    judge: LLM | None, ledger: Any, claims: list[Claim], notes: list[Note]
-) -> list[JudgedClaim]:
+def judge_claims(judge: LLM | None, ledger: Any, claims: list[Claim], notes: list[Note]) -> list[JudgedClaim]:
     """Every claim judged against the notes it cites (uncited claims are unsupported, unjudged);
     with no judge, only the lexical share is filled in."""
     judged = [JudgedClaim(**c.model_dump()) for c in claims]

@@ -320,7 +320,9 @@ def lexical_summary(
     ids = sorted({q for q, _ in shares})
     out: dict[str, Any] = {"questions": len(ids), "arms": {}}
     for arm in RUBRIC_ARMS:
-        out["arms"][arm] = _mean_ci(np.array([shares[(q, arm)] for q in ids if (q, arm) in shares]), n_boot, seed)
+        out["arms"][arm] = _mean_ci(
+            np.array([shares[(q, arm)] for q in ids if (q, arm) in shares]), n_boot, seed
+        )
     both = [q for q in ids if (q, "one_shot") in shares]
     out["paired"] = _mean_ci(
         np.array([shares[(q, "report")] - shares[(q, "one_shot")] for q in both]), n_boot, seed
@@ -406,7 +408,14 @@ def lexical_agreement(
                 continue
             lexical = [lexically_stated(p.point, text) for p in rubrics[record.id].points]
             coverages.append(
-                Coverage(id=record.id, arm=arm, text_sha=text_sha(text), judge_model="", stated=list(lexical), lexical=lexical)
+                Coverage(
+                    id=record.id,
+                    arm=arm,
+                    text_sha=text_sha(text),
+                    judge_model="",
+                    stated=list(lexical),
+                    lexical=lexical,
+                )
             )
     return agreement(coverages, labels, verdict="lexical")
 
