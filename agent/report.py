@@ -100,6 +100,11 @@ SECTION_DRAFTS = 3
 #: the section's writer, a written sentence under SENTENCE_FLOOR is dropped.
 NOTE_FLOOR = 0.30
 SENTENCE_FLOOR = 0.35
+#: An extracted sentence from an article that is not about a subject the question names (the Eastern
+#: Front's article, for trench warfare on the Western Front) must bear on the question itself at least
+#: this closely. Fitted on the first blind off-topic sheet (docs/reports.md, "Off topic"): 0.224 of
+#: the extracted sentences were off topic there, and 0.045 of those this floor keeps.
+QUESTION_FLOOR = 0.55
 _MID_DOCUMENT = re.compile(r"#p[1-9]\d*$")  # a passage window that starts inside its document
 
 Unsupported = Literal["mark", "drop"]
@@ -417,9 +422,10 @@ def repeats(words: set[str], earlier: list[set[str]]) -> bool:
 def subject_phrases(text: str) -> list[set[str]]:
     """The proper names of a question (runs of capitalised words after its first word), each as the
     stems of its content words: "How did the Panama Canal change world trade?" -> [{panama, canal}].
-    None from a text in Title Case, whose capitals name nothing."""
+    None from a text in Title Case ("The Decline of the Ottoman Empire": no word of four letters or
+    more in lower case), whose capitals name nothing."""
     words = re.findall(r"[^\W_][\w'’-]*", text)
-    if len(words) >= 3 and 2 * sum(w[0].isupper() for w in words) > len(words):
+    if len(words) >= 3 and not any(len(w) >= 4 and w[0].islower() for w in words):
         return []
     runs: list[list[str]] = [[]]
     for i, word in enumerate(words):
@@ -466,6 +472,22 @@ def bearing(
     if subquestion == question:
         return to_section
     return [max(a, b) for a, b in zip(to_section, related.similarity(question, texts), strict=True)]
+
+
+def off_subject(
+    related: Relatedness, candidates: list[tuple[str, int]], notes: list[Note], question: str
+) -> list[bool]:
+    """For each (sentence, note number): whether it is out of place in the report even though it
+    bears on a section: its article is not about any subject the question names (`subject_phrases`:
+    the Eastern Front's article answering for the Western Front) and the sentence itself bears on the
+    question less than QUESTION_FLOOR. Every article is "about" nothing for a question naming no
+    subject, so there the question floor decides alone."""
+    subjects = subject_phrases(question)
+    to_question = related.similarity(question, [text for text, _ in candidates])
+    return [
+        not any(p <= stems(notes[number - 1].title) for p in subjects) and close < QUESTION_FLOOR
+        for (_, number), close in zip(candidates, to_question, strict=True)
+    ]
 
 
 def relevant_notes(
@@ -786,7 +808,8 @@ class ReportWriter:
     ) -> None:
         """The offered notes' sentences that bear most on the sub-question, as the notes say them, up to
         SENTENCES_PER_SECTION, none under SENTENCE_FLOOR (by embeddings; by shared words with the
-        sub-question when the run has none), none repeating an earlier sentence; no model call."""
+        sub-question when the run has none) or `off_subject` (counted as irrelevant), none repeating
+        an earlier sentence; no model call."""
         candidates = [
             (named_subject(text, notes[n - 1].title), n)
             for n in section.offered
@@ -798,6 +821,9 @@ class ReportWriter:
         if self.related is not None:
             scores = bearing(self.related, texts, section.question, question)
             floor = SENTENCE_FLOOR
+            aside = off_subject(self.related, candidates, notes, question)
+            section.irrelevant += sum(aside[i] and scores[i] >= floor for i in range(len(candidates)))
+            scores = [0.0 if far else score for score, far in zip(scores, aside, strict=True)]
         else:
             point = stems(section.question)
             scores = [len(stems(text) & point) / max(len(point), 1) for text in texts]

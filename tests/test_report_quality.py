@@ -37,7 +37,7 @@ from sounding.cli.render import check_line
 from sounding.settings import BudgetSettings
 from sounding.tools.llm.base import Completion, Message
 from sounding.tools.search.base import Hit
-from sounding.tools.text import content_words, looks_cut, sentences
+from sounding.tools.text import content_words, looks_cut, sentences, stems
 from tests.scripted import ScriptedLLM, step_of
 from tests.test_agent_nodes import deps
 
@@ -303,6 +303,9 @@ SOVIET_NOTES = [
 def test_notes_that_name_none_of_the_questions_subjects_are_not_offered():
     assert subject_phrases(SOVIET_Q) == [{"soviet", "union"}]
     assert subject_phrases("The Decline Of The Ottoman Empire") == []  # Title Case names nothing
+    assert subject_phrases("The Decline of the Ottoman Empire") == []  # short words stay in lower case
+    # a question of names and short words is not a title
+    assert subject_phrases("How did the Black Death change Europe?") == [{"black", "death"}, stems("Europe")]
     ranked = relevant_notes(SOVIET_NOTES, "What caused the collapse of the Soviet Union?", SOVIET_Q)
     assert ranked == [3, 4]  # the Bronze Age and Rome's collapses are not about the Soviet Union
     assert relevant_notes(SOVIET_NOTES, "Why did the Soviet economy stagnate?", SOVIET_Q)[0] == 3
@@ -790,3 +793,32 @@ def test_an_extracted_sentence_repeating_an_earlier_section_is_dropped_and_count
     assert "The Ottoman Empire was founded by Osman I around 1299." in [c.text for c in first.claims]
     assert all(c.text != "The Ottoman Empire was founded by Osman I around 1299." for c in second.claims)
     assert second.repeats >= 1
+
+
+def test_an_extracted_sentence_from_an_article_off_the_questions_subject_must_bear_on_the_question():
+    from tests.test_report_relevance import CosineTable, note
+
+    question = "How did the Black Death change Europe?"
+    notes = [
+        note("bd", "Black Death", "Labour shortages after the Black Death raised wages."),
+        note("ss", "The Seventh Seal", "The Seventh Seal is a 1957 film set during the Black Death."),
+    ]
+    shown = {f"{n.title}: {n.fact}": 0.8 for n in notes}
+    wages, film = (n.fact for n in notes)
+    llm = ScriptedLLM({})
+
+    def extracted(cosines: dict[str, float], asked: str = question) -> tuple[list[str], int]:
+        writer = composer_writer(llm, "extract", related=CosineTable({**shown, **cosines}))
+        [section] = writer.write(asked, [asked], notes)
+        return [c.text for c in section.claims], section.irrelevant
+
+    # the film's sentence bears on the section (0.5 >= the sentence floor) but its article is not about
+    # the Black Death and it bears on the question under the question floor: left out, and counted
+    assert extracted({wages: 0.5, film: 0.5}) == ([wages], 1)
+    # the Black Death's own article speaks on its subject at any bearing over the sentence floor
+    assert extracted({wages: 0.4, film: 0.5}) == ([wages], 1)
+    # a sentence off the subject's article that bears closely on the question itself is kept
+    assert extracted({wages: 0.5, film: 0.6}) == ([film, wages], 0)
+    # a question naming no subject: every sentence must reach the question floor
+    assert extracted({wages: 0.5, film: 0.6}, "why do wages rise after plagues?") == ([film], 1)
+    assert llm.calls == []
