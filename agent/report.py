@@ -833,12 +833,7 @@ class ReportWriter:
             if len(section.claims) >= SENTENCES_PER_SECTION or scores[i] < floor:
                 break
             text, number = candidates[i]
-            words = content_words(text)
-            if repeats(words, written):
-                section.repeats += 1
-                continue
-            written.append(words)
-            section.claims.append(Claim(text=text, notes=[number]))
+            add_unless_repeated(section, text, [number], written)
 
     def _select_sentences(
         self, section: Section, question: str, notes: list[Note], written: list[set[str]], *, left: int,
@@ -915,12 +910,8 @@ class ReportWriter:
             section.irrelevant += sum(c < SENTENCE_FLOOR for c in close)
             kept = [text for text, c in zip(kept, close, strict=True) if c >= SENTENCE_FLOOR]
         for text in kept:
-            words = content_words(text)
-            if repeats(words, written):  # small models repeat themselves, across sections too
-                section.repeats += 1
-            elif len(section.claims) < MAX_CLAIMS_PER_SECTION:
-                written.append(words)
-                section.claims.append(Claim(text=text, notes=cited))
+            if len(section.claims) < MAX_CLAIMS_PER_SECTION:
+                add_unless_repeated(section, text, cited, written)
 
     def check(self, sections: list[Section], notes: list[Note], passages: dict[str, str]) -> CitationCheck:
         """Judge every sentence (model + lexical), in place; the totals."""
@@ -955,6 +946,18 @@ class ReportWriter:
             claims=lines,
         )
         return list((result.value or {}).get("claims", []))
+
+
+def add_unless_repeated(section: Section, text: str, cited: list[int], written: list[set[str]]) -> None:
+    """The sentence joins the section citing ``cited``, unless it repeats one written before, in this
+    section or an earlier one (small models repeat themselves, and so do overlapping notes): then it
+    is counted as a repeat. ``written`` holds every kept sentence's content words."""
+    words = content_words(text)
+    if repeats(words, written):
+        section.repeats += 1
+        return
+    written.append(words)
+    section.claims.append(Claim(text=text, notes=cited))
 
 
 def _verdict_at(verdicts: list[Any], i: int) -> dict[str, Any] | None:
