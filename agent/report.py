@@ -446,14 +446,16 @@ def note_text(note: Note) -> str:
     return f"{note.title}: {note.fact}"
 
 
-_LEADING_IT = re.compile(r"^(It|Its)\b(?=\s)")
+_LEADING_PRONOUN = re.compile(r"^(It|He|She|Its|His|Her)\b(?=\s)")
 
 
 def named_subject(sentence: str, title: str) -> str:
-    """A quoted sentence that opens with "It"/"Its", with its article's title in their place: out of
+    """A quoted sentence that opens with a pronoun, with its article's title in its place: out of
     its passage, "It is located at the confluence of the Sava and Danube" names nothing (an
-    encyclopedia article's "it" is its subject)."""
-    return _LEADING_IT.sub(lambda m: title if m[1] == "It" else f"{title}'s", sentence, count=1)
+    encyclopedia article's "it", "he" or "she" is its subject; "Its", "His", "Her" its subject's)."""
+    return _LEADING_PRONOUN.sub(
+        lambda m: title if m[1] in ("It", "He", "She") else f"{title}'s", sentence, count=1
+    )
 
 
 def bearing(

@@ -21,6 +21,7 @@ from sounding.agent.report import (
     Report,
     ReportWriter,
     Section,
+    named_subject,
     passage_quote,
     relevant_notes,
     repeats,
@@ -822,3 +823,19 @@ def test_an_extracted_sentence_from_an_article_off_the_questions_subject_must_be
     # a question naming no subject: every sentence must reach the question floor
     assert extracted({wages: 0.5, film: 0.6}, "why do wages rise after plagues?") == ([film], 1)
     assert llm.calls == []
+
+
+def test_a_quoted_sentence_opening_with_a_pronoun_names_its_articles_subject():
+    assert named_subject("It stands on the Danube.", "Budapest") == "Budapest stands on the Danube."
+    assert (
+        named_subject("Its population is 1.7 million.", "Budapest") == "Budapest's population is 1.7 million."
+    )
+    assert named_subject("He abdicated in 1848.", "Louis Philippe I") == "Louis Philippe I abdicated in 1848."
+    assert (
+        named_subject("His reign saw the Black Death.", "Edward III")
+        == "Edward III's reign saw the Black Death."
+    )
+    assert named_subject("She wrote novels.", "Jane Austen") == "Jane Austen wrote novels."
+    # only a whole leading pronoun: "Italy" and "Hence" are not "It" and "He"
+    assert named_subject("Italy joined in 1915.", "World War I") == "Italy joined in 1915."
+    assert named_subject("Hence the war.", "World War I") == "Hence the war."
